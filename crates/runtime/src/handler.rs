@@ -1,0 +1,241 @@
+//! Workers: take the most urgent event, decide with the rule layer, and
+//! commit the outcome atomically.
+
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Local, Utc};
+use opticlaw_core::{EventEnvelope, ResponseKind, ResponsePacket};
+use opticlaw_store::{Completion, EventStatus, NewDeferredTask, NewReply, StoreError, ops};
+use opticlaw_triage::rules::{RuleAction, RuleDecision};
+use serde_json::json;
+
+use crate::runtime::{Runtime, now_ms};
+
+pub(crate) async fn worker(runtime: Runtime) {
+    let shared = runtime.shared.clone();
+    loop {
+        let ready = shared.queue_ready.notified();
+        let next = shared.queue.lock().unwrap().pop();
+        let Some((seq, event)) = next else {
+            let spilled = shared.queue.lock().unwrap().spilled;
+            if spilled {
+                if let Err(err) = runtime.refill().await {
+                    tracing::error!(%err, "reading pending events back from the store failed");
+                }
+                if shared.queue.lock().unwrap().len() > 0 {
+                    continue;
+                }
+            }
+            shared.drained.notify_waiters();
+            tokio::select! {
+                () = ready => continue,
+                () = shared.stop.cancelled() => return,
+            }
+        };
+        // More may be waiting: let a sibling worker look too.
+        shared.queue_ready.notify_one();
+        let token = shared.stop.child_token();
+        shared.in_flight.lock().unwrap().insert(seq, token.clone());
+        shared.active_fastpath.fetch_add(1, Ordering::Relaxed);
+
+        let outcome = handle_event(&runtime, seq, &event, &token).await;
+
+        shared.active_fastpath.fetch_sub(1, Ordering::Relaxed);
+        shared.in_flight.lock().unwrap().remove(&seq);
+        shared.queue.lock().unwrap().finished(seq);
+        match outcome {
+            Ok(replies) => {
+                shared.processed.fetch_add(1, Ordering::Relaxed);
+                for reply in replies {
+                    // No subscriber is fine: the reply stays in the outbox.
+                    let _ = shared.replies.send(reply);
+                }
+            }
+            Err(err) => {
+                // The event stays pending in the store and is retried after
+                // the next start; nothing accepted is dropped.
+                tracing::error!(seq, %err, "processing an event failed; it stays pending");
+            }
+        }
+    }
+}
+
+async fn handle_event(
+    runtime: &Runtime,
+    seq: i64,
+    event: &EventEnvelope,
+    token: &tokio_util::sync::CancellationToken,
+) -> Result<Vec<ResponsePacket>, StoreError> {
+    let now_local = Local::now().fixed_offset();
+    let decision = runtime.shared.rules.evaluate(&event.content.text, now_local);
+    let mut completion = Completion {
+        event_seq: seq,
+        status: EventStatus::Done,
+        outcome: json!({ "rule": decision.rule, "path": "fast" }),
+        replies: Vec::new(),
+        schedule: Vec::new(),
+        cancel: Vec::new(),
+    };
+    let reply_text = respond(runtime, event, decision, &mut completion).await?;
+    completion.replies.push(reply(event, ResponseKind::Reply, reply_text));
+    if token.is_cancelled() {
+        completion.status = EventStatus::Failed;
+        completion.outcome = json!({ "cancelled": true });
+        completion.replies.clear();
+        completion.schedule.clear();
+        completion.cancel.clear();
+    }
+    let touches_schedule = !completion.schedule.is_empty() || !completion.cancel.is_empty();
+    let written = runtime
+        .shared
+        .store
+        .call(move |conn| ops::complete_event(conn, &completion, now_ms()))
+        .await?;
+    if touches_schedule {
+        runtime.shared.rearm.notify_one();
+    }
+    Ok(written)
+}
+
+/// The reply text for a decision, adding to `completion` what it changes.
+async fn respond(
+    runtime: &Runtime,
+    event: &EventEnvelope,
+    decision: RuleDecision,
+    completion: &mut Completion,
+) -> Result<String, StoreError> {
+    Ok(match decision.action {
+        RuleAction::Reply(text) => text,
+        RuleAction::Status => {
+            let status = runtime.status().await?;
+            let next = status
+                .store
+                .next_wake_at_ms
+                .map(|ms| format!(", next at {}", local_time(ms)))
+                .unwrap_or_default();
+            format!(
+                "Running for {}s. State: {}. Events handled: {}. Reminders pending: {}{}.",
+                status.uptime_ms / 1000,
+                status.state.as_str(),
+                status.store.events_total,
+                status.store.deferred_pending,
+                next
+            )
+        }
+        RuleAction::ScheduleReminder(reminder) => {
+            let task_id = uuid::Uuid::now_v7().simple().to_string();
+            let wake_at_ms = reminder.wake_at.with_timezone(&Utc).timestamp_millis();
+            completion.schedule.push(NewDeferredTask {
+                task_id: task_id.clone(),
+                wake_at_ms,
+                condition: None,
+                payload: json!({
+                    "kind": "reminder",
+                    "text": reminder.task,
+                    "source": event.source,
+                    "user_id": event.user_id,
+                    "thread_id": event.thread_id,
+                }),
+                owner_source: event.source.clone(),
+                owner_user: event.user_id.clone(),
+            });
+            format!(
+                "OK, I'll remind you to {} at {} (id {}).",
+                reminder.task,
+                reminder.wake_at.format("%H:%M on %a %-d %b"),
+                short_id(&task_id)
+            )
+        }
+        RuleAction::ListReminders => {
+            let (source, user) = (event.source.clone(), event.user_id.clone());
+            let tasks = runtime
+                .shared
+                .store
+                .call(move |conn| ops::list_deferred(conn, &source, &user))
+                .await?;
+            if tasks.is_empty() {
+                "You have no pending reminders.".to_owned()
+            } else {
+                let lines: Vec<String> = tasks
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "• {} — {} (id {})",
+                            local_time(t.wake_at_ms),
+                            t.payload["text"].as_str().unwrap_or("?"),
+                            short_id(&t.task_id)
+                        )
+                    })
+                    .collect();
+                format!("Your reminders:\n{}", lines.join("\n"))
+            }
+        }
+        RuleAction::CancelReminder(prefix) => {
+            let (source, user) = (event.source.clone(), event.user_id.clone());
+            let tasks = runtime
+                .shared
+                .store
+                .call(move |conn| ops::list_deferred(conn, &source, &user))
+                .await?;
+            let wanted = prefix.to_ascii_lowercase();
+            let matches: Vec<_> = tasks
+                .iter()
+                .filter(|t| short_id(&t.task_id).starts_with(&wanted) || t.task_id.starts_with(&wanted))
+                .collect();
+            match matches.as_slice() {
+                [one] => {
+                    completion.cancel.push(one.task_id.clone());
+                    format!(
+                        "Cancelled the reminder to {}.",
+                        one.payload["text"].as_str().unwrap_or("?")
+                    )
+                }
+                [] => format!("You have no pending reminder with id {prefix}. See /reminders."),
+                _ => format!("More than one reminder starts with {prefix}; give more of the id."),
+            }
+        }
+        RuleAction::NeedsModel => {
+            completion.outcome = json!({ "rule": "none", "path": "needs_model" });
+            format!(
+                "I can only answer commands and reminders so far: this needs a language model, and none is configured. To add one, {}. Type /help to see what works without one.",
+                runtime.shared.config.no_model_hint
+            )
+        }
+    })
+}
+
+/// What a fired reminder says, and to whom.
+pub(crate) fn reminder_replies(task: &opticlaw_store::DeferredTask) -> Vec<NewReply> {
+    let field = |name: &str| task.payload[name].as_str().unwrap_or_default().to_owned();
+    vec![NewReply {
+        in_reply_to: None,
+        source: field("source"),
+        user_id: field("user_id"),
+        thread_id: field("thread_id"),
+        kind: ResponseKind::Reminder,
+        text: format!("⏰ Reminder: {}", field("text")),
+    }]
+}
+
+fn reply(event: &EventEnvelope, kind: ResponseKind, text: String) -> NewReply {
+    NewReply {
+        in_reply_to: Some(event.event_id.clone()),
+        source: event.source.clone(),
+        user_id: event.user_id.clone(),
+        thread_id: event.thread_id.clone(),
+        kind,
+        text,
+    }
+}
+
+/// The part of a task id a person types: the last 6 characters of the
+/// time-ordered UUID, which differ between tasks.
+fn short_id(task_id: &str) -> String {
+    task_id[task_id.len().saturating_sub(6)..].to_owned()
+}
+
+fn local_time(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&Local).format("%H:%M on %a %-d %b").to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,318 @@
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opticlaw_core::{EventEnvelope, ResponsePacket, RuntimeState};
+use opticlaw_store::{EventStatus, StoreError, StoreHandle, StoreStats, ops};
+use opticlaw_triage::rules::RuleEngine;
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{PriorityQueue, QueueDepths};
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Events held in memory across all classes before shedding starts.
+    pub queue_capacity: usize,
+    /// Events processed concurrently.
+    pub workers: usize,
+    /// What a refused caller is told to wait, in seconds.
+    pub retry_after_secs: u64,
+    /// Shown when a message needs a model and none is configured.
+    pub no_model_hint: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1024,
+            workers: 4,
+            retry_after_secs: 1,
+            no_model_hint: "set [model] in config.toml".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the assistant is busy: its queue is full of work at least as urgent; retry in {retry_after_secs}s")]
+    Busy { retry_after_secs: u64 },
+    #[error("the assistant is shutting down and accepts no new events")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The answer to an accepted event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Submission {
+    pub event_id: String,
+    pub seq: i64,
+    /// The event was already accepted earlier; it is not processed again.
+    pub duplicate: bool,
+    pub status: EventStatus,
+    /// For a duplicate already processed: its first replies.
+    pub replies: Vec<ResponsePacket>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeStatus {
+    pub state: RuntimeState,
+    pub queue: QueueDepths,
+    pub in_flight: usize,
+    pub processed: u64,
+    pub duplicates: u64,
+    pub shed: u64,
+    pub refused_busy: u64,
+    pub timer_fires: u64,
+    pub uptime_ms: u64,
+    pub store: StoreStats,
+}
+
+pub(crate) struct Shared {
+    pub store: StoreHandle,
+    pub rules: RuleEngine,
+    pub config: RuntimeConfig,
+    pub queue: Mutex<PriorityQueue>,
+    pub queue_ready: Notify,
+    pub drained: Notify,
+    pub rearm: Notify,
+    pub replies: broadcast::Sender<ResponsePacket>,
+    pub in_flight: Mutex<HashMap<i64, CancellationToken>>,
+    pub active_fastpath: AtomicUsize,
+    pub active_plan: AtomicUsize,
+    pub waiting_external: AtomicUsize,
+    pub processed: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub refused_busy: AtomicU64,
+    pub timer_fires: AtomicU64,
+    pub accepting: AtomicBool,
+    pub stop: CancellationToken,
+    pub started: Instant,
+}
+
+/// The running event runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Runtime {
+    /// Starts the workers and the scheduler on the current tokio runtime and
+    /// queues every event a previous run accepted but did not finish.
+    pub async fn start(
+        store: StoreHandle,
+        rules: RuleEngine,
+        config: RuntimeConfig,
+    ) -> Result<Self, StoreError> {
+        let (replies, _) = broadcast::channel(256);
+        let shared = Arc::new(Shared {
+            store,
+            rules,
+            queue: Mutex::new(PriorityQueue::new(config.queue_capacity)),
+            config,
+            queue_ready: Notify::new(),
+            drained: Notify::new(),
+            rearm: Notify::new(),
+            replies,
+            in_flight: Mutex::new(HashMap::new()),
+            active_fastpath: AtomicUsize::new(0),
+            active_plan: AtomicUsize::new(0),
+            waiting_external: AtomicUsize::new(0),
+            processed: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            refused_busy: AtomicU64::new(0),
+            timer_fires: AtomicU64::new(0),
+            accepting: AtomicBool::new(true),
+            stop: CancellationToken::new(),
+            started: Instant::now(),
+        });
+        let runtime = Self { shared };
+        runtime.shared.queue.lock().unwrap().spilled = true;
+        runtime.refill().await?;
+        for _ in 0..runtime.shared.config.workers.max(1) {
+            tokio::spawn(crate::handler::worker(runtime.clone()));
+        }
+        tokio::spawn(crate::scheduler::run(runtime.clone()));
+        Ok(runtime)
+    }
+
+    /// Admits, stores and queues an event; returns once it is durable.
+    pub async fn submit(&self, event: EventEnvelope) -> Result<Submission, SubmitError> {
+        let shared = &self.shared;
+        if !shared.accepting.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let admitted = shared.queue.lock().unwrap().admit(event.hints.priority);
+        if admitted.is_err() {
+            shared.refused_busy.fetch_add(1, Ordering::Relaxed);
+            return Err(SubmitError::Busy {
+                retry_after_secs: shared.config.retry_after_secs,
+            });
+        }
+        let stored = event.clone();
+        let accepted = shared
+            .store
+            .call(move |conn| ops::accept_event(conn, &stored, now_ms()))
+            .await;
+        let mut queue = shared.queue.lock().unwrap();
+        let acceptance = match accepted {
+            Ok(acceptance) => acceptance,
+            Err(err) => {
+                queue.release();
+                return Err(err.into());
+            }
+        };
+        if acceptance.duplicate {
+            queue.release();
+            shared.duplicates.fetch_add(1, Ordering::Relaxed);
+        } else if queue.is_known(acceptance.seq) {
+            queue.release();
+        } else {
+            queue.push_admitted(acceptance.seq, event.clone());
+            drop(queue);
+            shared.queue_ready.notify_one();
+        }
+        Ok(Submission {
+            event_id: event.event_id,
+            seq: acceptance.seq,
+            duplicate: acceptance.duplicate,
+            status: acceptance.status,
+            replies: acceptance.replies,
+        })
+    }
+
+    /// Every reply and reminder as it is committed.
+    pub fn subscribe(&self) -> broadcast::Receiver<ResponsePacket> {
+        self.shared.replies.subscribe()
+    }
+
+    pub fn store(&self) -> &StoreHandle {
+        &self.shared.store
+    }
+
+    /// Cancels an event being processed; `false` if it is not in flight.
+    pub fn cancel(&self, seq: i64) -> bool {
+        match self.shared.in_flight.lock().unwrap().get(&seq) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn state(&self) -> RuntimeState {
+        let s = &self.shared;
+        if s.active_plan.load(Ordering::Relaxed) > 0 {
+            RuntimeState::ActivePlanExec
+        } else if s.active_fastpath.load(Ordering::Relaxed) > 0 {
+            RuntimeState::ActiveFastpath
+        } else if s.waiting_external.load(Ordering::Relaxed) > 0 {
+            RuntimeState::WaitExternal
+        } else {
+            RuntimeState::Sleeping
+        }
+    }
+
+    pub async fn status(&self) -> Result<RuntimeStatus, StoreError> {
+        let store = self.shared.store.call(|conn| ops::stats(conn)).await?;
+        let s = &self.shared;
+        let (queue, shed) = {
+            let queue = s.queue.lock().unwrap();
+            (queue.depths(), queue.shed_total)
+        };
+        Ok(RuntimeStatus {
+            state: self.state(),
+            queue,
+            in_flight: s.in_flight.lock().unwrap().len(),
+            processed: s.processed.load(Ordering::Relaxed),
+            duplicates: s.duplicates.load(Ordering::Relaxed),
+            shed,
+            refused_busy: s.refused_busy.load(Ordering::Relaxed),
+            timer_fires: s.timer_fires.load(Ordering::Relaxed),
+            uptime_ms: s.started.elapsed().as_millis() as u64,
+            store,
+        })
+    }
+
+    /// Stops accepting, lets queued and in-flight work finish (up to
+    /// `grace`), then stops the workers and the scheduler. Work not finished
+    /// by then stays pending in the store and runs after the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        let shared = &self.shared;
+        shared.accepting.store(false, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let drained = shared.drained.notified();
+            if self.is_idle() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                tracing::warn!("shutdown grace period ended with work pending; it resumes on restart");
+                break;
+            }
+        }
+        shared.stop.cancel();
+    }
+
+    fn is_idle(&self) -> bool {
+        let queue = self.shared.queue.lock().unwrap();
+        queue.len() == 0 && !queue.spilled && self.shared.in_flight.lock().unwrap().is_empty()
+    }
+
+    /// Reads back accepted events that are only in the store (after a
+    /// restart, or after shedding) once there is room for them.
+    pub(crate) async fn refill(&self) -> Result<(), StoreError> {
+        let room = {
+            let queue = self.shared.queue.lock().unwrap();
+            if !queue.spilled {
+                return Ok(());
+            }
+            queue.free_slots()
+        };
+        if room == 0 {
+            return Ok(());
+        }
+        let mut after = 0;
+        let mut queued = 0;
+        let more_left = loop {
+            let batch = self
+                .shared
+                .store
+                .call(move |conn| ops::pending_events(conn, after, 256))
+                .await?;
+            let last_page = batch.len() < 256;
+            let mut queue = self.shared.queue.lock().unwrap();
+            let mut rest = batch.into_iter();
+            for (seq, event) in rest.by_ref() {
+                after = seq;
+                if queue.enqueue(seq, event) {
+                    queued += 1;
+                    if queued == room {
+                        break;
+                    }
+                }
+            }
+            let more_left = !last_page || rest.next().is_some();
+            if queued == room || !more_left {
+                queue.spilled = more_left;
+                break more_left;
+            }
+        };
+        tracing::debug!(more_left, "refill done");
+        if queued > 0 {
+            tracing::info!(queued, "queued accepted events read back from the store");
+            for _ in 0..queued.min(self.shared.config.workers) {
+                self.shared.queue_ready.notify_one();
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,40 @@
+//! OptiClaw's durable store.
+//!
+//! One SQLite file in WAL mode holds everything the runtime must not lose:
+//! accepted events (deduplicated on `(source, event_id)`), the replies they
+//! produced (the outbox), and deferred tasks indexed on `wake_at`.
+//!
+//! [`Store`] is the synchronous API over one connection; [`StoreHandle`] runs
+//! a `Store` on a dedicated writer thread that commits whatever requests are
+//! waiting in one transaction (group commit), and answers each caller only
+//! after that commit: an acknowledgement therefore always means "on disk".
+//! The thread blocks on its channel with no timeout, so an idle store never
+//! wakes.
+
+mod error;
+mod handle;
+mod migrations;
+mod model;
+mod store;
+
+pub use error::StoreError;
+pub use handle::StoreHandle;
+pub use model::{
+    Acceptance, Completion, DeferredTask, EventStatus, NewDeferredTask, NewReply, StoreStats,
+    Synchronous,
+};
+pub use store::Store;
+
+/// Store operations over a borrowed connection, for use inside
+/// [`StoreHandle::call`] or [`Store::transaction`].
+pub mod ops {
+    pub use crate::store::{
+        accept_event, add_deferred, cancel_deferred, complete_event, event_status, fire_due,
+        list_deferred, next_wake_at, pending_events, replies_after, replies_for_event, stats,
+    };
+}
+
+/// Milliseconds since the Unix epoch: the store's one time unit.
+pub fn unix_ms(time: chrono::DateTime<chrono::Utc>) -> i64 {
+    time.timestamp_millis()
+}

@@ -1,0 +1,78 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Each entry moves the schema from version `i` to `i + 1`. Append only:
+/// a shipped migration is never edited.
+const MIGRATIONS: &[&str] = &[
+    // 1: the event log, the reply outbox and the deferred-task index.
+    r#"
+    CREATE TABLE events (
+        seq          INTEGER PRIMARY KEY,
+        source       TEXT    NOT NULL,
+        event_id     TEXT    NOT NULL,
+        priority     INTEGER NOT NULL,
+        envelope     TEXT    NOT NULL,
+        status       TEXT    NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'done', 'failed')),
+        accepted_ms  INTEGER NOT NULL,
+        processed_ms INTEGER,
+        outcome      TEXT,
+        UNIQUE (source, event_id)
+    );
+    CREATE INDEX events_pending ON events (seq) WHERE status = 'pending';
+
+    CREATE TABLE replies (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_seq    INTEGER REFERENCES events (seq),
+        in_reply_to  TEXT,
+        source       TEXT    NOT NULL,
+        user_id      TEXT    NOT NULL,
+        thread_id    TEXT    NOT NULL,
+        kind         TEXT    NOT NULL,
+        body         TEXT    NOT NULL,
+        created_ms   INTEGER NOT NULL
+    );
+    CREATE INDEX replies_by_thread ON replies (source, thread_id, seq);
+    CREATE INDEX replies_by_event ON replies (event_seq);
+
+    CREATE TABLE deferred_tasks (
+        task_id      TEXT    PRIMARY KEY,
+        wake_at_ms   INTEGER NOT NULL,
+        condition    TEXT,
+        payload      TEXT    NOT NULL,
+        status       TEXT    NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'fired', 'cancelled')),
+        owner_source TEXT    NOT NULL,
+        owner_user   TEXT    NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        fired_ms     INTEGER
+    );
+    CREATE INDEX deferred_by_wake_at ON deferred_tasks (wake_at_ms) WHERE status = 'pending';
+    "#,
+];
+
+/// The schema version this build writes.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > LATEST {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: current,
+            known: LATEST,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", version as i64))
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,390 @@
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use opticlaw_core::{EventEnvelope, ResponseKind, ResponsePacket};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::migrations;
+use crate::model::{
+    Acceptance, Completion, DeferredTask, EventStatus, NewDeferredTask, NewReply, StoreStats,
+    Synchronous,
+};
+use crate::StoreError;
+
+/// The synchronous store over one SQLite connection.
+///
+/// Every operation is also available as a free function over `&Connection`
+/// (in this module) so that the group-commit writer can run many of them in
+/// one transaction.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file, switches it to WAL mode and
+    /// applies pending migrations.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let open_error = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_error)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(open_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %shown, mode, "SQLite refused WAL mode");
+        }
+        let sync = match synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(open_error)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
+        migrations::migrate(&mut conn, &shown)?;
+        Ok(Self { conn })
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in one immediate transaction.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    pub fn accept_event(&mut self, event: &EventEnvelope) -> Result<Acceptance, StoreError> {
+        self.transaction(|conn| accept_event(conn, event, now_ms()))
+    }
+
+    pub fn complete_event(&mut self, done: &Completion) -> Result<Vec<ResponsePacket>, StoreError> {
+        self.transaction(|conn| complete_event(conn, done, now_ms()))
+    }
+
+    pub fn fire_due(
+        &mut self,
+        now_ms: i64,
+        render: impl Fn(&DeferredTask) -> Vec<NewReply>,
+    ) -> Result<Vec<ResponsePacket>, StoreError> {
+        self.transaction(|conn| fire_due(conn, now_ms, render))
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Records an event unless `(source, event_id)` is already in the log.
+pub fn accept_event(
+    conn: &Connection,
+    event: &EventEnvelope,
+    now_ms: i64,
+) -> Result<Acceptance, StoreError> {
+    let envelope = serde_json::to_string(event)?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (source, event_id, priority, envelope, accepted_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (source, event_id) DO NOTHING",
+        )?
+        .execute(params![
+            event.source,
+            event.event_id,
+            event.hints.priority.rank() as i64,
+            envelope,
+            now_ms
+        ])?;
+    if inserted == 1 {
+        return Ok(Acceptance {
+            seq: conn.last_insert_rowid(),
+            duplicate: false,
+            status: EventStatus::Pending,
+            replies: Vec::new(),
+        });
+    }
+    let (seq, status): (i64, String) = conn
+        .prepare_cached("SELECT seq, status FROM events WHERE source = ?1 AND event_id = ?2")?
+        .query_row(params![event.source, event.event_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok(Acceptance {
+        seq,
+        duplicate: true,
+        status: EventStatus::parse(&status),
+        replies: replies_for_event(conn, seq)?,
+    })
+}
+
+/// Marks an event processed and writes what it produced, all at once.
+/// Returns the written replies with their outbox sequence numbers.
+pub fn complete_event(
+    conn: &Connection,
+    done: &Completion,
+    now_ms: i64,
+) -> Result<Vec<ResponsePacket>, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE events SET status = ?2, processed_ms = ?3, outcome = ?4
+             WHERE seq = ?1 AND status = 'pending'",
+        )?
+        .execute(params![
+            done.event_seq,
+            done.status.as_str(),
+            now_ms,
+            done.outcome.to_string()
+        ])?;
+    if changed == 0 {
+        // Already completed (a redelivery after a crash raced the first
+        // run): the first result stands and nothing is written twice.
+        let exists: Option<i64> = conn
+            .query_row("SELECT seq FROM events WHERE seq = ?1", [done.event_seq], |r| r.get(0))
+            .optional()?;
+        return match exists {
+            Some(_) => replies_for_event(conn, done.event_seq),
+            None => Err(StoreError::UnknownEvent(done.event_seq)),
+        };
+    }
+    for task in &done.schedule {
+        add_deferred(conn, task, now_ms)?;
+    }
+    for task_id in &done.cancel {
+        cancel_deferred(conn, task_id)?;
+    }
+    done.replies
+        .iter()
+        .map(|reply| insert_reply(conn, Some(done.event_seq), reply, now_ms))
+        .collect()
+}
+
+fn insert_reply(
+    conn: &Connection,
+    event_seq: Option<i64>,
+    reply: &NewReply,
+    now_ms: i64,
+) -> Result<ResponsePacket, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO replies (event_seq, in_reply_to, source, user_id, thread_id, kind, body, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        event_seq,
+        reply.in_reply_to,
+        reply.source,
+        reply.user_id,
+        reply.thread_id,
+        reply.kind.as_str(),
+        reply.text,
+        now_ms
+    ])?;
+    Ok(ResponsePacket {
+        seq: conn.last_insert_rowid(),
+        in_reply_to: reply.in_reply_to.clone(),
+        source: reply.source.clone(),
+        user_id: reply.user_id.clone(),
+        thread_id: reply.thread_id.clone(),
+        kind: reply.kind,
+        text: reply.text.clone(),
+        attachments: Vec::new(),
+        created_at: from_ms(now_ms),
+    })
+}
+
+const REPLY_COLUMNS: &str =
+    "seq, in_reply_to, source, user_id, thread_id, kind, body, created_ms";
+
+fn reply_from_row(row: &Row<'_>) -> rusqlite::Result<ResponsePacket> {
+    let kind: String = row.get(5)?;
+    Ok(ResponsePacket {
+        seq: row.get(0)?,
+        in_reply_to: row.get(1)?,
+        source: row.get(2)?,
+        user_id: row.get(3)?,
+        thread_id: row.get(4)?,
+        kind: ResponseKind::parse(&kind).unwrap_or(ResponseKind::Notice),
+        text: row.get(6)?,
+        attachments: Vec::new(),
+        created_at: from_ms(row.get(7)?),
+    })
+}
+
+pub fn replies_for_event(conn: &Connection, event_seq: i64) -> Result<Vec<ResponsePacket>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REPLY_COLUMNS} FROM replies WHERE event_seq = ?1 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([event_seq], reply_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Replies for one thread with `seq > after`, oldest first.
+pub fn replies_after(
+    conn: &Connection,
+    source: &str,
+    thread_id: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<ResponsePacket>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REPLY_COLUMNS} FROM replies
+         WHERE source = ?1 AND thread_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
+    ))?;
+    let rows = stmt.query_map(params![source, thread_id, after, limit as i64], reply_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Accepted events not yet processed, in arrival order, with `seq > after`.
+pub fn pending_events(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(i64, EventEnvelope)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, envelope FROM events WHERE status = 'pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit as i64], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (seq, json) = row?;
+        events.push((seq, serde_json::from_str(&json)?));
+    }
+    Ok(events)
+}
+
+pub fn add_deferred(conn: &Connection, task: &NewDeferredTask, now_ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO deferred_tasks
+             (task_id, wake_at_ms, condition, payload, owner_source, owner_user, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (task_id) DO NOTHING",
+    )?
+    .execute(params![
+        task.task_id,
+        task.wake_at_ms,
+        task.condition.as_ref().map(|c| c.to_string()),
+        task.payload.to_string(),
+        task.owner_source,
+        task.owner_user,
+        now_ms
+    ])?;
+    Ok(())
+}
+
+/// Cancels a pending task; `false` when there was none by that id.
+pub fn cancel_deferred(conn: &Connection, task_id: &str) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE deferred_tasks SET status = 'cancelled' WHERE task_id = ?1 AND status = 'pending'",
+        )?
+        .execute([task_id])?;
+    Ok(changed == 1)
+}
+
+/// The earliest pending `wake_at`: the one instant the runtime arms a timer for.
+pub fn next_wake_at(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT MIN(wake_at_ms) FROM deferred_tasks WHERE status = 'pending'")?
+        .query_row([], |row| row.get(0))?)
+}
+
+const TASK_COLUMNS: &str =
+    "task_id, wake_at_ms, condition, payload, owner_source, owner_user, status";
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<DeferredTask> {
+    let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+    Ok(DeferredTask {
+        task_id: row.get(0)?,
+        wake_at_ms: row.get(1)?,
+        condition: parse(row.get(2)?),
+        payload: parse(row.get(3)?).unwrap_or(serde_json::Value::Null),
+        owner_source: row.get(4)?,
+        owner_user: row.get(5)?,
+        status: row.get(6)?,
+    })
+}
+
+/// Fires every pending task with `wake_at <= now`, oldest first: each is
+/// marked fired and the replies `render` makes for it are written, in the
+/// same transaction, so a task fires once even across a crash.
+pub fn fire_due(
+    conn: &Connection,
+    now_ms: i64,
+    render: impl Fn(&DeferredTask) -> Vec<NewReply>,
+) -> Result<Vec<ResponsePacket>, StoreError> {
+    let due: Vec<DeferredTask> = {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM deferred_tasks
+             WHERE status = 'pending' AND wake_at_ms <= ?1 ORDER BY wake_at_ms, created_ms, task_id"
+        ))?;
+        stmt.query_map([now_ms], task_from_row)?
+            .collect::<Result<_, _>>()?
+    };
+    let mut written = Vec::new();
+    for task in &due {
+        conn.prepare_cached(
+            "UPDATE deferred_tasks SET status = 'fired', fired_ms = ?2 WHERE task_id = ?1",
+        )?
+        .execute(params![task.task_id, now_ms])?;
+        for reply in render(task) {
+            written.push(insert_reply(conn, None, &reply, now_ms)?);
+        }
+    }
+    Ok(written)
+}
+
+/// Pending tasks of one owner, soonest first.
+pub fn list_deferred(
+    conn: &Connection,
+    owner_source: &str,
+    owner_user: &str,
+) -> Result<Vec<DeferredTask>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM deferred_tasks
+         WHERE status = 'pending' AND owner_source = ?1 AND owner_user = ?2 ORDER BY wake_at_ms"
+    ))?;
+    let rows = stmt.query_map(params![owner_source, owner_user], task_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn event_status(
+    conn: &Connection,
+    source: &str,
+    event_id: &str,
+) -> Result<Option<(i64, EventStatus)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT seq, status FROM events WHERE source = ?1 AND event_id = ?2")?
+        .query_row(params![source, event_id], |row| {
+            Ok((row.get(0)?, EventStatus::parse(&row.get::<_, String>(1)?)))
+        })
+        .optional()?)
+}
+
+pub fn stats(conn: &Connection) -> Result<StoreStats, StoreError> {
+    let count = |sql: &str| -> Result<i64, StoreError> {
+        Ok(conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?)
+    };
+    Ok(StoreStats {
+        events_total: count("SELECT COUNT(*) FROM events")?,
+        events_pending: count("SELECT COUNT(*) FROM events WHERE status = 'pending'")?,
+        replies_total: count("SELECT COUNT(*) FROM replies")?,
+        deferred_pending: count("SELECT COUNT(*) FROM deferred_tasks WHERE status = 'pending'")?,
+        next_wake_at_ms: next_wake_at(conn)?,
+        schema_version: count("PRAGMA user_version")?,
+    })
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

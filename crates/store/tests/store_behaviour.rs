@@ -1,0 +1,199 @@
+use opticlaw_core::{EventEnvelope, ResponseKind};
+use opticlaw_store::{
+    Completion, EventStatus, NewDeferredTask, NewReply, Store, StoreHandle, Synchronous, ops,
+};
+use serde_json::json;
+
+fn temp_store() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("opticlaw.db");
+    (dir, path)
+}
+
+fn reply_to(event: &EventEnvelope, text: &str) -> NewReply {
+    NewReply {
+        in_reply_to: Some(event.event_id.clone()),
+        source: event.source.clone(),
+        user_id: event.user_id.clone(),
+        thread_id: event.thread_id.clone(),
+        kind: ResponseKind::Reply,
+        text: text.to_owned(),
+    }
+}
+
+#[test]
+fn store_opens_in_wal_mode_at_latest_schema() {
+    let (_dir, path) = temp_store();
+    let store = Store::open(&path, Synchronous::Full).unwrap();
+    let mode: String = store
+        .connection()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(ops::stats(store.connection()).unwrap().schema_version, 1);
+    drop(store);
+    // Reopening applies nothing twice.
+    let again = Store::open(&path, Synchronous::Full).unwrap();
+    assert_eq!(ops::stats(again.connection()).unwrap().schema_version, 1);
+}
+
+#[test]
+fn newer_schema_is_refused_with_a_clear_error() {
+    let (_dir, path) = temp_store();
+    let store = Store::open(&path, Synchronous::Normal).unwrap();
+    store.connection().pragma_update(None, "user_version", 99).unwrap();
+    drop(store);
+    let err = Store::open(&path, Synchronous::Normal).err().unwrap().to_string();
+    assert!(err.contains("99") && err.contains("upgrade"), "{err}");
+}
+
+#[test]
+fn repeated_event_is_a_duplicate_that_returns_the_first_result() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path, Synchronous::Normal).unwrap();
+    let event = EventEnvelope::local_text("alice", "main", "/help");
+    let first = store.accept_event(&event).unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.status, EventStatus::Pending);
+
+    let written = store
+        .complete_event(&Completion {
+            event_seq: first.seq,
+            status: EventStatus::Done,
+            outcome: json!({"rule": "help"}),
+            replies: vec![reply_to(&event, "help text")],
+            schedule: vec![],
+            cancel: vec![],
+        })
+        .unwrap();
+    assert_eq!(written.len(), 1);
+
+    let again = store.accept_event(&event).unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.seq, first.seq);
+    assert_eq!(again.status, EventStatus::Done);
+    assert_eq!(again.replies, written);
+    assert_eq!(ops::stats(store.connection()).unwrap().events_total, 1);
+}
+
+#[test]
+fn completing_twice_writes_replies_once() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path, Synchronous::Normal).unwrap();
+    let event = EventEnvelope::local_text("alice", "main", "hi");
+    let seq = store.accept_event(&event).unwrap().seq;
+    let done = Completion {
+        event_seq: seq,
+        status: EventStatus::Done,
+        outcome: json!({}),
+        replies: vec![reply_to(&event, "hello")],
+        schedule: vec![],
+        cancel: vec![],
+    };
+    store.complete_event(&done).unwrap();
+    store.complete_event(&done).unwrap();
+    assert_eq!(ops::stats(store.connection()).unwrap().replies_total, 1);
+}
+
+#[test]
+fn due_tasks_fire_once_in_wake_order() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path, Synchronous::Normal).unwrap();
+    for (id, wake) in [("late", 3_000), ("early", 1_000), ("future", 99_000), ("mid", 2_000)] {
+        store
+            .transaction(|conn| {
+                ops::add_deferred(
+                    conn,
+                    &NewDeferredTask {
+                        task_id: id.into(),
+                        wake_at_ms: wake,
+                        condition: None,
+                        payload: json!({"text": id}),
+                        owner_source: "local".into(),
+                        owner_user: "alice".into(),
+                    },
+                    0,
+                )
+            })
+            .unwrap();
+    }
+    assert_eq!(ops::next_wake_at(store.connection()).unwrap(), Some(1_000));
+    let render = |task: &opticlaw_store::DeferredTask| {
+        vec![NewReply {
+            in_reply_to: None,
+            source: "local".into(),
+            user_id: "alice".into(),
+            thread_id: "main".into(),
+            kind: ResponseKind::Reminder,
+            text: task.payload["text"].as_str().unwrap().to_owned(),
+        }]
+    };
+    let fired = store.fire_due(5_000, render).unwrap();
+    let texts: Vec<&str> = fired.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(texts, ["early", "mid", "late"]);
+    assert!(store.fire_due(5_000, render).unwrap().is_empty(), "fired twice");
+    assert_eq!(ops::next_wake_at(store.connection()).unwrap(), Some(99_000));
+}
+
+#[test]
+fn cancelled_task_never_fires() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path, Synchronous::Normal).unwrap();
+    store
+        .transaction(|conn| {
+            ops::add_deferred(
+                conn,
+                &NewDeferredTask {
+                    task_id: "t".into(),
+                    wake_at_ms: 10,
+                    condition: None,
+                    payload: json!({}),
+                    owner_source: "local".into(),
+                    owner_user: "u".into(),
+                },
+                0,
+            )?;
+            ops::cancel_deferred(conn, "t")
+        })
+        .unwrap();
+    assert_eq!(ops::next_wake_at(store.connection()).unwrap(), None);
+    assert!(store.fire_due(100, |_| vec![]).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn group_commit_answers_concurrent_callers_after_commit() {
+    let (_dir, path) = temp_store();
+    let handle = StoreHandle::open(&path, Synchronous::Full).unwrap();
+    let mut waiting = Vec::new();
+    for i in 0..200 {
+        let handle = handle.clone();
+        waiting.push(tokio::spawn(async move {
+            let event = EventEnvelope::local_text("u", "t", &format!("m{i}"));
+            handle.call(move |conn| ops::accept_event(conn, &event, 0)).await
+        }));
+    }
+    for task in waiting {
+        assert!(!task.await.unwrap().unwrap().duplicate);
+    }
+    // A separate connection sees every acknowledged event: they are committed.
+    let reader = Store::open(&path, Synchronous::Full).unwrap();
+    assert_eq!(ops::stats(reader.connection()).unwrap().events_total, 200);
+}
+
+#[tokio::test]
+async fn a_failing_request_does_not_undo_its_batch_neighbours() {
+    let (_dir, path) = temp_store();
+    let handle = StoreHandle::open(&path, Synchronous::Normal).unwrap();
+    let good = EventEnvelope::local_text("u", "t", "ok");
+    let (a, b) = tokio::join!(
+        handle.call(move |conn| ops::accept_event(conn, &good, 0)),
+        handle.call(|conn| {
+            conn.execute("INSERT INTO events (seq) VALUES (NULL)", [])?;
+            Ok(())
+        }),
+    );
+    assert!(a.is_ok());
+    assert!(b.is_err());
+    let stats = handle.call(|conn| ops::stats(conn)).await.unwrap();
+    assert_eq!(stats.events_total, 1);
+}
