@@ -1,0 +1,523 @@
+//! Delivery of rendered parts to platform APIs. Each part passes the
+//! idempotency ledger (never twice), the lazy token buckets (never faster than
+//! the platform allows), then one HTTP call whose answer is read the way the
+//! platform documents it: Telegram's `parameters.retry_after`, Slack's and
+//! Matrix's `Retry-After`, Discord's `retry_after` (seconds, fractional),
+//! WhatsApp's throughput error codes. A server-imposed wait becomes a single
+//! delay: short ones are slept once inline, long ones are returned as
+//! [`SendError::RateLimited`] for the daemon's one-shot scheduler.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use crate::ratelimit::{RateLimiter, default_limits};
+use crate::{GatewayConfig, LedgerState, OutboundMessage, Platform, SendLedger};
+
+/// What happened to one part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartOutcome {
+    /// Delivered now; the platform's message id when it returned one.
+    Sent { remote_id: Option<String> },
+    /// Delivered by an earlier attempt; not sent again.
+    AlreadySent { remote_id: Option<String> },
+    /// An earlier attempt may have delivered it and the platform cannot
+    /// deduplicate: skipped rather than risk a double send.
+    SkippedInDoubt,
+}
+
+/// The outcome of delivering every part of a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// `(idempotency key, outcome)` per part, in order.
+    pub parts: Vec<(String, PartOutcome)>,
+}
+
+/// Why delivery stopped. Parts before `part` were handled; retry from `part`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Wait `retry_after`, then deliver again from `part` (one-shot timer).
+    #[error("{platform} rate limited at part {part}; retry after {retry_after:?}")]
+    RateLimited {
+        platform: Platform,
+        part: usize,
+        retry_after: Duration,
+    },
+    /// The platform refused the call; retrying the same call will not help.
+    #[error("{platform} refused part {part} with HTTP {status} ({code}): {detail}")]
+    Rejected {
+        platform: Platform,
+        part: usize,
+        status: u16,
+        code: String,
+        detail: String,
+    },
+    /// The call failed in transit. `in_doubt` when it may have been delivered.
+    #[error("{platform} transport error at part {part} (in doubt: {in_doubt}): {detail}")]
+    Transport {
+        platform: Platform,
+        part: usize,
+        in_doubt: bool,
+        detail: String,
+    },
+    /// The platform, or the credential this call needs, is not configured.
+    #[error("{platform} is not configured for sending: {detail}")]
+    NotConfigured { platform: Platform, detail: String },
+}
+
+/// How a platform answered one call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallResult {
+    Delivered(Option<String>),
+    RateLimited {
+        after: Duration,
+        global: bool,
+    },
+    Rejected {
+        status: u16,
+        code: String,
+        detail: String,
+    },
+}
+
+/// Sends rendered parts to the platforms' APIs.
+pub struct Sender<L> {
+    client: reqwest::Client,
+    config: GatewayConfig,
+    limiters: BTreeMap<Platform, RateLimiter>,
+    ledger: Arc<L>,
+    max_inline_wait: Duration,
+}
+
+impl<L: SendLedger> Sender<L> {
+    /// A sender using `client` (build it with TLS for real platforms), the
+    /// platform sections of `config`, and the daemon's ledger.
+    pub fn new(client: reqwest::Client, config: GatewayConfig, ledger: Arc<L>) -> Self {
+        let limiters = Platform::ALL
+            .into_iter()
+            .map(|p| {
+                let (global, per_key) = default_limits(p);
+                (p, RateLimiter::new(global, per_key))
+            })
+            .collect();
+        Self {
+            client,
+            config,
+            limiters,
+            ledger,
+            max_inline_wait: Duration::from_secs(5),
+        }
+    }
+
+    /// Longest wait slept inline; longer waits are returned to the caller.
+    pub fn with_max_inline_wait(mut self, wait: Duration) -> Self {
+        self.max_inline_wait = wait;
+        self
+    }
+
+    /// Replaces a platform's rate limits.
+    pub fn with_limiter(mut self, platform: Platform, limiter: RateLimiter) -> Self {
+        self.limiters.insert(platform, limiter);
+        self
+    }
+
+    /// Delivers the parts of one reply in order.
+    pub async fn deliver(&self, parts: &[OutboundMessage]) -> Result<Delivery, SendError> {
+        let mut outcomes = Vec::with_capacity(parts.len());
+        for message in parts {
+            let outcome = self.deliver_part(message).await?;
+            outcomes.push((message.idempotency_key.clone(), outcome));
+        }
+        Ok(Delivery { parts: outcomes })
+    }
+
+    async fn deliver_part(&self, message: &OutboundMessage) -> Result<PartOutcome, SendError> {
+        let platform = message.platform;
+        let key = &message.idempotency_key;
+        match self.ledger.begin(key).await {
+            LedgerState::Fresh => {}
+            LedgerState::Sent(remote_id) => return Ok(PartOutcome::AlreadySent { remote_id }),
+            // Matrix deduplicates on the txnId, which is the key: resend.
+            LedgerState::InDoubt if platform == Platform::Matrix => {}
+            LedgerState::InDoubt => return Ok(PartOutcome::SkippedInDoubt),
+        }
+        let limiter = &self.limiters[&platform];
+        let mut slept = false;
+        loop {
+            if let Err(wait) = limiter.try_acquire(&message.rate_key, Instant::now()) {
+                if slept || wait > self.max_inline_wait {
+                    self.ledger.release(key).await;
+                    return Err(SendError::RateLimited {
+                        platform,
+                        part: message.part,
+                        retry_after: wait,
+                    });
+                }
+                tokio::time::sleep(wait).await;
+                slept = true;
+                continue;
+            }
+            match self.call(message).await {
+                Ok(CallResult::Delivered(remote_id)) => {
+                    self.ledger.complete(key, remote_id.clone()).await;
+                    return Ok(PartOutcome::Sent { remote_id });
+                }
+                Ok(CallResult::RateLimited { after, global }) => {
+                    limiter.block(&message.rate_key, global, Instant::now(), after);
+                    if slept || after > self.max_inline_wait {
+                        self.ledger.release(key).await;
+                        return Err(SendError::RateLimited {
+                            platform,
+                            part: message.part,
+                            retry_after: after,
+                        });
+                    }
+                    tokio::time::sleep(after).await;
+                    slept = true;
+                }
+                Ok(CallResult::Rejected {
+                    status,
+                    code,
+                    detail,
+                }) => {
+                    self.ledger.release(key).await;
+                    return Err(SendError::Rejected {
+                        platform,
+                        part: message.part,
+                        status,
+                        code,
+                        detail,
+                    });
+                }
+                Err(err) => {
+                    if let SendError::Transport {
+                        in_doubt: false, ..
+                    }
+                    | SendError::NotConfigured { .. } = err
+                    {
+                        self.ledger.release(key).await;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    fn endpoint(&self, message: &OutboundMessage) -> Result<(String, Option<String>), SendError> {
+        let platform = message.platform;
+        let missing = |detail: &str| SendError::NotConfigured {
+            platform,
+            detail: detail.to_owned(),
+        };
+        let join = |base: &str, path: &str| format!("{}/{}", base.trim_end_matches('/'), path);
+        Ok(match platform {
+            Platform::Telegram => {
+                let c = self
+                    .config
+                    .telegram
+                    .as_ref()
+                    .ok_or_else(|| missing("no [telegram]"))?;
+                let path = format!("bot{}/{}", c.bot_token.expose(), message.path);
+                (join(&c.api_base, &path), None)
+            }
+            Platform::Slack => {
+                let c = self
+                    .config
+                    .slack
+                    .as_ref()
+                    .ok_or_else(|| missing("no [slack]"))?;
+                (
+                    join(&c.api_base, &message.path),
+                    Some(format!("Bearer {}", c.bot_token.expose())),
+                )
+            }
+            Platform::Discord => {
+                let c = self
+                    .config
+                    .discord
+                    .as_ref()
+                    .ok_or_else(|| missing("no [discord]"))?;
+                let auth = if message.path.starts_with("channels/") {
+                    let token = c
+                        .bot_token
+                        .as_ref()
+                        .ok_or_else(|| missing("no bot_token"))?;
+                    Some(format!("Bot {}", token.expose()))
+                } else {
+                    None
+                };
+                (join(&c.api_base, &message.path), auth)
+            }
+            Platform::WhatsApp => {
+                let c = self
+                    .config
+                    .whatsapp
+                    .as_ref()
+                    .ok_or_else(|| missing("no [whatsapp]"))?;
+                (
+                    join(&c.api_base, &message.path),
+                    Some(format!("Bearer {}", c.access_token.expose())),
+                )
+            }
+            Platform::Matrix => {
+                let c = self
+                    .config
+                    .matrix
+                    .as_ref()
+                    .ok_or_else(|| missing("no [matrix]"))?;
+                (
+                    join(&c.homeserver_url, &message.path),
+                    Some(format!("Bearer {}", c.as_token.expose())),
+                )
+            }
+        })
+    }
+
+    async fn call(&self, message: &OutboundMessage) -> Result<CallResult, SendError> {
+        let (url, auth) = self.endpoint(message)?;
+        let method = if message.method == "PUT" {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
+        };
+        let mut request = self
+            .client
+            .request(method, url)
+            .timeout(Duration::from_secs(30))
+            .json(&message.body);
+        if let Some(auth) = auth {
+            request = request.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        let transport = |err: reqwest::Error, in_doubt: bool| SendError::Transport {
+            platform: message.platform,
+            part: message.part,
+            in_doubt,
+            // without the URL: Telegram's carries the bot token
+            detail: err.without_url().to_string(),
+        };
+        let response = request.send().await.map_err(|e| {
+            let in_doubt = !e.is_connect() && !e.is_builder();
+            transport(e, in_doubt)
+        })?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(|e| transport(e, true))?;
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(classify(message.platform, status, &headers, &body))
+    }
+}
+
+/// Parses a `Retry-After` header: delay-seconds (integer or fractional) or an HTTP-date.
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+fn secs_f64(value: &Value) -> Option<Duration> {
+    value
+        .as_f64()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Reads a platform's answer to one call.
+pub fn classify(platform: Platform, status: u16, headers: &HeaderMap, body: &Value) -> CallResult {
+    let ok_status = (200..300).contains(&status);
+    let header_wait = parse_retry_after(headers);
+    match platform {
+        Platform::Telegram => {
+            if body["ok"] == Value::Bool(true) {
+                return CallResult::Delivered(
+                    body["result"]["message_id"].as_i64().map(|i| i.to_string()),
+                );
+            }
+            if status == 429 || body["error_code"] == 429 {
+                let after = secs_f64(&body["parameters"]["retry_after"])
+                    .or(header_wait)
+                    .unwrap_or(Duration::from_secs(1));
+                return CallResult::RateLimited {
+                    after,
+                    global: false,
+                };
+            }
+            CallResult::Rejected {
+                status,
+                code: text(&body["error_code"]),
+                detail: text(&body["description"]),
+            }
+        }
+        Platform::Slack => {
+            if status == 429 {
+                let after = header_wait.unwrap_or(Duration::from_secs(1));
+                return CallResult::RateLimited {
+                    after,
+                    global: false,
+                };
+            }
+            if ok_status && body["ok"] == Value::Bool(true) {
+                return CallResult::Delivered(body["ts"].as_str().map(str::to_owned));
+            }
+            CallResult::Rejected {
+                status,
+                code: text(&body["error"]),
+                detail: text(&body["error"]),
+            }
+        }
+        Platform::Discord => {
+            if status == 429 {
+                let after = secs_f64(&body["retry_after"])
+                    .or(header_wait)
+                    .unwrap_or(Duration::from_secs(1));
+                let global = body["global"] == Value::Bool(true);
+                return CallResult::RateLimited { after, global };
+            }
+            if ok_status {
+                return CallResult::Delivered(body["id"].as_str().map(str::to_owned));
+            }
+            CallResult::Rejected {
+                status,
+                code: text(&body["code"]),
+                detail: text(&body["message"]),
+            }
+        }
+        Platform::WhatsApp => {
+            if ok_status {
+                return CallResult::Delivered(
+                    body["messages"][0]["id"].as_str().map(str::to_owned),
+                );
+            }
+            let code = body["error"]["code"].as_i64().unwrap_or_default();
+            // Throughput and pair-rate errors (Cloud API error codes).
+            if status == 429 || matches!(code, 4 | 80007 | 130429 | 131048 | 131056) {
+                let default = if code == 131056 { 6 } else { 60 };
+                let after = header_wait.unwrap_or(Duration::from_secs(default));
+                return CallResult::RateLimited {
+                    after,
+                    global: code != 131056,
+                };
+            }
+            CallResult::Rejected {
+                status,
+                code: code.to_string(),
+                detail: text(&body["error"]["message"]),
+            }
+        }
+        Platform::Matrix => {
+            if ok_status {
+                return CallResult::Delivered(body["event_id"].as_str().map(str::to_owned));
+            }
+            if status == 429 || body["errcode"] == "M_LIMIT_EXCEEDED" {
+                let after = header_wait
+                    .or_else(|| body["retry_after_ms"].as_u64().map(Duration::from_millis))
+                    .unwrap_or(Duration::from_secs(1));
+                return CallResult::RateLimited {
+                    after,
+                    global: false,
+                };
+            }
+            CallResult::Rejected {
+                status,
+                code: text(&body["errcode"]),
+                detail: text(&body["error"]),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_each_platforms_rate_limit_answer() {
+        let none = HeaderMap::new();
+        let mut retry = HeaderMap::new();
+        retry.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(
+            classify(
+                Platform::Telegram,
+                429,
+                &none,
+                &json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 3", "parameters": {"retry_after": 3}})
+            ),
+            CallResult::RateLimited {
+                after: Duration::from_secs(3),
+                global: false
+            }
+        );
+        assert_eq!(
+            classify(
+                Platform::Slack,
+                429,
+                &retry,
+                &json!({"ok": false, "error": "ratelimited"})
+            ),
+            CallResult::RateLimited {
+                after: Duration::from_secs(7),
+                global: false
+            }
+        );
+        assert_eq!(
+            classify(
+                Platform::Discord,
+                429,
+                &none,
+                &json!({"message": "You are being rate limited.", "retry_after": 0.25, "global": true})
+            ),
+            CallResult::RateLimited {
+                after: Duration::from_millis(250),
+                global: true
+            }
+        );
+        assert_eq!(
+            classify(
+                Platform::Matrix,
+                429,
+                &none,
+                &json!({"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 1500})
+            ),
+            CallResult::RateLimited {
+                after: Duration::from_millis(1500),
+                global: false
+            }
+        );
+        assert!(matches!(
+            classify(Platform::WhatsApp, 400, &none, &json!({"error": {"code": 131056, "message": "pair rate limit"}})),
+            CallResult::RateLimited { after, .. } if after == Duration::from_secs(6)
+        ));
+    }
+
+    #[test]
+    fn slack_errors_arrive_with_http_200() {
+        assert_eq!(
+            classify(
+                Platform::Slack,
+                200,
+                &HeaderMap::new(),
+                &json!({"ok": false, "error": "msg_too_long"})
+            ),
+            CallResult::Rejected {
+                status: 200,
+                code: "msg_too_long".into(),
+                detail: "msg_too_long".into()
+            }
+        );
+    }
+}
