@@ -1,0 +1,5 @@
+pub mod chat;
+pub mod doctor;
+pub mod init;
+pub mod serve;
+pub mod status;

@@ -1,0 +1,103 @@
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use opticlaw_runtime::{Runtime, RuntimeConfig};
+use opticlaw_store::StoreHandle;
+use opticlaw_triage::rules::RuleEngine;
+
+use crate::config::Config;
+use crate::home::Home;
+use crate::server::{AppState, router};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Listen here instead of server.bind (e.g. 127.0.0.1:0 for any free port)
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+}
+
+pub fn run(home: Option<&Path>, args: Args) -> Result<ExitCode> {
+    let home = Home::locate(home)?;
+    let mut config = Config::load(&home.config_file())?;
+    if let Some(bind) = args.bind {
+        config.server.bind = bind;
+    }
+    // One thread: the daemon's work is I/O and microsecond rules, and a
+    // single idle thread parked in epoll is what makes idle truly idle.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(home, config))
+}
+
+async fn serve(home: Home, config: Config) -> Result<ExitCode> {
+    let token = home.read_token()?;
+    let rules = RuleEngine::with_patterns(&config.rules)?;
+    let store = StoreHandle::open(&home.store_file(), config.store.synchronous)?;
+    let runtime_config = RuntimeConfig {
+        queue_capacity: config.runtime.queue_capacity,
+        workers: config.runtime.workers,
+        retry_after_secs: config.runtime.retry_after_secs,
+        no_model_hint: format!(
+            "add a [model] section to {} and check it with `opticlaw doctor`",
+            home.config_file().display()
+        ),
+        // Fault injection for crash tests: accept and store, never process.
+        process_events: std::env::var_os("OPTICLAW_FAULT_HOLD_EVENTS").is_none(),
+    };
+    let runtime = Runtime::start(store, rules, runtime_config).await?;
+    let addr: std::net::SocketAddr = config
+        .server
+        .bind
+        .parse()
+        .with_context(|| format!("server.bind \"{}\" is not an address:port", config.server.bind))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr}: is another opticlaw running? Change server.bind or stop it")
+    })?;
+    let local = listener.local_addr()?;
+    let state = Arc::new(AppState {
+        runtime: runtime.clone(),
+        token,
+        max_body_bytes: config.server.max_body_bytes,
+        local_user: config.local.user_id.clone(),
+    });
+    // The ready line: scripts and `bench idle` wait for it on stdout.
+    println!("opticlaw ready on http://{local} (pid {})", std::process::id());
+    std::io::stdout().flush().ok();
+    tracing::info!(%local, home = %home.root.display(), "serving");
+
+    let grace = Duration::from_secs(config.runtime.shutdown_grace_secs);
+    let draining = runtime.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(signal, "draining in-flight work");
+            draining.shutdown(grace).await;
+        })
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}

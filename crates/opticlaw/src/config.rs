@@ -1,0 +1,311 @@
+//! `config.toml`: parsed with serde, then checked; every error names the
+//! file, the line and the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use opticlaw_store::Synchronous;
+use opticlaw_triage::rules::PatternRuleConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub runtime: RuntimeSection,
+    pub local: LocalConfig,
+    pub model: Option<ModelConfig>,
+    pub rules: Vec<PatternRuleConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the daemon listens; loopback unless `allow_remote`.
+    pub bind: String,
+    pub allow_remote: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:7420".to_owned(),
+            allow_remote: false,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `normal` survives a crash of the process; `full` also a power cut.
+    pub synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    pub queue_capacity: usize,
+    pub workers: usize,
+    pub retry_after_secs: u64,
+    /// Seconds SIGTERM waits for in-flight work before exiting.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1024,
+            workers: 4,
+            retry_after_secs: 1,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// Who `opticlaw chat` speaks as.
+    pub user_id: String,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self { user_id: "owner".to_owned() }
+    }
+}
+
+/// A language model endpoint. Accepted and checked now; calls to it arrive
+/// with the model router.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `ollama`, `openai-compatible`, `openai` or `anthropic`.
+    pub provider: String,
+    pub model: String,
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+pub const MODEL_PROVIDERS: [&str; 4] = ["ollama", "openai-compatible", "openai", "anthropic"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source} (run `opticlaw init` to create it)")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}, line {line}, key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string().trim_end().to_owned(),
+        })?;
+        config.validate().map_err(|(key, message)| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: line_of_key(text, &key),
+            key,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The listen address (checked by `validate`).
+    pub fn bind_addr(&self) -> SocketAddr {
+        self.server.bind.parse().expect("validated")
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
+        let addr: SocketAddr = match self.server.bind.parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                return fail(
+                    "server.bind",
+                    format!("\"{}\" is not an address:port such as \"127.0.0.1:7420\"", self.server.bind),
+                );
+            }
+        };
+        if !addr.ip().is_loopback() && !self.server.allow_remote {
+            return fail(
+                "server.bind",
+                format!(
+                    "{} is not a loopback address; the daemon serves this machine only unless server.allow_remote = true",
+                    addr.ip()
+                ),
+            );
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            return fail("server.max_body_bytes", "must be between 1024 and 16777216".into());
+        }
+        if self.runtime.queue_capacity == 0 {
+            return fail("runtime.queue_capacity", "must be at least 1".into());
+        }
+        if !(1..=256).contains(&self.runtime.workers) {
+            return fail("runtime.workers", "must be between 1 and 256".into());
+        }
+        if self.local.user_id.trim().is_empty() {
+            return fail("local.user_id", "must not be empty".into());
+        }
+        if let Some(model) = &self.model
+            && !MODEL_PROVIDERS.contains(&model.provider.as_str())
+        {
+            return fail(
+                "model.provider",
+                format!("\"{}\" is not one of {}", model.provider, MODEL_PROVIDERS.join(", ")),
+            );
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            if let Err(err) = regex_check(&rule.pattern) {
+                return fail(&format!("rules[{index}].pattern"), err);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn regex_check(pattern: &str) -> Result<(), String> {
+    opticlaw_triage::rules::RuleEngine::with_patterns(&[PatternRuleConfig {
+        name: String::new(),
+        pattern: pattern.to_owned(),
+        reply: String::new(),
+    }])
+    .map(|_| ())
+    .map_err(|err| format!("invalid regular expression: {}", err.source))
+}
+
+/// The 1-based line where a dotted key (`server.bind`, `rules[2].pattern`)
+/// is written, or 1 when it is absent (a default value).
+fn line_of_key(text: &str, key: &str) -> usize {
+    let Ok(document) = toml_edit::Document::parse(text.to_owned()) else {
+        return 1;
+    };
+    let mut item = document.as_item();
+    let mut span = None;
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some(next) = item.get(name) else { break };
+        item = next;
+        if let Some(index) = index {
+            let Some(element) = item.get(index) else { break };
+            item = element;
+        }
+        span = item.span().or(span);
+    }
+    span.map_or(1, |range| text[..range.start].matches('\n').count() + 1)
+}
+
+/// The file `opticlaw init` writes: every setting at its default, explained.
+pub const DEFAULT_CONFIG: &str = r#"# OptiClaw configuration. `opticlaw doctor` checks it.
+
+[server]
+# Where the daemon listens. Loopback only unless allow_remote = true.
+bind = "127.0.0.1:7420"
+max_body_bytes = 65536
+
+[store]
+# "normal" survives a crash of the process (kill -9); "full" also survives
+# a power cut, at the cost of an fsync per group commit.
+synchronous = "normal"
+
+[runtime]
+queue_capacity = 1024
+workers = 4
+retry_after_secs = 1
+shutdown_grace_secs = 10
+
+[local]
+# Who `opticlaw chat` speaks as.
+user_id = "owner"
+
+# A language model for requests the rules cannot answer:
+# [model]
+# provider = "ollama"          # or "openai-compatible", "openai", "anthropic"
+# model = "llama3.2"
+# base_url = "http://127.0.0.1:11434"
+
+# Replies without any model, checked after the built-in commands:
+# [[rules]]
+# name = "wifi"
+# pattern = "(?i)wi-?fi password"
+# reply = "It's on the fridge."
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/home/u/.opticlaw/config.toml"))
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        let config = parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(config.bind_addr().port(), 7420);
+        assert_eq!(config.store.synchronous, Synchronous::Normal);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = parse("[server]\nbind = \"127.0.0.1:1\"\nprot = 3\n").unwrap_err().to_string();
+        assert!(err.contains("config.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_line() {
+        let err = parse("[runtime]\n\nworkers = \"four\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("workers"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_file_line_and_key() {
+        let err = parse("[store]\nsynchronous = \"normal\"\n[server]\nbind = \"0.0.0.0:80\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.toml, line 4, key `server.bind`"), "{err}");
+        assert!(err.contains("loopback"), "{err}");
+        let err = parse("[[rules]]\nname='a'\npattern='x'\nreply='y'\n[[rules]]\nname='b'\npattern='('\nreply='z'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 7, key `rules[1].pattern`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_model_provider_is_refused() {
+        let err = parse("[model]\nprovider = \"skynet\"\nmodel = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("ollama"), "{err}");
+    }
+}

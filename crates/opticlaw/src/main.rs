@@ -1,0 +1,79 @@
+//! `opticlaw`: the daemon and its command line. This crate only wires the
+//! library crates together: arguments, config, and the HTTP edge.
+
+mod benches;
+mod client;
+mod commands;
+mod config;
+mod home;
+mod procfs;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// OptiClaw: a local-first, event-driven personal assistant.
+#[derive(Parser)]
+#[command(name = "opticlaw", version, about, long_about = None, arg_required_else_help = true)]
+struct Cli {
+    /// Directory for config, data and the API token [default: $OPTICLAW_HOME or ~/.opticlaw]
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the config file, the data directory and the API token
+    Init(commands::init::Args),
+    /// Run the assistant daemon (HTTP on 127.0.0.1)
+    Serve(commands::serve::Args),
+    /// Chat with the running daemon in the terminal
+    Chat(commands::chat::Args),
+    /// Show what the daemon is doing
+    Status,
+    /// Check config, store, token and port, and say how to fix each problem
+    Doctor,
+    /// Measure the assistant
+    #[command(subcommand)]
+    Bench(benches::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
+    let result = match cli.command {
+        Command::Init(args) => commands::init::run(cli.home.as_deref(), args),
+        Command::Serve(args) => commands::serve::run(cli.home.as_deref(), args),
+        Command::Chat(args) => commands::chat::run(cli.home.as_deref(), args),
+        Command::Status => commands::status::run(cli.home.as_deref()),
+        Command::Doctor => commands::doctor::run(cli.home.as_deref()),
+        Command::Bench(bench) => benches::run(bench),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs go to stderr through `tracing`; `OPTICLAW_LOG` (or `RUST_LOG`) sets
+/// the filter. Only the daemon logs at info by default.
+fn init_logging(daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if daemon { "info" } else { "warn" };
+    let filter = std::env::var("OPTICLAW_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default.to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
