@@ -230,7 +230,11 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
+        let field = if path == "." || path == "?" {
+            "body".to_owned()
+        } else {
+            path
+        };
         InboundError::malformed(platform, &field, err.into_inner())
     })
 }
