@@ -14,7 +14,7 @@
 //! ([`idempotency`]), so a crash never sends a message twice.
 //!
 //! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use opticlaw_gateway::{
 //!     Gateway, GatewayConfig, MemoryAuditLog, MemoryPairingStore, MemorySink, webhook_router,
@@ -24,10 +24,11 @@
 //!     Arc::new(MemorySink::new()),
 //!     Arc::new(MemoryAuditLog::new()),
 //!     Arc::new(MemoryPairingStore::new()),
-//! );
+//! )?;
 //! let app = webhook_router(Arc::new(gateway));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! axum::serve(listener, app).await
+//! axum::serve(listener, app).await?;
+//! # Ok(())
 //! # }
 //! ```
 

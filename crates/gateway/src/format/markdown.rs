@@ -109,11 +109,22 @@ fn try_span(chars: &[char], i: usize) -> Option<(Node, usize)> {
             if text.is_empty() || text.contains('\n') || text.contains('[') {
                 return None;
             }
-            let close =
-                (mid + 2..chars.len()).find(|&j| chars[j] == ')' || chars[j].is_whitespace())?;
-            if chars[close] != ')' {
-                return None;
+            // the URL ends at the `)` that balances the link's `(`
+            let mut depth = 0usize;
+            let mut close = None;
+            for (j, &c) in chars.iter().enumerate().skip(mid + 2) {
+                match c {
+                    c if c.is_whitespace() => return None,
+                    '(' => depth += 1,
+                    ')' if depth == 0 => {
+                        close = Some(j);
+                        break;
+                    }
+                    ')' => depth -= 1,
+                    _ => {}
+                }
             }
+            let close = close?;
             let url: String = chars[mid + 2..close].iter().collect();
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("http://")
