@@ -168,30 +168,9 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
         self.adapters.keys().copied()
     }
 
-    /// Appends an audit record about a request.
-    pub async fn audit_request(
-        &self,
-        platform: Platform,
-        kind: AuditKind,
-        detail: String,
-        status: Option<u16>,
-        request: &InboundRequest<'_>,
-        remote_addr: Option<String>,
-        user_id: Option<String>,
-    ) {
-        self.audit
-            .record(AuditRecord {
-                at: Utc::now(),
-                platform,
-                kind,
-                detail,
-                status,
-                remote_addr,
-                body_sha256: sha256_hex(request.body),
-                body_len: request.body.len(),
-                user_id,
-            })
-            .await;
+    /// Appends an audit record to the daemon's log.
+    pub async fn audit(&self, record: AuditRecord) {
+        self.audit.record(record).await;
     }
 
     /// Applies the allow-list and pairing state to one verified event and
@@ -282,15 +261,10 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
                 }
             };
             let audit = |kind, detail: String| {
-                self.audit_request(
-                    platform,
-                    kind,
-                    detail,
-                    Some(200),
-                    request,
-                    remote_addr.clone(),
-                    Some(user_id.clone()),
-                )
+                let mut record =
+                    request_record(platform, kind, detail, 200, request, remote_addr.clone());
+                record.user_id = Some(user_id.clone());
+                self.audit(record)
             };
             match admission {
                 Admission::Stored => {}
@@ -365,16 +339,15 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
     ) -> Reply {
         let status = err.status();
         if let Some(kind) = err.audit_kind() {
-            self.audit_request(
+            let record = request_record(
                 platform,
                 kind,
                 err.to_string(),
-                Some(status),
+                status,
                 request,
                 remote_addr,
-                None,
-            )
-            .await;
+            );
+            self.audit(record).await;
         }
         Reply::error(
             Some(platform),
@@ -383,5 +356,27 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
             &err.to_string(),
             err.field(),
         )
+    }
+}
+
+/// An audit record about one request; the body is kept only as its hash.
+fn request_record(
+    platform: Platform,
+    kind: AuditKind,
+    detail: String,
+    status: u16,
+    request: &InboundRequest<'_>,
+    remote_addr: Option<String>,
+) -> AuditRecord {
+    AuditRecord {
+        at: Utc::now(),
+        platform,
+        kind,
+        detail,
+        status: Some(status),
+        remote_addr,
+        body_sha256: sha256_hex(request.body),
+        body_len: request.body.len(),
+        user_id: None,
     }
 }
