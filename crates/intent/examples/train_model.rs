@@ -14,7 +14,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
     let trained = opticlaw_intent::train::train(&options)?;
     std::fs::write(&out, &trained.bytes)?;
-    eprintln!("trained in {:.1}s, wrote {} bytes to {}", started.elapsed().as_secs_f64(), trained.bytes.len(), out.display());
+    eprintln!(
+        "trained in {:.1}s, wrote {} bytes to {}",
+        started.elapsed().as_secs_f64(),
+        trained.bytes.len(),
+        out.display()
+    );
     println!("{}", trained.report);
     Ok(())
 }

@@ -5,10 +5,10 @@ use std::fmt;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::IntentError;
 use crate::calibrate::expected_calibration_error;
 use crate::classifier::{Classifier, SHIPPED_MODEL};
 use crate::data::{Clinc150, Example, OOS, default_clinc_path, load_examples};
-use crate::IntentError;
 
 /// Figures of one bench run. Its `Display` is exactly one line:
 /// `in_scope_acc=A oos_recall=B ece=C p95_us=D fast_path_share=E model_bytes=F`.
@@ -65,7 +65,11 @@ pub fn run(path: Option<&Path>) -> Result<BenchReport, IntentError> {
             data.test.into_iter().chain(data.oos_test).collect()
         }
     };
-    Ok(run_with(Classifier::shipped(), SHIPPED_MODEL.len(), &examples))
+    Ok(run_with(
+        Classifier::shipped(),
+        SHIPPED_MODEL.len(),
+        &examples,
+    ))
 }
 
 /// Benches `classifier` (whose file is `model_bytes` long) on `examples`.

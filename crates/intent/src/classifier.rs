@@ -3,11 +3,11 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
+use crate::IntentError;
 use crate::intents::{IntentProfile, profile};
 use crate::model::Model;
 use crate::network::softmax;
-use crate::text::TextBuffers;
-use crate::IntentError;
+use crate::text::{FeatureKind, TextBuffers};
 
 /// The model file shipped in the crate (see `model/README.md`).
 pub static SHIPPED_MODEL: &[u8] = include_bytes!("../model/intent.ocm");
@@ -78,11 +78,13 @@ pub struct Prediction {
     pub in_scope: bool,
     /// In scope and confident enough for the fast path ([`Decision::confident`]).
     pub confident: bool,
-    /// Routing facts of the top class (domain, fast handler available).
+    /// Routing facts of `intent` (domain, fast handler available); those of
+    /// `oos` when out of scope.
     pub profile: IntentProfile,
     /// The features that pushed the top class's calibrated logit most, as
     /// `(feature, contribution)` sorted by absolute contribution, e.g.
-    /// `("word:alarm", 1.7)`.
+    /// `("word:alarm", 3.1)` or `("bigram:an|alarm", 0.4)`. A word's entry
+    /// includes its character n-grams; the rest of the logit is bias.
     pub contributions: Vec<(String, f32)>,
 }
 
@@ -158,9 +160,8 @@ impl Classifier {
         }
         let confidence = scratch.probs[class];
         let in_scope = class != self.oos && confidence >= self.model.oos_threshold;
-        let expect = |values: &[f32]| -> f32 {
-            scratch.probs.iter().zip(values).map(|(p, v)| p * v).sum()
-        };
+        let expect =
+            |values: &[f32]| -> f32 { scratch.probs.iter().zip(values).map(|(p, v)| p * v).sum() };
         Decision {
             class,
             confidence,
@@ -175,10 +176,10 @@ impl Classifier {
     pub fn classify(&self, text: &str) -> Prediction {
         SCRATCH.with(|cell| {
             let mut slot = cell.borrow_mut();
-            let fits = slot
-                .as_ref()
-                .is_some_and(|s| s.probs.len() == self.model.network.classes
-                    && s.hidden.len() == self.model.network.hidden);
+            let fits = slot.as_ref().is_some_and(|s| {
+                s.probs.len() == self.model.network.classes
+                    && s.hidden.len() == self.model.network.hidden
+            });
             if !fits {
                 *slot = Some(self.scratch());
             }
@@ -190,7 +191,11 @@ impl Classifier {
     pub fn classify_with(&self, text: &str, scratch: &mut Scratch) -> Prediction {
         let d = self.decide(text, scratch);
         let mut order: Vec<usize> = (0..scratch.probs.len()).collect();
-        order.sort_by(|&a, &b| scratch.probs[b].total_cmp(&scratch.probs[a]).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            scratch.probs[b]
+                .total_cmp(&scratch.probs[a])
+                .then(a.cmp(&b))
+        });
         let top = order
             .iter()
             .take(TOP_INTENTS)
@@ -209,23 +214,30 @@ impl Classifier {
             tool_needed: d.tool_needed,
             in_scope: d.in_scope,
             confident: d.confident,
-            profile: self.profiles[d.class],
+            profile: if d.in_scope {
+                self.profiles[d.class]
+            } else {
+                self.profiles[self.oos]
+            },
             contributions: self.contributions(d.class, scratch),
         }
     }
 
     /// Per-feature contributions to `class`'s calibrated logit in the last
-    /// message run through `scratch`, merged by feature text.
+    /// message run through `scratch`. A word's character n-grams are
+    /// credited to the word, so `word:alarm` is all the evidence of "alarm".
     fn contributions(&self, class: usize, scratch: &Scratch) -> Vec<(String, f32)> {
         let net = &self.model.network;
         let n = scratch.rows.len();
         let mut merged: Vec<(String, f32)> = Vec::new();
         for (&row, &source) in scratch.rows.iter().zip(&scratch.sources) {
             let w = net.contribution(row, n, &scratch.hidden, class) / self.model.temperature;
+            let mut feature = scratch.text.features[source as usize];
+            if feature.kind == FeatureKind::Chars {
+                feature.kind = FeatureKind::Word;
+            }
             let mut name = String::new();
-            scratch
-                .text
-                .describe(&scratch.text.features[source as usize], &mut name);
+            scratch.text.describe(&feature, &mut name);
             match merged.iter_mut().find(|(k, _)| *k == name) {
                 Some(entry) => entry.1 += w,
                 None => merged.push((name, w)),

@@ -324,8 +324,7 @@ pub fn profile(intent: &str) -> IntentProfile {
     } else {
         0.8
     };
-    let fast_path =
-        FAST.contains(&intent) || (domain == "small_talk" && intent != "fun_fact");
+    let fast_path = FAST.contains(&intent) || (domain == "small_talk" && intent != "fun_fact");
     IntentProfile {
         domain,
         urgency,

@@ -5,7 +5,7 @@
 //! ```text
 //! magic  "OCINTENT"            8 bytes
 //! version u32 (= 1)
-//! char_min u8, char_max u8, word_bigrams u8, reserved u8
+//! char_min u8, char_max u8, word_bigrams u8, word_repeat u8
 //! hidden u32, classes u32, rows u32
 //! temperature f32, oos_threshold f32, gate_threshold f32
 //! classes × (len u16, UTF-8 name)
@@ -64,7 +64,7 @@ impl Model {
             self.features.char_min,
             self.features.char_max,
             self.features.word_bigrams as u8,
-            0,
+            self.features.word_repeat,
         ]);
         for v in [net.hidden, net.classes, self.vocabulary.len()] {
             out.extend_from_slice(&(v as u32).to_le_bytes());
@@ -102,7 +102,10 @@ impl Model {
         if fnv1a(body) != u64::from_le_bytes(tail.try_into().expect("8 bytes")) {
             return Err(bad("checksum mismatch"));
         }
-        let mut r = Reader { bytes: body, pos: 8 };
+        let mut r = Reader {
+            bytes: body,
+            pos: 8,
+        };
         if r.u32()? != VERSION {
             return Err(bad("unsupported version"));
         }
@@ -111,8 +114,12 @@ impl Model {
             char_min: flags[0],
             char_max: flags[1],
             word_bigrams: flags[2] != 0,
+            word_repeat: flags[3],
         };
-        if features.char_max > 8 || features.char_min > features.char_max {
+        if features.char_max > 8
+            || features.char_min > features.char_max
+            || features.word_repeat > crate::text::MAX_WORD_REPEAT
+        {
             return Err(bad("unsupported n-gram range"));
         }
         let hidden = r.u32()? as usize;
@@ -256,7 +263,11 @@ mod tests {
         assert_eq!(back.features, model.features);
         assert_eq!(back.temperature, model.temperature);
         assert_eq!(back.network.b1, model.network.b1);
-        let pairs = back.network.embeddings.iter().zip(&model.network.embeddings);
+        let pairs = back
+            .network
+            .embeddings
+            .iter()
+            .zip(&model.network.embeddings);
         for (a, b) in pairs.chain(back.network.w2.iter().zip(&model.network.w2)) {
             assert!((a - b).abs() <= 1.0 / 254.0 + 1e-6, "{a} vs {b}");
         }

@@ -181,7 +181,9 @@ mod tests {
 
     #[test]
     fn vocabulary_finds_every_key_and_rejects_unknown_ones() {
-        let keys: Vec<u32> = (1..1000u32).map(|k| k.wrapping_mul(2_654_435_761)).collect();
+        let keys: Vec<u32> = (1..1000u32)
+            .map(|k| k.wrapping_mul(2_654_435_761))
+            .collect();
         let vocab = Vocabulary::new(keys.clone());
         for (row, key) in keys.iter().enumerate() {
             assert_eq!(vocab.row(*key), Some(row as u32));
@@ -204,7 +206,7 @@ mod tests {
         let mut hidden = [0.0; 4];
         let mut logits = [0.0; 2];
         net.forward(&rows, &mut hidden, &mut logits);
-        for class in 0..2 {
+        for (class, &logit) in logits.iter().enumerate() {
             let w = &net.w2[class * 4..class * 4 + 4];
             let bias: f32 = net.b2[class]
                 + (0..4)
@@ -215,7 +217,7 @@ mod tests {
                 .iter()
                 .map(|&r| net.contribution(r, rows.len(), &hidden, class))
                 .sum();
-            assert!((bias + parts - logits[class]).abs() < 1e-5);
+            assert!((bias + parts - logit).abs() < 1e-5);
         }
     }
 

@@ -20,6 +20,9 @@ pub const MAX_WORDS: usize = 200;
 /// Character n-grams come from at most this many leading chars of a word.
 pub const MAX_WORD_CHARS: usize = 32;
 
+/// Largest allowed [`FeatureConfig::word_repeat`].
+pub const MAX_WORD_REPEAT: u8 = 4;
+
 /// Which n-grams are extracted. Stored in the model file so inference always
 /// uses the features the weights were trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,9 @@ pub struct FeatureConfig {
     pub char_max: u8,
     /// Emit word bigrams (with sentence start and end markers).
     pub word_bigrams: bool,
+    /// Emit each word and bigram feature this many times (≥ 1), weighting
+    /// words against the more numerous character n-grams.
+    pub word_repeat: u8,
 }
 
 impl Default for FeatureConfig {
@@ -38,6 +44,7 @@ impl Default for FeatureConfig {
             char_min: 2,
             char_max: 5,
             word_bigrams: true,
+            word_repeat: 1,
         }
     }
 }
@@ -90,7 +97,7 @@ impl TextBuffers {
     pub fn new() -> Self {
         // Lowercasing can turn one char into at most three.
         let max_chars = MAX_INPUT_BYTES * 3;
-        let per_word = 2 + (MAX_WORD_CHARS + 2) * 8;
+        let per_word = 2 * MAX_WORD_REPEAT as usize + (MAX_WORD_CHARS + 2) * 8;
         Self {
             chars: Vec::with_capacity(max_chars),
             words: Vec::with_capacity(MAX_WORDS),
@@ -156,27 +163,41 @@ impl TextBuffers {
             let word = &self.chars[s as usize..e as usize];
             let h = hash_chars(SEED_WORD, word.iter().copied());
             self.word_hashes.push(h);
-            self.features.push(Feature {
+            let feature = Feature {
                 key: finish(h),
                 kind: FeatureKind::Word,
                 word: i as u16,
                 start: 0,
                 len: 0,
-            });
+            };
+            for _ in 0..config.word_repeat.max(1) {
+                self.features.push(feature);
+            }
         }
         if config.word_bigrams && !self.words.is_empty() {
             let n = self.words.len();
             for i in 0..=n {
-                let left = if i == 0 { BOUNDARY } else { self.word_hashes[i - 1] };
-                let right = if i == n { BOUNDARY } else { self.word_hashes[i] };
+                let left = if i == 0 {
+                    BOUNDARY
+                } else {
+                    self.word_hashes[i - 1]
+                };
+                let right = if i == n {
+                    BOUNDARY
+                } else {
+                    self.word_hashes[i]
+                };
                 let key = finish(mix(mix(SEED_BIGRAM, left), right));
-                self.features.push(Feature {
+                let feature = Feature {
                     key,
                     kind: FeatureKind::Bigram,
                     word: if i == 0 { u16::MAX } else { (i - 1) as u16 },
                     start: 0,
                     len: 0,
-                });
+                };
+                for _ in 0..config.word_repeat.max(1) {
+                    self.features.push(feature);
+                }
             }
         }
         if config.char_min == 0 {

@@ -10,6 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
+use crate::IntentError;
 use crate::calibrate::{
     Scored, accuracy_and_recall, choose_gate_threshold, choose_oos_threshold, fit_temperature,
 };
@@ -19,7 +20,6 @@ use crate::model::Model;
 use crate::network::{Network, Vocabulary, softmax};
 use crate::rng::Rng;
 use crate::text::{FeatureConfig, TextBuffers};
-use crate::IntentError;
 
 /// Everything that determines a trained model. [`TrainOptions::default`] is
 /// what produced the shipped model.
@@ -31,8 +31,12 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Passes over the training data.
     pub epochs: usize,
-    /// Hidden width.
+    /// Hidden width of each ensemble member.
     pub hidden: usize,
+    /// Independently trained members (seeds `seed`, `seed + 1`, ...) whose
+    /// logits are averaged; stored as one network of width
+    /// `ensemble × hidden`.
+    pub ensemble: usize,
     /// Initial SGD learning rate (decays linearly to 0).
     pub learning_rate: f32,
     /// Probability of dropping each input feature during training.
@@ -51,6 +55,8 @@ pub struct TrainOptions {
     /// Required precision of confident predictions when the fast-path gate
     /// is chosen on validation data.
     pub gate_precision: f32,
+    /// Each out-of-scope training example is seen this many times per epoch.
+    pub oos_repeat: usize,
     /// Train on the assistant-specific examples too.
     pub assistant_examples: bool,
 }
@@ -61,15 +67,17 @@ impl Default for TrainOptions {
             data: default_clinc_path(),
             seed: 7,
             epochs: 30,
-            hidden: 128,
+            hidden: 48,
+            ensemble: 3,
             learning_rate: 0.2,
             input_dropout: 0.2,
-            min_count: 2,
+            min_count: 3,
             features: FeatureConfig::default(),
-            label_smoothing: 0.0,
+            label_smoothing: 0.2,
             init_scale: 0.1,
-            oos_weight: 1.0,
+            oos_weight: 0.07,
             gate_precision: 0.98,
+            oos_repeat: 1,
             assistant_examples: true,
         }
     }
@@ -131,7 +139,10 @@ impl std::fmt::Display for TrainReport {
 pub fn train(options: &TrainOptions) -> Result<TrainedModel, IntentError> {
     validate(options)?;
     let data = Clinc150::load(&options.data)?;
-    let mut examples: Vec<Example> = data.train.iter().chain(&data.oos_train).cloned().collect();
+    let mut examples: Vec<Example> = data.train.clone();
+    for _ in 0..options.oos_repeat.max(1) {
+        examples.extend(data.oos_train.iter().cloned());
+    }
     if options.assistant_examples {
         examples.extend(assistant_examples());
     }
@@ -152,7 +163,20 @@ pub fn train(options: &TrainOptions) -> Result<TrainedModel, IntentError> {
 
     let (vocabulary, rows) = build_features(&examples, options);
     let labels: Vec<usize> = examples.iter().map(|e| index[e.intent.as_str()]).collect();
-    let network = fit(&rows, &labels, vocabulary.len(), classes.len(), options);
+    let members: Vec<Network> = (0..options.ensemble as u64)
+        .map(|k| {
+            let seed = options.seed.wrapping_add(k);
+            fit(
+                &rows,
+                &labels,
+                vocabulary.len(),
+                classes.len(),
+                seed,
+                options,
+            )
+        })
+        .collect();
+    let network = concatenate(&members);
 
     let mut model = Model {
         features: options.features,
@@ -166,18 +190,11 @@ pub fn train(options: &TrainOptions) -> Result<TrainedModel, IntentError> {
     let quantised = Classifier::from_bytes(&model.to_bytes())?;
     let validation: Vec<&Example> = data.val.iter().chain(&data.oos_val).collect();
     let (temperature, scored) = calibrate(&quantised, &validation, &index)?;
-    let oos = quantised
-        .model()
-        .oos_index()
-        .expect("classes contain oos");
+    let oos = quantised.model().oos_index().expect("classes contain oos");
     model.temperature = temperature;
     model.oos_threshold = choose_oos_threshold(&scored, oos, options.oos_weight);
-    model.gate_threshold = choose_gate_threshold(
-        &scored,
-        oos,
-        model.oos_threshold,
-        options.gate_precision,
-    );
+    model.gate_threshold =
+        choose_gate_threshold(&scored, oos, model.oos_threshold, options.gate_precision);
     let (val_accuracy, val_oos_recall) = accuracy_and_recall(&scored, oos, model.oos_threshold);
     let bytes = model.to_bytes();
     let classifier = Classifier::from_bytes(&bytes)?;
@@ -198,11 +215,14 @@ pub fn train(options: &TrainOptions) -> Result<TrainedModel, IntentError> {
 
 fn validate(o: &TrainOptions) -> Result<(), IntentError> {
     let bad = |m: &str| Err(IntentError::Training(m.into()));
-    if o.hidden == 0 || o.epochs == 0 {
-        return bad("hidden and epochs must be positive");
+    if o.hidden == 0 || o.epochs == 0 || o.ensemble == 0 {
+        return bad("hidden, ensemble and epochs must be positive");
     }
     if o.features.char_max > 8 || o.features.char_min > o.features.char_max {
         return bad("character n-grams must satisfy char_min <= char_max <= 8");
+    }
+    if o.features.word_repeat > crate::text::MAX_WORD_REPEAT {
+        return bad("word_repeat is at most 4");
     }
     if !(0.0..1.0).contains(&o.input_dropout) || !(0.0..1.0).contains(&o.label_smoothing) {
         return bad("dropout and label smoothing must be in [0, 1)");
@@ -248,10 +268,11 @@ fn fit(
     labels: &[usize],
     n_rows: usize,
     n_classes: usize,
+    seed: u64,
     o: &TrainOptions,
 ) -> Network {
     let h = o.hidden;
-    let mut rng = Rng::new(o.seed);
+    let mut rng = Rng::new(seed);
     let mut net = Network::zeros(n_rows, h, n_classes);
     for w in net.embeddings.iter_mut() {
         *w = (rng.unit() * 2.0 - 1.0) * o.init_scale;
@@ -271,11 +292,21 @@ fn fit(
             let lr = o.learning_rate * (1.0 - step as f32 / total);
             step += 1;
             kept.clear();
-            kept.extend(rows[i].iter().copied().filter(|_| rng.unit() >= o.input_dropout));
+            kept.extend(
+                rows[i]
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.unit() >= o.input_dropout),
+            );
             net.forward(&kept, &mut hidden, &mut logits);
             softmax(&logits, 1.0, &mut probs);
             for (c, p) in probs.iter_mut().enumerate() {
-                let target = smooth + if c == labels[i] { 1.0 - o.label_smoothing } else { 0.0 };
+                let target = smooth
+                    + if c == labels[i] {
+                        1.0 - o.label_smoothing
+                    } else {
+                        0.0
+                    };
                 *p -= target;
             }
             grad_hidden.fill(0.0);
@@ -308,6 +339,29 @@ fn fit(
     net
 }
 
+/// One network whose logits are the mean of the members' logits: hidden
+/// units side by side, output weights divided by the member count.
+fn concatenate(members: &[Network]) -> Network {
+    let k = members.len();
+    let (h, c) = (members[0].hidden, members[0].classes);
+    let rows = members[0].embeddings.len() / h;
+    let mut net = Network::zeros(rows, k * h, c);
+    for (m, member) in members.iter().enumerate() {
+        for r in 0..rows {
+            net.embeddings[r * k * h + m * h..r * k * h + (m + 1) * h]
+                .copy_from_slice(&member.embeddings[r * h..(r + 1) * h]);
+        }
+        net.b1[m * h..(m + 1) * h].copy_from_slice(&member.b1);
+        for class in 0..c {
+            for j in 0..h {
+                net.w2[class * k * h + m * h + j] = member.w2[class * h + j] / k as f32;
+            }
+            net.b2[class] += member.b2[class] / k as f32;
+        }
+    }
+    net
+}
+
 /// Fits the temperature on `validation` and scores it with that temperature.
 fn calibrate(
     classifier: &Classifier,
@@ -334,11 +388,15 @@ fn calibrate(
         .zip(&gold)
         .map(|(l, &g)| {
             softmax(l, temperature, &mut probs);
-            let (predicted, confidence) = probs
-                .iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::MIN), |best, (i, p)| if p > best.1 { (i, p) } else { best });
+            let (predicted, confidence) =
+                probs
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .fold(
+                        (0, f32::MIN),
+                        |best, (i, p)| if p > best.1 { (i, p) } else { best },
+                    );
             Scored {
                 predicted,
                 confidence,
