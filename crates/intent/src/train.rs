@@ -41,6 +41,8 @@ pub struct TrainOptions {
     pub learning_rate: f32,
     /// Probability of dropping each input feature during training.
     pub input_dropout: f32,
+    /// Probability of dropping each hidden unit during training.
+    pub hidden_dropout: f32,
     /// Features seen fewer times than this in training are not kept.
     pub min_count: u32,
     /// Which n-grams to extract.
@@ -71,6 +73,7 @@ impl Default for TrainOptions {
             ensemble: 3,
             learning_rate: 0.2,
             input_dropout: 0.2,
+            hidden_dropout: 0.0,
             min_count: 3,
             features: FeatureConfig::default(),
             label_smoothing: 0.2,
@@ -283,6 +286,7 @@ fn fit(
     let mut logits = vec![0.0f32; n_classes];
     let mut probs = vec![0.0f32; n_classes];
     let mut grad_hidden = vec![0.0f32; h];
+    let mut mask = vec![1.0f32; h];
     let total = (o.epochs * rows.len()) as f32;
     let mut step = 0usize;
     let smooth = o.label_smoothing / n_classes as f32;
@@ -299,6 +303,20 @@ fn fit(
                     .filter(|_| rng.unit() >= o.input_dropout),
             );
             net.forward(&kept, &mut hidden, &mut logits);
+            if o.hidden_dropout > 0.0 {
+                let keep = 1.0 - o.hidden_dropout;
+                for (m, v) in mask.iter_mut().zip(hidden.iter_mut()) {
+                    *m = if rng.unit() < o.hidden_dropout {
+                        0.0
+                    } else {
+                        1.0 / keep
+                    };
+                    *v *= *m;
+                }
+                for (c, logit) in logits.iter_mut().enumerate() {
+                    *logit = net.b2[c] + crate::network::dot(&net.w2[c * h..(c + 1) * h], &hidden);
+                }
+            }
             softmax(&logits, 1.0, &mut probs);
             for (c, p) in probs.iter_mut().enumerate() {
                 let target = smooth
@@ -322,6 +340,7 @@ fn fit(
                 if hidden[j] <= 0.0 {
                     grad_hidden[j] = 0.0;
                 }
+                grad_hidden[j] *= mask[j];
                 net.b1[j] -= lr * grad_hidden[j];
             }
             if kept.is_empty() {

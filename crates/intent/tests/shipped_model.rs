@@ -99,3 +99,11 @@ fn gibberish_is_out_of_scope() {
     assert!(!p.in_scope, "{p:?}");
     assert_eq!(p.intent, "oos");
 }
+
+#[test]
+fn the_assistant_examples_parse_and_use_known_intents() {
+    let examples = opticlaw_intent::data::assistant_examples();
+    assert!(examples.len() >= 100);
+    let classes = &Classifier::shipped().model().classes;
+    assert!(examples.iter().all(|e| classes.contains(&e.intent)));
+}
