@@ -43,6 +43,7 @@ fn main() {
             "hidden" => o.hidden = v.parse().unwrap(),
             "ensemble" => o.ensemble = v.parse().unwrap(),
             "lr" => o.learning_rate = v.parse().unwrap(),
+            "wdrop" => o.word_dropout = v.parse().unwrap(),
             "hdrop" => o.hidden_dropout = v.parse().unwrap(),
             "dropout" => o.input_dropout = v.parse().unwrap(),
             "min_count" => o.min_count = v.parse().unwrap(),

@@ -41,6 +41,9 @@ pub struct TrainOptions {
     pub learning_rate: f32,
     /// Probability of dropping each input feature during training.
     pub input_dropout: f32,
+    /// Probability of dropping each word (with its n-grams and the bigram
+    /// it starts) during training.
+    pub word_dropout: f32,
     /// Probability of dropping each hidden unit during training.
     pub hidden_dropout: f32,
     /// Features seen fewer times than this in training are not kept.
@@ -72,7 +75,8 @@ impl Default for TrainOptions {
             hidden: 48,
             ensemble: 3,
             learning_rate: 0.2,
-            input_dropout: 0.2,
+            input_dropout: 0.1,
+            word_dropout: 0.2,
             hidden_dropout: 0.0,
             min_count: 3,
             features: FeatureConfig::default(),
@@ -236,15 +240,15 @@ fn validate(o: &TrainOptions) -> Result<(), IntentError> {
 /// Counts feature keys over the training texts, keeps those seen at least
 /// `min_count` times (in order of first appearance) and maps every example
 /// to its known feature rows.
-fn build_features(examples: &[Example], options: &TrainOptions) -> (Vocabulary, Vec<Vec<u32>>) {
+fn build_features(examples: &[Example], options: &TrainOptions) -> (Vocabulary, Vec<Sample>) {
     let mut buffers = TextBuffers::new();
     let mut counts: HashMap<u32, u32> = HashMap::new();
     let mut order: Vec<u32> = Vec::new();
-    let mut keyed: Vec<Vec<u32>> = Vec::with_capacity(examples.len());
+    let mut keyed: Vec<Vec<(u32, u16)>> = Vec::with_capacity(examples.len());
     for e in examples {
         buffers.featurise(&e.text, &options.features);
-        let keys: Vec<u32> = buffers.features.iter().map(|f| f.key).collect();
-        for &k in &keys {
+        let keys: Vec<(u32, u16)> = buffers.features.iter().map(|f| (f.key, f.word)).collect();
+        for &(k, _) in &keys {
             let c = counts.entry(k).or_insert(0);
             if *c == 0 {
                 order.push(k);
@@ -258,16 +262,29 @@ fn build_features(examples: &[Example], options: &TrainOptions) -> (Vocabulary, 
         .filter(|k| counts[k] >= options.min_count)
         .collect();
     let vocabulary = Vocabulary::new(kept);
-    let rows = keyed
+    let samples = keyed
         .iter()
-        .map(|keys| keys.iter().filter_map(|&k| vocabulary.row(k)).collect())
+        .map(|keys| {
+            let (rows, words) = keys
+                .iter()
+                .filter_map(|&(k, w)| vocabulary.row(k).map(|r| (r, w)))
+                .unzip();
+            Sample { rows, words }
+        })
         .collect();
-    (vocabulary, rows)
+    (vocabulary, samples)
+}
+
+/// One training example's known feature rows and the word each came from
+/// (`u16::MAX` for the sentence-start bigram).
+struct Sample {
+    rows: Vec<u32>,
+    words: Vec<u16>,
 }
 
 /// SGD on softmax cross-entropy.
 fn fit(
-    rows: &[Vec<u32>],
+    rows: &[Sample],
     labels: &[usize],
     n_rows: usize,
     n_classes: usize,
@@ -287,6 +304,7 @@ fn fit(
     let mut probs = vec![0.0f32; n_classes];
     let mut grad_hidden = vec![0.0f32; h];
     let mut mask = vec![1.0f32; h];
+    let mut dropped: Vec<bool> = Vec::new();
     let total = (o.epochs * rows.len()) as f32;
     let mut step = 0usize;
     let smooth = o.label_smoothing / n_classes as f32;
@@ -296,12 +314,18 @@ fn fit(
             let lr = o.learning_rate * (1.0 - step as f32 / total);
             step += 1;
             kept.clear();
-            kept.extend(
-                rows[i]
-                    .iter()
-                    .copied()
-                    .filter(|_| rng.unit() >= o.input_dropout),
-            );
+            if o.word_dropout > 0.0 {
+                dropped.clear();
+                let words = rows[i].words.iter().filter(|&&w| w != u16::MAX);
+                let n_words = words.max().map_or(0, |&w| w as usize + 1);
+                dropped.extend((0..n_words).map(|_| rng.unit() < o.word_dropout));
+            }
+            for (&r, &w) in rows[i].rows.iter().zip(&rows[i].words) {
+                let word_gone = dropped.get(w as usize).copied().unwrap_or(false);
+                if rng.unit() >= o.input_dropout && !word_gone {
+                    kept.push(r);
+                }
+            }
             net.forward(&kept, &mut hidden, &mut logits);
             if o.hidden_dropout > 0.0 {
                 let keep = 1.0 - o.hidden_dropout;
