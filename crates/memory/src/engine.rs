@@ -1,0 +1,341 @@
+//! [`MemoryEngine`]: one SQLite connection, the L1 hot cache, the vector
+//! index and an optional embedder, behind a small API.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use uuid::Uuid;
+
+use crate::cache::HotCache;
+use crate::embed::Embedder;
+use crate::error::{MemoryError, Result};
+use crate::record::{NewMemory, StoredMemory};
+use crate::retrieve::{FusionWeights, Hit, Query, Retriever};
+use crate::store::{self, PreparedRecord};
+use crate::vector::VectorIndex;
+
+/// Limits and knobs of an engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Largest record content accepted, in bytes.
+    pub max_record_bytes: usize,
+    /// Byte budget of the L1 hot cache.
+    pub hot_cache_bytes: usize,
+    /// Vector count above which the index switches to HNSW.
+    pub hnsw_threshold: usize,
+    /// Retrieval fusion weights.
+    pub fusion: FusionWeights,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: 64 * 1024,
+            hot_cache_bytes: 4 * 1024 * 1024,
+            hnsw_threshold: crate::vector::DEFAULT_HNSW_THRESHOLD,
+            fusion: FusionWeights::default(),
+        }
+    }
+}
+
+/// The memory engine. Each write is one SQLite transaction.
+pub struct MemoryEngine {
+    pub(crate) conn: Connection,
+    pub(crate) embedder: Option<Box<dyn Embedder>>,
+    pub(crate) vectors: Option<VectorIndex>,
+    pub(crate) hot: HotCache,
+    pub(crate) config: EngineConfig,
+}
+
+impl std::fmt::Debug for MemoryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryEngine")
+            .field("embedder", &self.embedder.as_ref().map(|e| e.model_id().to_string()))
+            .field("vectors", &self.vectors)
+            .finish()
+    }
+}
+
+/// Decode bytes as record content, with a clear error for invalid UTF-8.
+pub fn content_from_bytes(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| MemoryError::InvalidUtf8 { offset: e.utf8_error().valid_up_to() })
+}
+
+impl MemoryEngine {
+    /// Open (creating and migrating) the store at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, EngineConfig::default())
+    }
+
+    /// [`MemoryEngine::open`] with a config.
+    pub fn open_with(path: impl AsRef<Path>, config: EngineConfig) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;")?;
+        Self::from_connection(conn, config)
+    }
+
+    /// An engine over an in-memory database (tests, benches).
+    pub fn open_in_memory(config: EngineConfig) -> Result<Self> {
+        Self::from_connection(Connection::open_in_memory()?, config)
+    }
+
+    /// Wrap an existing connection, applying [`crate::MIGRATIONS`].
+    pub fn from_connection(conn: Connection, config: EngineConfig) -> Result<Self> {
+        crate::schema::migrate(&conn)?;
+        Ok(Self { conn, embedder: None, vectors: None, hot: HotCache::new(config.hot_cache_bytes), config })
+    }
+
+    /// The underlying connection (read-only use by callers).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Attach an embedder. Fails with [`MemoryError::DimensionMismatch`] when
+    /// stored vectors have another dimension; loads stored vectors of this
+    /// model into the index and embeds records that have none.
+    pub fn set_embedder(&mut self, embedder: Box<dyn Embedder>) -> Result<()> {
+        let dim = embedder.dim();
+        let stored: Option<i64> = self
+            .conn
+            .query_row("SELECT dim FROM memory_vectors WHERE model = ?1 LIMIT 1", [embedder.model_id()], |r| r.get(0))
+            .ok();
+        if let Some(d) = stored.filter(|&d| d as usize != dim) {
+            return Err(MemoryError::DimensionMismatch { expected: d as usize, actual: dim });
+        }
+        let probe = embedder.embed(&["dimension probe"])?;
+        if probe.first().map(Vec::len) != Some(dim) {
+            return Err(MemoryError::DimensionMismatch { expected: dim, actual: probe.first().map_or(0, Vec::len) });
+        }
+        let mut index = VectorIndex::with_threshold(dim, self.config.hnsw_threshold);
+        {
+            let mut stmt = self.conn.prepare("SELECT seq, vector FROM memory_vectors WHERE model = ?1")?;
+            let rows = stmt.query_map([embedder.model_id()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+            for row in rows {
+                let (seq, blob) = row?;
+                index.insert(seq, &store::blob_to_vector(&blob))?;
+            }
+        }
+        self.vectors = Some(index);
+        self.embedder = Some(embedder);
+        self.embed_missing()?;
+        Ok(())
+    }
+
+    /// The attached embedder's model id, if any.
+    pub fn embedder_model(&self) -> Option<&str> {
+        self.embedder.as_deref().map(Embedder::model_id)
+    }
+
+    fn embed_missing(&mut self) -> Result<()> {
+        let Some(model) = self.embedder.as_ref().map(|e| e.model_id().to_string()) else { return Ok(()) };
+        let missing: Vec<(i64, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT seq, content FROM memory_records r WHERE NOT EXISTS
+                   (SELECT 1 FROM memory_vectors v WHERE v.seq = r.seq AND v.model = ?1)",
+            )?;
+            stmt.query_map([&model], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
+        };
+        for chunk in missing.chunks(256) {
+            let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+            let vecs = self.embed_texts(&texts)?;
+            let tx = self.conn.unchecked_transaction()?;
+            for ((seq, _), v) in chunk.iter().zip(&vecs) {
+                store::put_vector(&tx, *seq, &model, v)?;
+            }
+            tx.commit()?;
+            if let Some(idx) = self.vectors.as_mut() {
+                for ((seq, _), v) in chunk.iter().zip(&vecs) {
+                    idx.insert(*seq, v)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let Some(e) = &self.embedder else { return Ok(Vec::new()) };
+        let vecs = e.embed(texts)?;
+        if vecs.len() != texts.len() {
+            return Err(MemoryError::Embedder(format!("{} vectors for {} texts", vecs.len(), texts.len())));
+        }
+        if let Some(bad) = vecs.iter().find(|v| v.len() != e.dim()) {
+            return Err(MemoryError::DimensionMismatch { expected: e.dim(), actual: bad.len() });
+        }
+        Ok(vecs)
+    }
+
+    fn prepare(&self, mut new: NewMemory, now: DateTime<Utc>) -> Result<PreparedRecord> {
+        if new.content.len() > self.config.max_record_bytes {
+            return Err(MemoryError::Oversized { size: new.content.len(), limit: self.config.max_record_bytes });
+        }
+        if new.content.trim().is_empty() {
+            return Err(MemoryError::Invalid("content is empty".into()));
+        }
+        if new.content.contains('\0') {
+            return Err(MemoryError::Invalid("content contains a NUL byte".into()));
+        }
+        for (name, v) in [("salience", new.salience), ("confidence", new.confidence)] {
+            if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
+                return Err(MemoryError::Invalid(format!("{name} {v} is outside 0..=1")));
+            }
+        }
+        let mut entities: Vec<String> = new.entities.iter().map(|e| crate::text::normalise_entity_key(e)).collect();
+        entities.extend(crate::text::extract_entities(&new.content));
+        if let Some(s) = &new.speaker {
+            entities.push(crate::text::normalise_entity_key(&format!("person:{s}")));
+        }
+        entities.sort();
+        entities.dedup();
+        new.entities = entities.clone();
+        let context = match (&new.thread_id, new.kind) {
+            (Some(t), opticlaw_core::MemoryType::Episodic) => {
+                self.hot.recent(t, 1).first().map(|m| m.record.content.clone()).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        Ok(PreparedRecord {
+            memory_id: new.memory_id.unwrap_or_else(Uuid::now_v7),
+            salience: new.salience.unwrap_or_else(|| crate::text::heuristic_salience(&new.content)),
+            occurred_at: new.occurred_at.unwrap_or(now),
+            created_at: now,
+            entities,
+            context,
+            new,
+        })
+    }
+
+    /// Remember one record; returns it as stored.
+    pub fn add(&mut self, new: NewMemory) -> Result<StoredMemory> {
+        let mut out = self.add_batch(vec![new])?;
+        Ok(out.remove(0))
+    }
+
+    /// Remember several records in one transaction (all or nothing),
+    /// embedding them in batches. Episodic records of a thread get the
+    /// previous record of that thread as low-weight full-text context.
+    pub fn add_batch(&mut self, news: Vec<NewMemory>) -> Result<Vec<StoredMemory>> {
+        let now = Utc::now();
+        let mut stored = Vec::with_capacity(news.len());
+        let tx = self.conn.unchecked_transaction()?;
+        let mut prepared = Vec::with_capacity(news.len());
+        for new in news {
+            let p = self.prepare(new, now)?;
+            let seq = store::insert_record(&tx, &p)?;
+            let m = store::get_many(&tx, &[seq])?.pop().ok_or_else(|| MemoryError::Invalid("insert vanished".into()))?;
+            self.hot.push(m.clone());
+            prepared.push((seq, p.new.content));
+            stored.push(m);
+        }
+        let texts: Vec<&str> = prepared.iter().map(|(_, c)| c.as_str()).collect();
+        let vecs = match self.embed_texts(&texts) {
+            Ok(v) => v,
+            Err(e) => {
+                drop(tx);
+                for m in &stored {
+                    self.hot.remove(m.seq);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(model) = self.embedder.as_ref().map(|e| e.model_id().to_string()) {
+            for ((seq, _), v) in prepared.iter().zip(&vecs) {
+                store::put_vector(&tx, *seq, &model, v)?;
+            }
+        }
+        tx.commit()?;
+        if let Some(idx) = self.vectors.as_mut() {
+            for ((seq, _), v) in prepared.iter().zip(&vecs) {
+                idx.insert(*seq, v)?;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Fetch a record by id.
+    pub fn get(&self, id: Uuid) -> Result<Option<StoredMemory>> {
+        store::get(&self.conn, id)
+    }
+
+    /// Pin (never forgotten by decay) or unpin a record.
+    pub fn pin(&mut self, id: Uuid, pinned: bool) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        if !store::set_pinned(&tx, id, pinned)? {
+            return Err(MemoryError::NotFound(id));
+        }
+        tx.commit()?;
+        if let Some(m) = self.get(id)? {
+            self.hot.set_pinned(m.seq, pinned);
+        }
+        Ok(())
+    }
+
+    /// Truly delete a record everywhere: row, full-text entry, vector (blob
+    /// and index), entity links, summaries quoting it, hot cache.
+    pub fn forget(&mut self, id: Uuid) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let seq = store::forget(&tx, id)?.ok_or(MemoryError::NotFound(id))?;
+        tx.commit()?;
+        self.drop_from_memory(seq);
+        Ok(())
+    }
+
+    pub(crate) fn drop_from_memory(&mut self, seq: i64) {
+        if let Some(idx) = self.vectors.as_mut() {
+            idx.remove(seq);
+        }
+        self.hot.remove(seq);
+    }
+
+    /// Delete every record whose `expires_at` has passed; returns how many.
+    pub fn purge_expired(&mut self, now: DateTime<Utc>) -> Result<usize> {
+        let tx = self.conn.unchecked_transaction()?;
+        let seqs = store::expired(&tx, now)?;
+        for &s in &seqs {
+            store::forget_seq(&tx, s)?;
+        }
+        tx.commit()?;
+        for &s in &seqs {
+            self.drop_from_memory(s);
+        }
+        Ok(seqs.len())
+    }
+
+    /// Hybrid search (see [`crate::retrieve`]).
+    pub fn search(&self, query: &Query) -> Result<Vec<Hit>> {
+        let query_vector = match &self.embedder {
+            Some(e) if !query.text.trim().is_empty() => self.embed_texts(&[query.text.as_str()])?.pop(),
+            _ => None,
+        };
+        Retriever { conn: &self.conn, vectors: self.vectors.as_ref(), query_vector, weights: &self.config.fusion }
+            .search(query)
+    }
+
+    /// Add a relation between two entities (`person:sam -works_at-> org:acme`).
+    pub fn relate(&mut self, src: &str, relation: &str, dst: &str) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        crate::graph::relate(&tx, src, relation, dst, Utc::now())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Entities within `depth` hops of `key`.
+    pub fn neighbours(&self, key: &str, depth: u32) -> Result<Vec<crate::graph::Neighbour>> {
+        crate::graph::neighbours(&self.conn, key, depth)
+    }
+
+    /// Counts of records, vectors, entities and summaries.
+    pub fn stats(&self) -> Result<store::StoreStats> {
+        store::stats(&self.conn)
+    }
+
+    /// Recent records of a thread from the L1 hot cache, oldest first.
+    pub fn recent(&self, thread_id: &str, n: usize) -> Vec<StoredMemory> {
+        self.hot.recent(thread_id, n).into_iter().cloned().collect()
+    }
+
+    /// Bytes held by the L1 hot cache.
+    pub fn hot_cache_bytes(&self) -> usize {
+        self.hot.used_bytes()
+    }
+}

@@ -1,0 +1,198 @@
+//! Hybrid retrieval: full-text (BM25), vector and entity-graph candidates
+//! fused by weighted reciprocal rank, then adjusted by salience, recency,
+//! thread and time signals.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use opticlaw_core::MemoryType;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::record::StoredMemory;
+use crate::text::{fts_or_query, query_terms};
+use crate::timeparse::{TimeRange, parse_time_range};
+use crate::vector::VectorIndex;
+
+/// Hints that narrow or steer a search (triage supplies them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalHints {
+    /// Entity keys (`person:sam`) or bare names the query is about.
+    #[serde(default)]
+    pub entities: Vec<String>,
+    /// Only records that happened in this range.
+    #[serde(default)]
+    pub time_range: Option<TimeRange>,
+    /// Prefer records of this domain.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Only these kinds (all when empty).
+    #[serde(default)]
+    pub kinds: Vec<MemoryType>,
+}
+
+/// A search request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    /// Natural-language query; may name times ("last week", "in May").
+    pub text: String,
+    /// How many hits to return.
+    pub limit: usize,
+    /// The thread asking, if any: its records get a boost.
+    #[serde(default)]
+    pub thread_id: Option<String>,
+    /// Reference time for relative expressions and recency; now if absent.
+    #[serde(default)]
+    pub now: Option<DateTime<Utc>>,
+    /// Hints from triage.
+    #[serde(default)]
+    pub hints: RetrievalHints,
+}
+
+impl Query {
+    /// A query for the `limit` best hits of `text`.
+    pub fn new(text: impl Into<String>, limit: usize) -> Self {
+        Self { text: text.into(), limit, ..Self::default() }
+    }
+}
+
+/// Which candidate generators found a hit, and at what rank (0-based).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HitSources {
+    /// Rank among full-text hits.
+    pub fulltext: Option<usize>,
+    /// Rank among vector hits.
+    pub vector: Option<usize>,
+    /// Rank among entity-graph hits.
+    pub graph: Option<usize>,
+}
+
+/// One retrieved record with its fused score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// The record.
+    pub memory: StoredMemory,
+    /// Fused score (higher is better).
+    pub score: f32,
+    /// Where it came from.
+    pub sources: HitSources,
+}
+
+/// Tunable weights of the fusion. The defaults are set by method, not per
+/// question: equal-ish weight to lexical and semantic evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusionWeights {
+    /// RRF constant.
+    pub k: f32,
+    /// Weight of full-text ranks.
+    pub fulltext: f32,
+    /// Weight of vector ranks.
+    pub vector: f32,
+    /// Weight of graph ranks.
+    pub graph: f32,
+    /// Candidates taken from each generator.
+    pub depth: usize,
+    /// BM25 weight of the neighbouring-context column relative to content.
+    pub context_column: f64,
+}
+
+impl Default for FusionWeights {
+    fn default() -> Self {
+        Self { k: 60.0, fulltext: 1.0, vector: 1.0, graph: 0.3, depth: 100, context_column: 0.3 }
+    }
+}
+
+/// Everything retrieval needs, borrowed from the engine.
+pub(crate) struct Retriever<'a> {
+    pub conn: &'a Connection,
+    pub vectors: Option<&'a VectorIndex>,
+    pub query_vector: Option<Vec<f32>>,
+    pub weights: &'a FusionWeights,
+}
+
+impl Retriever<'_> {
+    pub(crate) fn search(&self, q: &Query) -> Result<Vec<Hit>> {
+        let now = q.now.unwrap_or_else(Utc::now);
+        let parsed = parse_time_range(&q.text, now);
+        let time_range = q.hints.time_range.or(parsed.as_ref().map(|p| p.0));
+        let time_words = parsed.map(|p| p.1).unwrap_or_default();
+        let terms: Vec<String> =
+            query_terms(&q.text).into_iter().filter(|t| !time_words.contains(t)).collect();
+        let depth = self.weights.depth.max(q.limit);
+
+        let fulltext = self.fulltext(&terms, depth)?;
+        let vector: Vec<i64> = match (self.vectors, &self.query_vector) {
+            (Some(idx), Some(v)) => idx.search(v, depth)?.into_iter().map(|h| h.seq).collect(),
+            _ => Vec::new(),
+        };
+        let graph = self.graph(&q.text, &q.hints.entities, depth)?;
+
+        let w = self.weights;
+        let mut fused: HashMap<i64, (f32, HitSources)> = HashMap::new();
+        let mut add = |list: &[i64], weight: f32, set: fn(&mut HitSources, usize)| {
+            for (rank, &seq) in list.iter().enumerate() {
+                let e = fused.entry(seq).or_default();
+                e.0 += weight / (w.k + rank as f32 + 1.0);
+                set(&mut e.1, rank);
+            }
+        };
+        add(&fulltext, w.fulltext, |s, r| s.fulltext = Some(r));
+        add(&vector, w.vector, |s, r| s.vector = Some(r));
+        add(&graph, w.graph, |s, r| s.graph = Some(r));
+
+        let seqs: Vec<i64> = fused.keys().copied().collect();
+        let records = crate::store::get_many(self.conn, &seqs)?;
+        let top = (w.fulltext + w.vector) / (w.k + 1.0);
+        let mut hits: Vec<Hit> = records
+            .into_iter()
+            .filter(|m| m.record.expires_at.is_none_or(|e| e > now))
+            .filter(|m| q.hints.kinds.is_empty() || q.hints.kinds.contains(&m.kind()))
+            .filter(|m| time_range.is_none_or(|r| r.contains(m.occurred_at)))
+            .filter_map(|m| {
+                let (base, sources) = fused.remove(&m.seq)?;
+                let mut score = base;
+                // Signals, each a small fraction of a top-ranked hit's score.
+                score += top * 0.05 * m.record.salience;
+                if q.thread_id.is_some() && q.thread_id == m.record.thread_id {
+                    score += top * 0.05;
+                }
+                if q.hints.domain.is_some() && q.hints.domain == m.domain {
+                    score += top * 0.1;
+                }
+                if m.record.pinned {
+                    score += top * 0.05;
+                }
+                let age_days = (now - m.occurred_at).num_hours().max(0) as f32 / 24.0;
+                score += top * 0.05 * (-age_days / 90.0).exp();
+                Some(Hit { memory: m, score, sources })
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.memory.seq.cmp(&a.memory.seq)));
+        hits.truncate(q.limit);
+        Ok(hits)
+    }
+
+    fn fulltext(&self, terms: &[String], depth: usize) -> Result<Vec<i64>> {
+        let Some(expr) = fts_or_query(terms) else { return Ok(Vec::new()) };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?1
+              ORDER BY bm25(memory_fts, 1.0, ?2) LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![expr, self.weights.context_column, depth as i64], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn graph(&self, text: &str, hinted: &[String], depth: usize) -> Result<Vec<i64>> {
+        let mut keys: Vec<String> = hinted.iter().map(|k| crate::text::normalise_entity_key(k)).collect();
+        let named = crate::graph::entities_named(self.conn, &query_terms(text))?;
+        let total: u64 = self.conn.query_row("SELECT COUNT(*) FROM memory_records", [], |r| r.get::<_, i64>(0))? as u64;
+        // Only entities that single out a small part of memory carry signal.
+        for (key, n) in named {
+            if n > 0 && (n as f64) < (total as f64 * 0.05).max(3.0) && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Ok(crate::graph::records_for_entities(self.conn, &keys, depth)?.into_iter().map(|(s, _)| s).collect())
+    }
+}

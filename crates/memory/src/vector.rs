@@ -1,0 +1,267 @@
+//! The embedded vector index: exact brute force over a contiguous f32
+//! matrix while small, an HNSW graph (`hnsw_rs`) beyond a threshold.
+//!
+//! Vectors are L2-normalised on the way in, so similarity is a dot product
+//! (HNSW uses L2 distance, which orders unit vectors as cosine does).
+//! Deletes are tombstones in the HNSW graph (it cannot remove points) and
+//! real removals in the brute-force matrix; the SQLite blob is the source of
+//! truth and the index is rebuilt from it at open.
+
+use std::collections::{HashMap, HashSet};
+
+use hnsw_rs::prelude::{DistL2, Hnsw};
+
+use crate::error::{MemoryError, Result};
+
+/// Above this many vectors, searches go through HNSW.
+pub const DEFAULT_HNSW_THRESHOLD: usize = 20_000;
+
+/// A nearest-neighbour hit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VectorHit {
+    /// Record seq.
+    pub seq: i64,
+    /// Cosine similarity.
+    pub score: f32,
+}
+
+/// In-memory vector index keyed by record seq.
+pub struct VectorIndex {
+    dim: usize,
+    threshold: usize,
+    ids: Vec<i64>,
+    data: Vec<f32>,
+    pos: HashMap<i64, usize>,
+    hnsw: Option<Hnsw<'static, f32, DistL2>>,
+    tombstones: HashSet<i64>,
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex")
+            .field("dim", &self.dim)
+            .field("len", &self.len())
+            .field("hnsw", &self.hnsw.is_some())
+            .finish()
+    }
+}
+
+/// Dot product written so LLVM vectorises it (eight independent lanes).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Scale `v` to unit length in place (zero vectors stay zero).
+pub fn normalise(v: &mut [f32]) {
+    let n = dot(v, v).sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+impl VectorIndex {
+    /// An empty index of `dim`-dimensional vectors.
+    pub fn new(dim: usize) -> Self {
+        Self::with_threshold(dim, DEFAULT_HNSW_THRESHOLD)
+    }
+
+    /// An empty index switching to HNSW above `threshold` vectors.
+    pub fn with_threshold(dim: usize, threshold: usize) -> Self {
+        Self {
+            dim,
+            threshold,
+            ids: Vec::new(),
+            data: Vec::new(),
+            pos: HashMap::new(),
+            hnsw: None,
+            tombstones: HashSet::new(),
+        }
+    }
+
+    /// Dimension of the vectors held.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of live vectors.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Whether searches use the HNSW graph.
+    pub fn uses_hnsw(&self) -> bool {
+        self.hnsw.is_some()
+    }
+
+    /// Add (or replace) the vector of `seq`.
+    pub fn insert(&mut self, seq: i64, vector: &[f32]) -> Result<()> {
+        if vector.len() != self.dim {
+            return Err(MemoryError::DimensionMismatch { expected: self.dim, actual: vector.len() });
+        }
+        let mut v = vector.to_vec();
+        normalise(&mut v);
+        if let Some(&p) = self.pos.get(&seq) {
+            self.data[p * self.dim..(p + 1) * self.dim].copy_from_slice(&v);
+        } else {
+            self.pos.insert(seq, self.ids.len());
+            self.ids.push(seq);
+            self.data.extend_from_slice(&v);
+        }
+        match &self.hnsw {
+            Some(h) => {
+                self.tombstones.remove(&seq);
+                h.insert((&v, seq as usize));
+            }
+            None if self.ids.len() > self.threshold => self.build_hnsw(),
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn build_hnsw(&mut self) {
+        let n = self.ids.len();
+        let h = Hnsw::<f32, DistL2>::new(16, n.max(1024) * 2, 16, 100, DistL2 {});
+        let items: Vec<(&[f32], usize)> = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (&self.data[i * self.dim..(i + 1) * self.dim], s as usize))
+            .collect();
+        h.parallel_insert_slice(&items);
+        self.hnsw = Some(h);
+        self.tombstones.clear();
+    }
+
+    /// Remove the vector of `seq` (a no-op when absent).
+    pub fn remove(&mut self, seq: i64) {
+        let Some(p) = self.pos.remove(&seq) else { return };
+        let last = self.ids.len() - 1;
+        if p != last {
+            let moved = self.ids[last];
+            self.ids.swap(p, last);
+            let (d, dim) = (&mut self.data, self.dim);
+            for i in 0..dim {
+                d.swap(p * dim + i, last * dim + i);
+            }
+            self.pos.insert(moved, p);
+        }
+        self.ids.pop();
+        self.data.truncate(self.ids.len() * self.dim);
+        if self.hnsw.is_some() {
+            self.tombstones.insert(seq);
+        }
+    }
+
+    /// The `k` most similar vectors to `query`, best first.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<VectorHit>> {
+        if query.len() != self.dim {
+            return Err(MemoryError::DimensionMismatch { expected: self.dim, actual: query.len() });
+        }
+        let mut q = query.to_vec();
+        normalise(&mut q);
+        if let Some(h) = &self.hnsw {
+            let want = k + self.tombstones.len().min(k * 4);
+            let hits = h.search(&q, want, (want * 2).max(64));
+            return Ok(hits
+                .into_iter()
+                .map(|n| VectorHit { seq: n.d_id as i64, score: 1.0 - n.distance * n.distance / 2.0 })
+                .filter(|h| !self.tombstones.contains(&h.seq))
+                .take(k)
+                .collect());
+        }
+        Ok(self.brute_force(&q, k))
+    }
+
+    fn brute_force(&self, q: &[f32], k: usize) -> Vec<VectorHit> {
+        let mut hits: Vec<VectorHit> = self
+            .data
+            .chunks_exact(self.dim)
+            .zip(&self.ids)
+            .map(|(v, &seq)| VectorHit { seq, score: dot(q, v) })
+            .collect();
+        let k = k.min(hits.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        hits.select_nth_unstable_by(k - 1, |a, b| b.score.total_cmp(&a.score));
+        hits.truncate(k);
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits
+    }
+
+    /// Similarity of `query` to the stored vector of `seq`, if any.
+    pub fn similarity(&self, query: &[f32], seq: i64) -> Option<f32> {
+        let p = *self.pos.get(&seq)?;
+        Some(dot(query, &self.data[p * self.dim..(p + 1) * self.dim]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(i: usize, dim: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dim).map(|j| ((i * 31 + j * 7) % 13) as f32 - 6.0).collect();
+        normalise(&mut v);
+        v
+    }
+
+    #[test]
+    fn nearest_vector_is_itself() {
+        let mut idx = VectorIndex::new(16);
+        for i in 0..50 {
+            idx.insert(i as i64, &unit(i, 16)).unwrap();
+        }
+        let hit = idx.search(&unit(7, 16), 1).unwrap()[0];
+        assert_eq!(hit.seq, 7);
+        assert!((hit.score - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn wrong_dimension_is_a_clear_error() {
+        let mut idx = VectorIndex::new(8);
+        let err = idx.insert(1, &[1.0; 9]).unwrap_err();
+        assert!(err.to_string().contains("index holds 8-dimensional vectors, got 9"));
+    }
+
+    #[test]
+    fn removed_vectors_are_never_returned_in_either_mode() {
+        for threshold in [usize::MAX, 10] {
+            let mut idx = VectorIndex::with_threshold(16, threshold);
+            for i in 0..40 {
+                idx.insert(i as i64, &unit(i, 16)).unwrap();
+            }
+            idx.remove(7);
+            let hits = idx.search(&unit(7, 16), 40).unwrap();
+            assert!(hits.iter().all(|h| h.seq != 7), "threshold {threshold}");
+            assert_eq!(idx.len(), 39);
+        }
+    }
+
+    #[test]
+    fn hnsw_agrees_with_brute_force_on_the_top_hit() {
+        let mut idx = VectorIndex::with_threshold(32, 100);
+        for i in 0..500 {
+            idx.insert(i as i64, &unit(i * 17 + 3, 32)).unwrap();
+        }
+        assert!(idx.uses_hnsw());
+        let q = unit(17 * 250 + 3, 32);
+        let exact = idx.brute_force(&q, 1)[0];
+        let approx = idx.search(&q, 5).unwrap();
+        assert!((approx[0].score - exact.score).abs() < 1e-4);
+    }
+}
