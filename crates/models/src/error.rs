@@ -134,9 +134,7 @@ pub enum SecretError {
     MissingEnv(String),
     #[error("cannot read the key file {path}: {detail}")]
     File { path: String, detail: String },
-    #[error(
-        "the key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`"
-    )]
+    #[error("the key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
     TooOpen { path: String, mode: u32 },
     #[error("the key file {0} is empty")]
     Empty(String),

@@ -202,10 +202,13 @@ impl Decoder {
     fn whole(&mut self, provider: &str, body: &str) -> Decoded {
         let value: Value = serde_json::from_str(body).map_err(|e| malformed(provider, e))?;
         if value["type"] == "error" {
-            return self.on_frame(provider, Frame::Event {
-                event: "error".into(),
-                data: body.to_owned(),
-            });
+            return self.on_frame(
+                provider,
+                Frame::Event {
+                    event: "error".into(),
+                    data: body.to_owned(),
+                },
+            );
         }
         let mut out = Vec::new();
         for block in value["content"].as_array().into_iter().flatten() {

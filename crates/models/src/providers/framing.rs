@@ -124,7 +124,10 @@ mod tests {
     #[test]
     fn ndjson_last_line_without_newline_is_kept() {
         let mut framer = Framer::new(Framing::Ndjson);
-        assert_eq!(framer.push(b"{\"a\":1}\r\n{\"b\""), vec![Frame::Line("{\"a\":1}".into())]);
+        assert_eq!(
+            framer.push(b"{\"a\":1}\r\n{\"b\""),
+            vec![Frame::Line("{\"a\":1}".into())]
+        );
         assert_eq!(framer.finish(), vec![Frame::Line("{\"b\"".into())]);
     }
 }

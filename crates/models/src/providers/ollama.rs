@@ -78,7 +78,10 @@ impl Decoder {
         };
         let value: Value = serde_json::from_str(&line).map_err(|e| malformed(provider, e))?;
         if let Some(error) = value.get("error") {
-            let detail = error.as_str().map(str::to_owned).unwrap_or(error.to_string());
+            let detail = error
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or(error.to_string());
             return Err(crate::ModelError::Provider {
                 provider: provider.to_owned(),
                 detail,
@@ -86,7 +89,10 @@ impl Decoder {
         }
         let mut out = Vec::new();
         let message = value.get("message");
-        if let Some(text) = message.and_then(|m| m.get("content")).and_then(Value::as_str) {
+        if let Some(text) = message
+            .and_then(|m| m.get("content"))
+            .and_then(Value::as_str)
+        {
             if !text.is_empty() {
                 out.push(ChatDelta::Text(text.to_owned()));
             }

@@ -213,8 +213,16 @@ impl Decoder {
         {
             let function = call.get("function").unwrap_or(&Value::Null);
             let entry = self.calls.entry(index as u64).or_default();
-            entry.id = call.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
-            entry.name = function.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+            entry.id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            entry.name = function
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
             entry.arguments = function
                 .get("arguments")
                 .and_then(Value::as_str)

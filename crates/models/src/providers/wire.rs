@@ -32,8 +32,9 @@ pub fn parse_arguments(
         Some(Value::String(text)) if text.trim().is_empty() => {
             return Ok(Value::Object(Default::default()));
         }
-        Some(Value::String(text)) => serde_json::from_str::<Value>(&text)
-            .map_err(|e| invalid(format!("not JSON ({e})")))?,
+        Some(Value::String(text)) => {
+            serde_json::from_str::<Value>(&text).map_err(|e| invalid(format!("not JSON ({e})")))?
+        }
         Some(other) => other,
     };
     if value.is_object() {
