@@ -29,3 +29,5 @@ pub use execute::{Completed, Outcome, Providers, UsageRecord, confidence, shape_
 pub use gate::GateDecision;
 pub use router::{ModelRouter, Route, RouterSnapshot, Selection, SuccessStat};
 pub use task::Task;
+pub mod replay;
+pub mod tokens;
