@@ -75,6 +75,9 @@ pub struct Turn {
     /// The protocol expected; `None` answers whichever endpoint is called.
     #[serde(default)]
     pub protocol: Option<Protocol>,
+    /// The internal-form request that produced this turn (tests replay it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<crate::types::ChatRequest>,
     /// The exact request body expected (tests compare; the server does not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Value>,

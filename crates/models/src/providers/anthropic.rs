@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::framing::Frame;
-use super::wire::{Decoded, malformed, parse_arguments};
+use super::wire::{Decoded, decimal, malformed, parse_arguments};
 use crate::types::{ChatDelta, ChatRequest, FinishReason, Role, ToolCall, Usage};
 
 pub const PATH: &str = "/v1/messages";
@@ -75,7 +75,7 @@ pub fn body(request: &ChatRequest) -> Value {
         "model": request.model,
         "max_tokens": request.max_tokens,
         "messages": messages,
-        "temperature": request.temperature,
+        "temperature": decimal(request.temperature),
         "stream": request.stream,
     });
     if !system.is_empty() {

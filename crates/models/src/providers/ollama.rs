@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::framing::Frame;
-use super::wire::{Decoded, malformed, parse_arguments};
+use super::wire::{Decoded, decimal, malformed, parse_arguments};
 use crate::types::{ChatDelta, ChatRequest, FinishReason, Role, ToolCall, Usage};
 
 pub const PATH: &str = "/api/chat";
@@ -40,7 +40,7 @@ pub fn body(request: &ChatRequest) -> Value {
         "model": request.model,
         "messages": messages,
         "stream": request.stream,
-        "options": { "temperature": request.temperature, "num_predict": request.max_tokens },
+        "options": { "temperature": decimal(request.temperature), "num_predict": request.max_tokens },
     });
     if !request.tools.is_empty() {
         body["tools"] = request

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::framing::Frame;
-use super::wire::{Decoded, malformed, parse_arguments};
+use super::wire::{Decoded, decimal, malformed, parse_arguments};
 use crate::types::{ChatDelta, ChatRequest, FinishReason, Role, ToolCall, Usage};
 
 pub const PATH: &str = "/v1/chat/completions";
@@ -58,7 +58,7 @@ pub fn body(request: &ChatRequest, dialect: Dialect) -> Value {
     let mut body = json!({
         "model": request.model,
         "messages": messages,
-        "temperature": request.temperature,
+        "temperature": decimal(request.temperature),
         "stream": request.stream,
     });
     body[cap] = json!(request.max_tokens);

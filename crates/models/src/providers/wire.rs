@@ -43,3 +43,9 @@ pub fn parse_arguments(
         Err(invalid(format!("expected an object, got `{value}`")))
     }
 }
+
+/// An `f32` setting as the decimal a person wrote (`0.2`, not
+/// `0.20000000298023224`).
+pub fn decimal(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
+}
