@@ -35,6 +35,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -367,22 +368,27 @@ async fn handle(
             frames = vec![bad];
         }
     }
-    let items: Vec<Result<String, std::io::Error>> = match drop_after {
-        Some(n) => frames
-            .into_iter()
-            .take(n)
-            .map(Ok)
-            .chain(std::iter::once(Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "scripted drop",
-            ))))
-            .collect(),
-        None => frames.into_iter().map(Ok).collect(),
+    let body = match drop_after {
+        Some(n) => {
+            frames.truncate(n);
+            // Let the first frames reach the client, then cut the connection.
+            let cut = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "scripted drop",
+                ))
+            });
+            Body::from_stream(futures_util::stream::iter(frames.into_iter().map(Ok)).chain(cut))
+        }
+        None => Body::from_stream(futures_util::stream::iter(
+            frames.into_iter().map(Ok::<_, std::io::Error>),
+        )),
     };
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", content_type)
-        .body(Body::from_stream(futures_util::stream::iter(items)))
+        .body(body)
         .expect("static response parts")
 }
 

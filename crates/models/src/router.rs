@@ -245,6 +245,7 @@ impl ModelRouter {
         let mut decisions = Vec::with_capacity(self.tiers.len());
         let mut allowed: Vec<(Selection, f32)> = Vec::new();
         let mut budget_refusal = None;
+        let mut budget_blocked_capable = false;
         let value_usd = task
             .value_usd
             .unwrap_or(self.config.gate.default_task_value_usd);
@@ -282,7 +283,10 @@ impl ModelRouter {
                 &mut budget_refusal,
             );
             let (ok, reason) = match refusal {
-                Some(reason) => (false, reason),
+                Some((reason, by_budget)) => {
+                    budget_blocked_capable |= by_budget && capability >= task.complexity;
+                    (false, reason)
+                }
                 None if !verdict.allowed => (
                     false,
                     format!(
@@ -348,7 +352,11 @@ impl ModelRouter {
             .filter(|(_, cap)| *cap >= task.complexity)
             .map(|(s, _)| s.clone())
             .collect();
-        let chain = if capable.is_empty() {
+        let chain = if capable.is_empty() && budget_blocked_capable {
+            // A capable model exists but the budget forbids it: say so
+            // rather than quietly answering with a weaker one.
+            Vec::new()
+        } else if capable.is_empty() {
             // Nothing is rated capable enough: best effort, strongest first.
             let mut all = allowed;
             all.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -383,30 +391,32 @@ impl ModelRouter {
         state: &State,
         now_ms: i64,
         budget_refusal: &mut Option<BudgetExceeded>,
-    ) -> Option<String> {
+    ) -> Option<(String, bool)> {
         if locality == Locality::Cloud {
             if task.no_network {
-                return Some("policy forbids the network (no_network)".to_owned());
+                return Some(("policy forbids the network (no_network)".to_owned(), false));
             }
             if task.private && !(task.allow_private_cloud || self.config.allow_private_cloud) {
-                return Some("private data stays on local models".to_owned());
+                return Some(("private data stays on local models".to_owned(), false));
             }
         }
         if let Some(breaker) = state.breakers.get(&tier.provider) {
             if let BreakerState::Open { until_ms } = breaker.peek(now_ms, &self.config.breaker) {
-                return Some(format!(
+                let reason = format!(
                     "circuit breaker for `{}` is open for {} ms more",
                     tier.provider,
                     until_ms - now_ms
-                ));
+                );
+                return Some((reason, false));
             }
         }
         if est_cost_usd > 0.0 {
             if let Some(cap) = task.budget_usd {
                 if est_cost_usd > cap {
-                    return Some(format!(
+                    let reason = format!(
                         "estimated cost ${est_cost_usd:.4} exceeds the task budget ${cap:.4}"
-                    ));
+                    );
+                    return Some((reason, false));
                 }
             }
             let day = || day_string(now_ms);
@@ -442,7 +452,7 @@ impl ModelRouter {
                         };
                         let reason = exceeded.to_string();
                         budget_refusal.get_or_insert(exceeded);
-                        return Some(reason);
+                        return Some((reason, true));
                     }
                 }
             }
