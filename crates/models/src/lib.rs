@@ -14,6 +14,7 @@ pub use types::{
 };
 
 pub mod accounting;
+pub mod bench;
 pub mod breaker;
 pub mod cache;
 pub mod config;
