@@ -312,12 +312,12 @@ impl ModelRouter {
                 provider: provider.clone(),
             });
         }
-        if selection.tool_mode == ToolMode::Prompted {
-            if let Some(parsed) = parse_prompted_call(provider, &response.text)? {
-                response.tool_calls.push(parsed);
-                response.text.clear();
-                response.finish_reason = FinishReason::ToolCalls;
-            }
+        if selection.tool_mode == ToolMode::Prompted
+            && let Some(parsed) = parse_prompted_call(provider, &response.text)?
+        {
+            response.tool_calls.push(parsed);
+            response.text.clear();
+            response.finish_reason = FinishReason::ToolCalls;
         }
         let tools = if call.tools.is_empty() {
             &original.tools

@@ -400,24 +400,23 @@ impl ModelRouter {
                 return Some(("private data stays on local models".to_owned(), false));
             }
         }
-        if let Some(breaker) = state.breakers.get(&tier.provider) {
-            if let BreakerState::Open { until_ms } = breaker.peek(now_ms, &self.config.breaker) {
-                let reason = format!(
-                    "circuit breaker for `{}` is open for {} ms more",
-                    tier.provider,
-                    until_ms - now_ms
-                );
-                return Some((reason, false));
-            }
+        if let Some(breaker) = state.breakers.get(&tier.provider)
+            && let BreakerState::Open { until_ms } = breaker.peek(now_ms, &self.config.breaker)
+        {
+            let reason = format!(
+                "circuit breaker for `{}` is open for {} ms more",
+                tier.provider,
+                until_ms - now_ms
+            );
+            return Some((reason, false));
         }
         if est_cost_usd > 0.0 {
-            if let Some(cap) = task.budget_usd {
-                if est_cost_usd > cap {
-                    let reason = format!(
-                        "estimated cost ${est_cost_usd:.4} exceeds the task budget ${cap:.4}"
-                    );
-                    return Some((reason, false));
-                }
+            if let Some(cap) = task.budget_usd
+                && est_cost_usd > cap
+            {
+                let reason =
+                    format!("estimated cost ${est_cost_usd:.4} exceeds the task budget ${cap:.4}");
+                return Some((reason, false));
             }
             let day = || day_string(now_ms);
             let user_spent = state
@@ -440,20 +439,20 @@ impl ModelRouter {
                 ),
             ];
             for (cap, spent, scope, setting) in checks {
-                if let Some(cap) = cap {
-                    if spent + est_cost_usd > cap {
-                        let exceeded = BudgetExceeded {
-                            scope,
-                            setting,
-                            day: day(),
-                            spent_usd: spent,
-                            cap_usd: cap,
-                            needed_usd: est_cost_usd,
-                        };
-                        let reason = exceeded.to_string();
-                        budget_refusal.get_or_insert(exceeded);
-                        return Some((reason, true));
-                    }
+                if let Some(cap) = cap
+                    && spent + est_cost_usd > cap
+                {
+                    let exceeded = BudgetExceeded {
+                        scope,
+                        setting,
+                        day: day(),
+                        spent_usd: spent,
+                        cap_usd: cap,
+                        needed_usd: est_cost_usd,
+                    };
+                    let reason = exceeded.to_string();
+                    budget_refusal.get_or_insert(exceeded);
+                    return Some((reason, true));
                 }
             }
         }

@@ -47,13 +47,13 @@ pub fn estimate_request(request: &ChatRequest) -> u64 {
 pub fn estimate_body(body: &serde_json::Value) -> u64 {
     fn walk(value: &serde_json::Value, key: &str, total: &mut u64) {
         match value {
-            serde_json::Value::String(s) => {
+            serde_json::Value::String(s)
                 if !matches!(
                     key,
                     "role" | "type" | "model" | "id" | "tool_call_id" | "tool_use_id"
-                ) {
-                    *total += estimate(s);
-                }
+                ) =>
+            {
+                *total += estimate(s);
             }
             serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, key, total)),
             serde_json::Value::Object(map) => {

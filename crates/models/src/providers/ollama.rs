@@ -28,10 +28,10 @@ pub fn body(request: &ChatRequest) -> Value {
                     .map(|c| json!({ "function": { "name": c.name, "arguments": c.arguments } }))
                     .collect();
             }
-            if let Some(name) = &m.tool_name {
-                if m.role == Role::Tool {
-                    out["tool_name"] = json!(name);
-                }
+            if let Some(name) = &m.tool_name
+                && m.role == Role::Tool
+            {
+                out["tool_name"] = json!(name);
             }
             out
         })
@@ -92,10 +92,9 @@ impl Decoder {
         if let Some(text) = message
             .and_then(|m| m.get("content"))
             .and_then(Value::as_str)
+            && !text.is_empty()
         {
-            if !text.is_empty() {
-                out.push(ChatDelta::Text(text.to_owned()));
-            }
+            out.push(ChatDelta::Text(text.to_owned()));
         }
         if let Some(calls) = message
             .and_then(|m| m.get("tool_calls"))

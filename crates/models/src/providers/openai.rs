@@ -121,10 +121,10 @@ impl Decoder {
             .and_then(|c| c.first())
         {
             let delta = choice.get("delta").unwrap_or(&Value::Null);
-            if let Some(text) = delta.get("content").and_then(Value::as_str) {
-                if !text.is_empty() {
-                    out.push(ChatDelta::Text(text.to_owned()));
-                }
+            if let Some(text) = delta.get("content").and_then(Value::as_str)
+                && !text.is_empty()
+            {
+                out.push(ChatDelta::Text(text.to_owned()));
             }
             if delta.get("refusal").is_some_and(|r| !r.is_null()) {
                 self.finish = Some(FinishReason::Refusal);
@@ -148,10 +148,10 @@ impl Decoder {
                     call.arguments.push_str(args);
                 }
             }
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                if self.finish != Some(FinishReason::Refusal) {
-                    self.finish = Some(finish_reason(reason));
-                }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str)
+                && self.finish != Some(FinishReason::Refusal)
+            {
+                self.finish = Some(finish_reason(reason));
             }
         }
         if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
@@ -199,10 +199,10 @@ impl Decoder {
             .ok_or_else(|| malformed(provider, "completion without choices"))?;
         let message = choice.get("message").unwrap_or(&Value::Null);
         let mut out = Vec::new();
-        if let Some(text) = message.get("content").and_then(Value::as_str) {
-            if !text.is_empty() {
-                out.push(ChatDelta::Text(text.to_owned()));
-            }
+        if let Some(text) = message.get("content").and_then(Value::as_str)
+            && !text.is_empty()
+        {
+            out.push(ChatDelta::Text(text.to_owned()));
         }
         for (index, call) in message
             .get("tool_calls")
