@@ -1,4 +1,43 @@
 //! OptiClaw's model router and provider protocols.
+//!
+//! Local first, cloud only when needed, every call gated, accounted and
+//! replayable. [`ModelRouter::select`] picks `{provider, model, max_tokens,
+//! temperature, tool_mode}` for a [`Task`]; [`ModelRouter::complete`] runs
+//! the fallback chain `local_small -> local_medium -> cloud_primary ->
+//! cloud_secondary` over [`Providers`] and returns an [`Outcome`] that
+//! [`accounting::persist_outcome`] writes in one transaction. Provider
+//! protocols live in [`providers`]; [`replay::ReplayServer`] speaks them all
+//! on loopback from golden traces.
+//!
+//! ```
+//! use opticlaw_models::*;
+//! let config = ModelsConfig {
+//!     providers: vec![ProviderConfig {
+//!         name: "ollama".into(),
+//!         protocol: Protocol::Ollama,
+//!         base_url: "http://127.0.0.1:11434".into(),
+//!         api_key_env: None,
+//!         api_key_file: None,
+//!         locality: None,
+//!         timeout_ms: 30_000,
+//!     }],
+//!     tiers: vec![TierConfig {
+//!         tier: Tier::LocalSmall,
+//!         provider: "ollama".into(),
+//!         model: "qwen2.5:1.5b".into(),
+//!         capability: 0.4,
+//!         typical_latency_ms: 700,
+//!         max_tokens: 512,
+//!         native_tools: true,
+//!         temperature: 0.7,
+//!     }],
+//!     ..Default::default()
+//! };
+//! let router = ModelRouter::new(config).unwrap();
+//! let selection = router.select(&Task::new("t1", "alice", "chat", 0.2)).unwrap();
+//! assert_eq!(selection.model, "qwen2.5:1.5b");
+//! assert_eq!(selection.tool_mode, ToolMode::None);
+//! ```
 
 pub mod error;
 pub mod providers;
