@@ -31,7 +31,9 @@ impl ExecutionContext {
 }
 
 /// Blueprint section 9: how much authority an action needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TrustTier {
     /// Tier 0: read-only reasoning.

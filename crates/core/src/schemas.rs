@@ -10,10 +10,25 @@ pub fn all() -> Vec<(&'static str, String)> {
         text
     };
     vec![
-        ("event_envelope.schema.json", pretty(schema_for!(crate::EventEnvelope))),
-        ("execution_context.schema.json", pretty(schema_for!(crate::ExecutionContext))),
-        ("task_graph.schema.json", pretty(schema_for!(crate::TaskGraph))),
-        ("memory_record.schema.json", pretty(schema_for!(crate::MemoryRecord))),
-        ("response_packet.schema.json", pretty(schema_for!(crate::ResponsePacket))),
+        (
+            "event_envelope.schema.json",
+            pretty(schema_for!(crate::EventEnvelope)),
+        ),
+        (
+            "execution_context.schema.json",
+            pretty(schema_for!(crate::ExecutionContext)),
+        ),
+        (
+            "task_graph.schema.json",
+            pretty(schema_for!(crate::TaskGraph)),
+        ),
+        (
+            "memory_record.schema.json",
+            pretty(schema_for!(crate::MemoryRecord)),
+        ),
+        (
+            "response_packet.schema.json",
+            pretty(schema_for!(crate::ResponsePacket)),
+        ),
     ]
 }

@@ -217,7 +217,15 @@ mod tests {
 
     #[test]
     fn cycle_is_rejected_naming_a_node_on_it() {
-        let text = graph(&[node("a", &["c"]), node("b", &["a"]), node("c", &["b"]), node("d", &[])].join(","));
+        let text = graph(
+            &[
+                node("a", &["c"]),
+                node("b", &["a"]),
+                node("c", &["b"]),
+                node("d", &[]),
+            ]
+            .join(","),
+        );
         match TaskGraph::from_json(&text) {
             Err(TaskGraphError::Cycle(id)) => assert!(["a", "b", "c"].contains(&id.as_str())),
             other => panic!("expected a cycle error, got {other:?}"),
@@ -230,7 +238,10 @@ mod tests {
         let err = TaskGraph::from_json(&text).unwrap_err();
         assert_eq!(
             err,
-            TaskGraphError::DanglingDependency { node: "b".into(), missing: "zz".into() }
+            TaskGraphError::DanglingDependency {
+                node: "b".into(),
+                missing: "zz".into()
+            }
         );
         assert!(err.to_string().contains("\"b\"") && err.to_string().contains("\"zz\""));
     }
@@ -248,8 +259,14 @@ mod tests {
     #[test]
     fn duplicate_and_self_dependency_are_rejected() {
         let dup = graph(&[node("a", &[]), node("a", &[])].join(","));
-        assert_eq!(TaskGraph::from_json(&dup).unwrap_err(), TaskGraphError::DuplicateNode("a".into()));
+        assert_eq!(
+            TaskGraph::from_json(&dup).unwrap_err(),
+            TaskGraphError::DuplicateNode("a".into())
+        );
         let selfish = graph(&node("a", &["a"]));
-        assert_eq!(TaskGraph::from_json(&selfish).unwrap_err(), TaskGraphError::SelfDependency("a".into()));
+        assert_eq!(
+            TaskGraph::from_json(&selfish).unwrap_err(),
+            TaskGraphError::SelfDependency("a".into())
+        );
     }
 }

@@ -28,9 +28,12 @@ impl Client {
         &self.base
     }
 
+    /// Whether an opticlaw daemon answers; something else holding the port
+    /// (which may accept and never answer) counts as no.
     pub async fn healthy(&self) -> bool {
         self.http
             .get(format!("{}/healthz", self.base))
+            .timeout(std::time::Duration::from_secs(2))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
@@ -49,11 +52,19 @@ impl Client {
             .json(&json!({ "text": text, "thread_id": thread_id }))
             .send()
             .await
-            .with_context(|| format!("cannot reach the daemon at {} (is `opticlaw serve` running?)", self.base))?;
+            .with_context(|| {
+                format!(
+                    "cannot reach the daemon at {} (is `opticlaw serve` running?)",
+                    self.base
+                )
+            })?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or_default();
         if !status.is_success() {
-            bail!("the daemon refused the message ({status}): {}", body["error"]["message"]);
+            bail!(
+                "the daemon refused the message ({status}): {}",
+                body["error"]["message"]
+            );
         }
         Ok(body)
     }
@@ -72,7 +83,12 @@ impl Client {
             .bearer_auth(&self.token)
             .send()
             .await
-            .with_context(|| format!("cannot reach the daemon at {} (is `opticlaw serve` running?)", self.base))?
+            .with_context(|| {
+                format!(
+                    "cannot reach the daemon at {} (is `opticlaw serve` running?)",
+                    self.base
+                )
+            })?
             .error_for_status()?;
         Ok(response.bytes_stream().eventsource().map(|event| {
             let event = event.context("the reply stream broke")?;
@@ -85,7 +101,9 @@ impl Client {
         let mut after = 0;
         loop {
             let page = self
-                .get_json(&format!("/v1/local/replies?thread_id={thread_id}&after={after}&limit=1000"))
+                .get_json(&format!(
+                    "/v1/local/replies?thread_id={thread_id}&after={after}&limit=1000"
+                ))
                 .await?;
             let replies = page["replies"].as_array().cloned().unwrap_or_default();
             match replies.last() {
@@ -105,7 +123,12 @@ impl Client {
             .bearer_auth(&self.token)
             .send()
             .await
-            .with_context(|| format!("cannot reach the daemon at {} (is `opticlaw serve` running?)", self.base))?;
+            .with_context(|| {
+                format!(
+                    "cannot reach the daemon at {} (is `opticlaw serve` running?)",
+                    self.base
+                )
+            })?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or_default();
         if !status.is_success() {

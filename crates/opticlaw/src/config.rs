@@ -76,7 +76,9 @@ pub struct LocalConfig {
 
 impl Default for LocalConfig {
     fn default() -> Self {
-        Self { user_id: "owner".to_owned() }
+        Self {
+            user_id: "owner".to_owned(),
+        }
     }
 }
 
@@ -128,12 +130,14 @@ impl Config {
             path: path.to_owned(),
             message: err.to_string().trim_end().to_owned(),
         })?;
-        config.validate().map_err(|(key, message)| ConfigError::Invalid {
-            path: path.to_owned(),
-            line: line_of_key(text, &key),
-            key,
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                line: line_of_key(text, &key),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -149,7 +153,10 @@ impl Config {
             Err(_) => {
                 return fail(
                     "server.bind",
-                    format!("\"{}\" is not an address:port such as \"127.0.0.1:7420\"", self.server.bind),
+                    format!(
+                        "\"{}\" is not an address:port such as \"127.0.0.1:7420\"",
+                        self.server.bind
+                    ),
                 );
             }
         };
@@ -163,7 +170,10 @@ impl Config {
             );
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.server.max_body_bytes) {
-            return fail("server.max_body_bytes", "must be between 1024 and 16777216".into());
+            return fail(
+                "server.max_body_bytes",
+                "must be between 1024 and 16777216".into(),
+            );
         }
         if self.runtime.queue_capacity == 0 {
             return fail("runtime.queue_capacity", "must be at least 1".into());
@@ -179,7 +189,11 @@ impl Config {
         {
             return fail(
                 "model.provider",
-                format!("\"{}\" is not one of {}", model.provider, MODEL_PROVIDERS.join(", ")),
+                format!(
+                    "\"{}\" is not one of {}",
+                    model.provider,
+                    MODEL_PROVIDERS.join(", ")
+                ),
             );
         }
         for (index, rule) in self.rules.iter().enumerate() {
@@ -217,7 +231,9 @@ fn line_of_key(text: &str, key: &str) -> usize {
         let Some(next) = item.get(name) else { break };
         item = next;
         if let Some(index) = index {
-            let Some(element) = item.get(index) else { break };
+            let Some(element) = item.get(index) else {
+                break;
+            };
             item = element;
         }
         span = item.span().or(span);
@@ -278,7 +294,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = parse("[server]\nbind = \"127.0.0.1:1\"\nprot = 3\n").unwrap_err().to_string();
+        let err = parse("[server]\nbind = \"127.0.0.1:1\"\nprot = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("config.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("prot"), "{err}");
@@ -286,7 +304,9 @@ mod tests {
 
     #[test]
     fn wrong_type_names_the_line() {
-        let err = parse("[runtime]\n\nworkers = \"four\"\n").unwrap_err().to_string();
+        let err = parse("[runtime]\n\nworkers = \"four\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 3") && err.contains("workers"), "{err}");
     }
 
@@ -295,7 +315,10 @@ mod tests {
         let err = parse("[store]\nsynchronous = \"normal\"\n[server]\nbind = \"0.0.0.0:80\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("config.toml, line 4, key `server.bind`"), "{err}");
+        assert!(
+            err.contains("config.toml, line 4, key `server.bind`"),
+            "{err}"
+        );
         assert!(err.contains("loopback"), "{err}");
         let err = parse("[[rules]]\nname='a'\npattern='x'\nreply='y'\n[[rules]]\nname='b'\npattern='('\nreply='z'\n")
             .unwrap_err()
@@ -305,7 +328,9 @@ mod tests {
 
     #[test]
     fn unknown_model_provider_is_refused() {
-        let err = parse("[model]\nprovider = \"skynet\"\nmodel = \"x\"\n").unwrap_err().to_string();
+        let err = parse("[model]\nprovider = \"skynet\"\nmodel = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && err.contains("ollama"), "{err}");
     }
 }

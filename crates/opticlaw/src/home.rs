@@ -12,15 +12,21 @@ impl Home {
     /// `override_dir`, else `$OPTICLAW_HOME`, else `~/.opticlaw`.
     pub fn locate(override_dir: Option<&Path>) -> Result<Self> {
         if let Some(dir) = override_dir {
-            return Ok(Self { root: dir.to_path_buf() });
+            return Ok(Self {
+                root: dir.to_path_buf(),
+            });
         }
         if let Some(dir) = std::env::var_os("OPTICLAW_HOME").filter(|d| !d.is_empty()) {
-            return Ok(Self { root: PathBuf::from(dir) });
+            return Ok(Self {
+                root: PathBuf::from(dir),
+            });
         }
         let home = std::env::var_os("HOME")
             .filter(|d| !d.is_empty())
             .context("neither OPTICLAW_HOME nor HOME is set; set OPTICLAW_HOME to a directory")?;
-        Ok(Self { root: PathBuf::from(home).join(".opticlaw") })
+        Ok(Self {
+            root: PathBuf::from(home).join(".opticlaw"),
+        })
     }
 
     pub fn config_file(&self) -> PathBuf {
@@ -43,7 +49,10 @@ impl Home {
     pub fn read_token(&self) -> Result<String> {
         let path = self.token_file();
         let token = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read the API token at {} (run `opticlaw init`)", path.display())
+            format!(
+                "cannot read the API token at {} (run `opticlaw init`)",
+                path.display()
+            )
         })?;
         Ok(token.trim().to_owned())
     }

@@ -12,7 +12,9 @@ pub fn context_switches(pid: u32) -> Option<u64> {
     let mut total = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let path = task.ok()?.path().join("status");
-        let Ok(status) = std::fs::read_to_string(path) else { continue };
+        let Ok(status) = std::fs::read_to_string(path) else {
+            continue;
+        };
         total += status_field(&status, "voluntary_ctxt_switches:").unwrap_or(0);
         total += status_field(&status, "nonvoluntary_ctxt_switches:").unwrap_or(0);
     }

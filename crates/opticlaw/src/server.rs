@@ -47,16 +47,25 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message, "field": self.field } });
+        let body =
+            json!({ "error": { "code": self.code, "message": self.message, "field": self.field } });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -69,12 +78,18 @@ impl From<SubmitError> for ApiError {
                 retry_after: Some(retry_after_secs),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", err.to_string())
             },
-            SubmitError::ShuttingDown => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", err.to_string())
-            }
+            SubmitError::ShuttingDown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                err.to_string(),
+            ),
             SubmitError::Store(store) => {
                 tracing::error!(%store, "store failure while accepting an event");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", "the store failed; the event was not accepted")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store",
+                    "the store failed; the event was not accepted",
+                )
             }
         }
     }
@@ -101,7 +116,10 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
     Json(json!({ "status": "ok", "state": state.runtime.state() }))
 }
 
-async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let status = state.runtime.status().await.map_err(|err| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", err.to_string())
@@ -130,14 +148,21 @@ struct LocalMessage {
 
 const MAX_ID_BYTES: usize = 200;
 
-async fn post_message(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+async fn post_message(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Response, ApiError> {
     authorize(&state, request.headers())?;
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let message: LocalMessage = parse_json(&body)?;
     let check_id = |field: &str, value: &Option<String>| match value {
         Some(v) if v.is_empty() || v.len() > MAX_ID_BYTES => Err(ApiError {
             field: Some(field.to_owned()),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", format!("`{field}` must be 1 to {MAX_ID_BYTES} bytes"))
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                format!("`{field}` must be 1 to {MAX_ID_BYTES} bytes"),
+            )
         }),
         _ => Ok(()),
     };
@@ -156,7 +181,11 @@ async fn post_message(State(state): State<Arc<AppState>>, request: Request) -> R
         event.hints.priority = priority;
     }
     let submission = state.runtime.submit(event).await?;
-    let status = if submission.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let status = if submission.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     Ok((status, Json(submission)).into_response())
 }
 
@@ -232,7 +261,9 @@ async fn list_replies(
         .store()
         .call(move |conn| ops::replies_after(conn, "local", &query.thread_id, query.after, limit))
         .await
-        .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", err.to_string()))?;
+        .map_err(|err| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", err.to_string())
+        })?;
     Ok(Json(json!({ "replies": replies })).into_response())
 }
 
@@ -253,7 +284,9 @@ async fn stream_replies(
         .store()
         .call(move |conn| ops::replies_after(conn, "local", &thread, query.after, 1000))
         .await
-        .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", err.to_string()))?;
+        .map_err(|err| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", err.to_string())
+        })?;
     let last_sent = backlog.last().map_or(query.after, |r| r.seq);
     let stopping = state.runtime.stopping();
     let thread = query.thread_id;
@@ -267,13 +300,20 @@ async fn stream_replies(
                     () = stopping.cancelled() => return None,
                 };
                 match next {
-                    Ok(reply) if reply.source == "local" && reply.thread_id == thread && reply.seq > last_sent => {
+                    Ok(reply)
+                        if reply.source == "local"
+                            && reply.thread_id == thread
+                            && reply.seq > last_sent =>
+                    {
                         let seq = reply.seq;
                         return Some((reply, (live, seq)));
                     }
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "a reply stream lagged; the client can resume with ?after=");
+                        tracing::warn!(
+                            missed,
+                            "a reply stream lagged; the client can resume with ?after="
+                        );
                         continue;
                     }
                     Err(_) => return None,
@@ -281,16 +321,22 @@ async fn stream_replies(
             }
         }
     });
-    let events = stream::iter(backlog).chain(live).map(|reply: ResponsePacket| {
-        Ok(Event::default()
-            .id(reply.seq.to_string())
-            .event(reply.kind.as_str())
-            .json_data(&reply)
-            .unwrap_or_default())
-    });
+    let events = stream::iter(backlog)
+        .chain(live)
+        .map(|reply: ResponsePacket| {
+            Ok(Event::default()
+                .id(reply.seq.to_string())
+                .event(reply.kind.as_str())
+                .json_data(&reply)
+                .unwrap_or_default())
+        });
     Ok(Sse::new(events))
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see `opticlaw --help`")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see `opticlaw --help`",
+    )
 }

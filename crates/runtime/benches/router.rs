@@ -29,7 +29,9 @@ async fn measure(sync: Synchronous) -> String {
         queue_capacity: 4096,
         ..RuntimeConfig::default()
     };
-    let runtime = Runtime::start(store, RuleEngine::default(), config).await.unwrap();
+    let runtime = Runtime::start(store, RuleEngine::default(), config)
+        .await
+        .unwrap();
     let mut replies = runtime.subscribe();
 
     // Latency: one message at a time, submit to reply.
@@ -57,7 +59,9 @@ async fn measure(sync: Synchronous) -> String {
                 loop {
                     match runtime.submit(event.clone()).await {
                         Ok(_) => break,
-                        Err(opticlaw_runtime::SubmitError::Busy { .. }) => tokio::task::yield_now().await,
+                        Err(opticlaw_runtime::SubmitError::Busy { .. }) => {
+                            tokio::task::yield_now().await
+                        }
                         Err(err) => panic!("{err}"),
                     }
                 }

@@ -67,7 +67,10 @@ async fn handle_event(
     token: &tokio_util::sync::CancellationToken,
 ) -> Result<Vec<ResponsePacket>, StoreError> {
     let now_local = Local::now().fixed_offset();
-    let decision = runtime.shared.rules.evaluate(&event.content.text, now_local);
+    let decision = runtime
+        .shared
+        .rules
+        .evaluate(&event.content.text, now_local);
     let mut completion = Completion {
         event_seq: seq,
         status: EventStatus::Done,
@@ -77,7 +80,9 @@ async fn handle_event(
         cancel: Vec::new(),
     };
     let reply_text = respond(runtime, event, decision, &mut completion).await?;
-    completion.replies.push(reply(event, ResponseKind::Reply, reply_text));
+    completion
+        .replies
+        .push(reply(event, ResponseKind::Reply, reply_text));
     if token.is_cancelled() {
         completion.status = EventStatus::Failed;
         completion.outcome = json!({ "cancelled": true });
@@ -180,7 +185,9 @@ async fn respond(
             let wanted = prefix.to_ascii_lowercase();
             let matches: Vec<_> = tasks
                 .iter()
-                .filter(|t| short_id(&t.task_id).starts_with(&wanted) || t.task_id.starts_with(&wanted))
+                .filter(|t| {
+                    short_id(&t.task_id).starts_with(&wanted) || t.task_id.starts_with(&wanted)
+                })
                 .collect();
             match matches.as_slice() {
                 [one] => {
@@ -236,6 +243,10 @@ fn short_id(task_id: &str) -> String {
 
 fn local_time(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.with_timezone(&Local).format("%H:%M on %a %-d %b").to_string())
+        .map(|t| {
+            t.with_timezone(&Local)
+                .format("%H:%M on %a %-d %b")
+                .to_string()
+        })
         .unwrap_or_default()
 }

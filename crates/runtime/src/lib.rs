@@ -18,4 +18,4 @@ mod scheduler;
 mod timer;
 
 pub use queue::QueueDepths;
-pub use runtime::{Runtime, RuntimeConfig, RuntimeStatus, SubmitError, Submission};
+pub use runtime::{Runtime, RuntimeConfig, RuntimeStatus, Submission, SubmitError};

@@ -171,10 +171,19 @@ mod tests {
         let mut queue = PriorityQueue::new(1);
         fill(&mut queue, 1, Priority::Background).unwrap();
         fill(&mut queue, 2, Priority::UserBlocking).unwrap();
-        assert!(!queue.enqueue(2, event(Priority::UserBlocking)), "already queued");
+        assert!(
+            !queue.enqueue(2, event(Priority::UserBlocking)),
+            "already queued"
+        );
         let (seq, _) = queue.pop().unwrap();
-        assert!(!queue.enqueue(seq, event(Priority::UserBlocking)), "in flight");
+        assert!(
+            !queue.enqueue(seq, event(Priority::UserBlocking)),
+            "in flight"
+        );
         queue.finished(seq);
-        assert!(queue.enqueue(1, event(Priority::Background)), "shed event comes back");
+        assert!(
+            queue.enqueue(1, event(Priority::Background)),
+            "shed event comes back"
+        );
     }
 }

@@ -22,6 +22,9 @@ pub struct RuntimeConfig {
     pub retry_after_secs: u64,
     /// Shown when a message needs a model and none is configured.
     pub no_model_hint: String,
+    /// `false` accepts and stores events without processing them: for
+    /// fault-injection tests of what survives a crash between the two.
+    pub process_events: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -31,13 +34,16 @@ impl Default for RuntimeConfig {
             workers: 4,
             retry_after_secs: 1,
             no_model_hint: "set [model] in config.toml".to_owned(),
+            process_events: true,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    #[error("the assistant is busy: its queue is full of work at least as urgent; retry in {retry_after_secs}s")]
+    #[error(
+        "the assistant is busy: its queue is full of work at least as urgent; retry in {retry_after_secs}s"
+    )]
     Busy { retry_after_secs: u64 },
     #[error("the assistant is shutting down and accepts no new events")]
     ShuttingDown,
@@ -132,7 +138,12 @@ impl Runtime {
         let runtime = Self { shared };
         runtime.shared.queue.lock().unwrap().spilled = true;
         runtime.refill().await?;
-        for _ in 0..runtime.shared.config.workers.max(1) {
+        let workers = if runtime.shared.config.process_events {
+            runtime.shared.config.workers.max(1)
+        } else {
+            0
+        };
+        for _ in 0..workers {
             tokio::spawn(crate::handler::worker(runtime.clone()));
         }
         tokio::spawn(crate::scheduler::run(runtime.clone()));
@@ -189,6 +200,11 @@ impl Runtime {
         self.shared.replies.subscribe()
     }
 
+    /// Cancelled once shutdown has drained: long-lived streams end on it.
+    pub fn stopping(&self) -> CancellationToken {
+        self.shared.stop.clone()
+    }
+
     pub fn store(&self) -> &StoreHandle {
         &self.shared.store
     }
@@ -218,7 +234,7 @@ impl Runtime {
     }
 
     pub async fn status(&self) -> Result<RuntimeStatus, StoreError> {
-        let store = self.shared.store.call(|conn| ops::stats(conn)).await?;
+        let store = self.shared.store.call(ops::stats).await?;
         let s = &self.shared;
         let (queue, shed) = {
             let queue = s.queue.lock().unwrap();
@@ -251,7 +267,9 @@ impl Runtime {
                 break;
             }
             if tokio::time::timeout_at(deadline, drained).await.is_err() {
-                tracing::warn!("shutdown grace period ended with work pending; it resumes on restart");
+                tracing::warn!(
+                    "shutdown grace period ended with work pending; it resumes on restart"
+                );
                 break;
             }
         }

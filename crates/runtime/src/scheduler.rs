@@ -16,7 +16,7 @@ pub(crate) async fn run(runtime: Runtime) {
         // Take the re-arm permit before reading, so an add that lands while
         // we read is not missed.
         let rearm = shared.rearm.notified();
-        let next = match shared.store.call(|conn| ops::next_wake_at(conn)).await {
+        let next = match shared.store.call(ops::next_wake_at).await {
             Ok(next) => next,
             Err(err) => {
                 tracing::error!(%err, "reading the next wake-up failed; waiting for the next change");

@@ -35,7 +35,9 @@ mod linux {
     use std::os::fd::{AsFd, AsRawFd, RawFd};
 
     use nix::sys::time::TimeSpec;
-    use nix::sys::timerfd::{ClockId, Expiration, TimerFd as NixTimerFd, TimerFlags, TimerSetTimeFlags};
+    use nix::sys::timerfd::{
+        ClockId, Expiration, TimerFd as NixTimerFd, TimerFlags, TimerSetTimeFlags,
+    };
     use tokio::io::unix::AsyncFd;
 
     struct Fd(NixTimerFd);

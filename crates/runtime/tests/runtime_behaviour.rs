@@ -7,7 +7,9 @@ use opticlaw_triage::rules::RuleEngine;
 
 async fn start(path: &std::path::Path, config: RuntimeConfig) -> Runtime {
     let store = StoreHandle::open(path, Synchronous::Normal).unwrap();
-    Runtime::start(store, RuleEngine::default(), config).await.unwrap()
+    Runtime::start(store, RuleEngine::default(), config)
+        .await
+        .unwrap()
 }
 
 async fn next_reply(
@@ -24,7 +26,10 @@ async fn help_is_answered_by_the_rule_layer() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = start(&dir.path().join("db"), RuntimeConfig::default()).await;
     let mut replies = runtime.subscribe();
-    runtime.submit(EventEnvelope::local_text("alice", "main", "/help")).await.unwrap();
+    runtime
+        .submit(EventEnvelope::local_text("alice", "main", "/help"))
+        .await
+        .unwrap();
     let reply = next_reply(&mut replies).await;
     assert_eq!(reply.kind, ResponseKind::Reply);
     assert!(reply.text.contains("remind me"), "{}", reply.text);
@@ -44,7 +49,7 @@ async fn a_repeated_event_is_processed_once_and_returns_the_first_replies() {
     assert!(again.duplicate);
     assert_eq!(again.seq, first.seq);
     assert_eq!(again.replies.len(), 1);
-    let stats = runtime.store().call(|c| ops::stats(c)).await.unwrap();
+    let stats = runtime.store().call(ops::stats).await.unwrap();
     assert_eq!((stats.events_total, stats.replies_total), (1, 1));
 }
 
@@ -54,7 +59,11 @@ async fn a_message_needing_a_model_says_what_to_configure() {
     let runtime = start(&dir.path().join("db"), RuntimeConfig::default()).await;
     let mut replies = runtime.subscribe();
     runtime
-        .submit(EventEnvelope::local_text("alice", "main", "plan my trip to Lisbon"))
+        .submit(EventEnvelope::local_text(
+            "alice",
+            "main",
+            "plan my trip to Lisbon",
+        ))
         .await
         .unwrap();
     let reply = next_reply(&mut replies).await;
@@ -68,11 +77,19 @@ async fn reminder_is_delivered_to_the_same_thread_when_due() {
     let runtime = start(&dir.path().join("db"), RuntimeConfig::default()).await;
     let mut replies = runtime.subscribe();
     runtime
-        .submit(EventEnvelope::local_text("alice", "kitchen", "remind me in 1 second to stir the soup"))
+        .submit(EventEnvelope::local_text(
+            "alice",
+            "kitchen",
+            "remind me in 1 second to stir the soup",
+        ))
         .await
         .unwrap();
     let confirmation = next_reply(&mut replies).await;
-    assert!(confirmation.text.contains("stir the soup"), "{}", confirmation.text);
+    assert!(
+        confirmation.text.contains("stir the soup"),
+        "{}",
+        confirmation.text
+    );
     let reminder = next_reply(&mut replies).await;
     assert_eq!(reminder.kind, ResponseKind::Reminder);
     assert_eq!(reminder.thread_id, "kitchen");
@@ -88,11 +105,21 @@ async fn cancelled_reminder_does_not_fire_and_the_timer_rearms_to_the_next() {
     let runtime = start(&dir.path().join("db"), RuntimeConfig::default()).await;
     let mut replies = runtime.subscribe();
     let say = |text: &str| EventEnvelope::local_text("bob", "t", text);
-    runtime.submit(say("remind me in 1 second to A")).await.unwrap();
+    runtime
+        .submit(say("remind me in 1 second to A"))
+        .await
+        .unwrap();
     let confirm_a = next_reply(&mut replies).await.text;
-    runtime.submit(say("remind me in 2 seconds to B")).await.unwrap();
+    runtime
+        .submit(say("remind me in 2 seconds to B"))
+        .await
+        .unwrap();
     next_reply(&mut replies).await;
-    let id = confirm_a.rsplit("id ").next().unwrap().trim_end_matches(").");
+    let id = confirm_a
+        .rsplit("id ")
+        .next()
+        .unwrap()
+        .trim_end_matches(").");
     runtime.submit(say(&format!("/cancel {id}"))).await.unwrap();
     assert!(next_reply(&mut replies).await.text.starts_with("Cancelled"));
     let fired = next_reply(&mut replies).await;
@@ -104,7 +131,11 @@ async fn full_queue_refuses_with_busy_and_loses_nothing_it_accepted() {
     let dir = tempfile::tempdir().unwrap();
     // No room at all for background work once one event waits; workers=1
     // and a current-thread runtime mean nothing is processed until we yield.
-    let config = RuntimeConfig { queue_capacity: 2, workers: 1, ..RuntimeConfig::default() };
+    let config = RuntimeConfig {
+        queue_capacity: 2,
+        workers: 1,
+        ..RuntimeConfig::default()
+    };
     let runtime = start(&dir.path().join("db"), config).await;
     let mut replies = runtime.subscribe();
     let with_priority = |text: &str, priority| {
@@ -115,7 +146,10 @@ async fn full_queue_refuses_with_busy_and_loses_nothing_it_accepted() {
     let mut accepted = 0;
     let mut refused = 0;
     for i in 0..50 {
-        match runtime.submit(with_priority(&format!("/help {i}"), Priority::Background)).await {
+        match runtime
+            .submit(with_priority(&format!("/help {i}"), Priority::Background))
+            .await
+        {
             Ok(_) => accepted += 1,
             Err(SubmitError::Busy { retry_after_secs }) => {
                 assert!(retry_after_secs >= 1);
@@ -125,16 +159,22 @@ async fn full_queue_refuses_with_busy_and_loses_nothing_it_accepted() {
         }
     }
     // Urgent work still gets in, shedding background work to the store.
-    runtime.submit(with_priority("/help urgent", Priority::UserBlocking)).await.unwrap();
+    runtime
+        .submit(with_priority("/help urgent", Priority::UserBlocking))
+        .await
+        .unwrap();
     accepted += 1;
     let mut answered = 0;
     while answered < accepted {
         next_reply(&mut replies).await;
         answered += 1;
     }
-    let stats = runtime.store().call(|c| ops::stats(c)).await.unwrap();
+    let stats = runtime.store().call(ops::stats).await.unwrap();
     assert_eq!(stats.events_total, accepted as i64);
-    assert_eq!(stats.events_pending, 0, "every accepted event was processed");
+    assert_eq!(
+        stats.events_pending, 0,
+        "every accepted event was processed"
+    );
     assert_eq!(stats.replies_total, accepted as i64);
     assert!(refused > 0 || accepted == 51);
 }
@@ -148,7 +188,10 @@ async fn events_accepted_before_a_restart_are_processed_after_it() {
         let store = StoreHandle::open(&path, Synchronous::Normal).unwrap();
         for i in 0..5 {
             let event = EventEnvelope::local_text("u", "t", &format!("/help {i}"));
-            store.call(move |c| ops::accept_event(c, &event, 0)).await.unwrap();
+            store
+                .call(move |c| ops::accept_event(c, &event, 0))
+                .await
+                .unwrap();
         }
     }
     let runtime = start(&path, RuntimeConfig::default()).await;
@@ -156,7 +199,7 @@ async fn events_accepted_before_a_restart_are_processed_after_it() {
     for _ in 0..5 {
         next_reply(&mut replies).await;
     }
-    let stats = runtime.store().call(|c| ops::stats(c)).await.unwrap();
+    let stats = runtime.store().call(ops::stats).await.unwrap();
     assert_eq!((stats.events_pending, stats.replies_total), (0, 5));
 }
 
@@ -171,8 +214,10 @@ async fn shutdown_drains_and_then_refuses_new_events() {
             .unwrap();
     }
     runtime.shutdown(Duration::from_secs(5)).await;
-    let stats = runtime.store().call(|c| ops::stats(c)).await.unwrap();
+    let stats = runtime.store().call(ops::stats).await.unwrap();
     assert_eq!(stats.events_pending, 0);
-    let refused = runtime.submit(EventEnvelope::local_text("u", "t", "/help")).await;
+    let refused = runtime
+        .submit(EventEnvelope::local_text("u", "t", "/help"))
+        .await;
     assert!(matches!(refused, Err(SubmitError::ShuttingDown)));
 }

@@ -5,7 +5,9 @@ use opticlaw_core::EventEnvelope;
 use opticlaw_store::{StoreHandle, Synchronous, ops};
 
 fn accept_batches(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut group = c.benchmark_group("store_accept");
     for sync in [Synchronous::Full, Synchronous::Normal] {
@@ -20,7 +22,9 @@ fn accept_batches(c: &mut Criterion) {
                             let handle = handle.clone();
                             let event = EventEnvelope::local_text("u", "t", &format!("m{i}"));
                             tokio::spawn(async move {
-                                handle.call(move |conn| ops::accept_event(conn, &event, 0)).await
+                                handle
+                                    .call(move |conn| ops::accept_event(conn, &event, 0))
+                                    .await
                             })
                         })
                         .collect();

@@ -15,7 +15,11 @@ pub enum StoreError {
     #[error(
         "the store at {path} has schema version {found}, newer than this build knows ({known}); upgrade opticlaw"
     )]
-    TooNew { path: String, found: i64, known: i64 },
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("store query failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("stored JSON is unreadable: {0}")]

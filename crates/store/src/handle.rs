@@ -12,20 +12,69 @@ use crate::{Store, StoreError, Synchronous};
 /// Most requests committed together; bounds the latency of the first one.
 const MAX_BATCH: usize = 1024;
 
+/// How a request shares its transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// Alone in its transaction: a failure rolls the whole transaction back.
+    Alone,
+    /// Shares the transaction: a failure rolls back to its own savepoint.
+    Savepoint,
+}
+
+/// Answers a request once its transaction's fate is known.
 type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Answer + Send>;
+
+/// One queued request for the writer thread.
+trait Request: Send {
+    /// Runs it; returns whether it succeeded and how to answer after commit.
+    fn run(self: Box<Self>, conn: &Connection, isolation: Isolation) -> (bool, Answer);
+    /// Answers without running (the transaction could not begin).
+    fn abandon(self: Box<Self>, why: String);
+}
+
+struct Call<T, F> {
+    work: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Request for Call<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection, isolation: Isolation) -> (bool, Answer) {
+        let Call { work, reply } = *self;
+        let result = match isolation {
+            Isolation::Alone => work(conn),
+            Isolation::Savepoint => run_in_savepoint(conn, work),
+        };
+        let succeeded = result.is_ok();
+        let answer: Answer = Box::new(move |committed| {
+            let outcome = match committed {
+                Ok(()) => result,
+                Err(why) => Err(StoreError::CommitFailed(why)),
+            };
+            let _ = reply.send(outcome);
+        });
+        (succeeded, answer)
+    }
+
+    fn abandon(self: Box<Self>, why: String) {
+        let _ = self.reply.send(Err(StoreError::CommitFailed(why)));
+    }
+}
 
 /// A cloneable handle to the store's writer thread.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), opticlaw_store::StoreError> {
 /// let store = opticlaw_store::StoreHandle::open("/tmp/o.db".as_ref(), Default::default())?;
-/// let stats = store.call(|conn| opticlaw_store::ops::stats(conn)).await?;
+/// let stats = store.call(opticlaw_store::ops::stats).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct StoreHandle {
-    jobs: mpsc::Sender<Job>,
+    requests: mpsc::Sender<Box<dyn Request>>,
 }
 
 impl StoreHandle {
@@ -37,79 +86,89 @@ impl StoreHandle {
     }
 
     pub fn spawn(store: Store) -> Self {
-        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (requests, inbox) = mpsc::channel::<Box<dyn Request>>();
         std::thread::Builder::new()
             .name("opticlaw-store".into())
             .spawn(move || run_writer(store, inbox))
             .expect("spawning the store writer thread");
-        Self { jobs }
+        Self { requests }
     }
 
-    /// Runs `f` inside the next group transaction and answers once that
-    /// transaction is committed. An error from `f` rolls back only `f`'s own
-    /// changes (each request runs under its own savepoint).
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `work` inside the next group transaction and answers once that
+    /// transaction is committed. An error from `work` undoes only `work`'s
+    /// own changes.
+    pub async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = run_in_savepoint(conn, f);
-            Box::new(move |committed: Result<(), String>| {
-                let outcome = match committed {
-                    Ok(()) => result,
-                    Err(why) => Err(StoreError::CommitFailed(why)),
-                };
-                let _ = reply.send(outcome);
-            })
-        });
-        self.jobs.send(job).map_err(|_| StoreError::WriterGone)?;
+        self.requests
+            .send(Box::new(Call { work, reply }))
+            .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 }
 
+/// Runs a transaction-control statement through the statement cache: these
+/// run for every request, and parsing them anew each time shows.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn run_in_savepoint<T>(
     conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
-    let result = f(conn);
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
-    conn.execute_batch(end)?;
+    control(conn, "SAVEPOINT job")?;
+    let result = work(conn);
+    if result.is_err() {
+        control(conn, "ROLLBACK TO job")?;
+    }
+    control(conn, "RELEASE job")?;
     result
 }
 
-fn run_writer(store: Store, inbox: mpsc::Receiver<Job>) {
+fn run_writer(store: Store, inbox: mpsc::Receiver<Box<dyn Request>>) {
     let conn = store.connection();
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Box<dyn Request>> = Vec::with_capacity(MAX_BATCH);
     let mut answers: Vec<Answer> = Vec::with_capacity(MAX_BATCH);
     // Blocks without a timeout: an idle store thread never wakes.
     while let Ok(first) = inbox.recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match inbox.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(request) => batch.push(request),
                 Err(_) => break,
             }
         }
-        let began = conn.execute_batch("BEGIN IMMEDIATE");
-        if let Err(err) = began {
+        if let Err(err) = control(conn, "BEGIN IMMEDIATE") {
             let why = err.to_string();
-            for job in batch.drain(..) {
-                job(conn)(Err(why.clone()));
+            for request in batch.drain(..) {
+                request.abandon(why.clone());
             }
             continue;
         }
-        answers.extend(batch.drain(..).map(|job| job(conn)));
-        let committed = conn.execute_batch("COMMIT").map_err(|err| {
-            let _ = conn.execute_batch("ROLLBACK");
-            err.to_string()
-        });
+        let all_succeeded = if batch.len() == 1 {
+            let request = batch.pop().expect("one request");
+            let (succeeded, answer) = request.run(conn, Isolation::Alone);
+            answers.push(answer);
+            succeeded
+        } else {
+            for request in batch.drain(..) {
+                answers.push(request.run(conn, Isolation::Savepoint).1);
+            }
+            true
+        };
+        let committed = if all_succeeded {
+            control(conn, "COMMIT").map_err(|err| {
+                let _ = control(conn, "ROLLBACK");
+                err.to_string()
+            })
+        } else {
+            // The lone request failed: its own error is its answer.
+            control(conn, "ROLLBACK").map_err(|err| err.to_string())
+        };
         for answer in answers.drain(..) {
             answer(committed.clone());
         }

@@ -4,12 +4,12 @@ use chrono::{DateTime, Utc};
 use opticlaw_core::{EventEnvelope, ResponseKind, ResponsePacket};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::StoreError;
 use crate::migrations;
 use crate::model::{
     Acceptance, Completion, DeferredTask, EventStatus, NewDeferredTask, NewReply, StoreStats,
     Synchronous,
 };
-use crate::StoreError;
 
 /// The synchronous store over one SQLite connection.
 ///
@@ -42,8 +42,10 @@ impl Store {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
         };
-        conn.pragma_update(None, "synchronous", sync).map_err(open_error)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(open_error)?;
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(open_error)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_error)?;
         migrations::migrate(&mut conn, &shown)?;
         Ok(Self { conn })
     }
@@ -149,7 +151,11 @@ pub fn complete_event(
         // Already completed (a redelivery after a crash raced the first
         // run): the first result stands and nothing is written twice.
         let exists: Option<i64> = conn
-            .query_row("SELECT seq FROM events WHERE seq = ?1", [done.event_seq], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM events WHERE seq = ?1",
+                [done.event_seq],
+                |r| r.get(0),
+            )
             .optional()?;
         return match exists {
             Some(_) => replies_for_event(conn, done.event_seq),
@@ -201,8 +207,7 @@ fn insert_reply(
     })
 }
 
-const REPLY_COLUMNS: &str =
-    "seq, in_reply_to, source, user_id, thread_id, kind, body, created_ms";
+const REPLY_COLUMNS: &str = "seq, in_reply_to, source, user_id, thread_id, kind, body, created_ms";
 
 fn reply_from_row(row: &Row<'_>) -> rusqlite::Result<ResponsePacket> {
     let kind: String = row.get(5)?;
@@ -219,7 +224,10 @@ fn reply_from_row(row: &Row<'_>) -> rusqlite::Result<ResponsePacket> {
     })
 }
 
-pub fn replies_for_event(conn: &Connection, event_seq: i64) -> Result<Vec<ResponsePacket>, StoreError> {
+pub fn replies_for_event(
+    conn: &Connection,
+    event_seq: i64,
+) -> Result<Vec<ResponsePacket>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {REPLY_COLUMNS} FROM replies WHERE event_seq = ?1 ORDER BY seq"
     ))?;
@@ -239,7 +247,10 @@ pub fn replies_after(
         "SELECT {REPLY_COLUMNS} FROM replies
          WHERE source = ?1 AND thread_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
     ))?;
-    let rows = stmt.query_map(params![source, thread_id, after, limit as i64], reply_from_row)?;
+    let rows = stmt.query_map(
+        params![source, thread_id, after, limit as i64],
+        reply_from_row,
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -263,7 +274,11 @@ pub fn pending_events(
     Ok(events)
 }
 
-pub fn add_deferred(conn: &Connection, task: &NewDeferredTask, now_ms: i64) -> Result<(), StoreError> {
+pub fn add_deferred(
+    conn: &Connection,
+    task: &NewDeferredTask,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO deferred_tasks
              (task_id, wake_at_ms, condition, payload, owner_source, owner_user, created_ms)

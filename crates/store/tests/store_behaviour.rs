@@ -41,9 +41,15 @@ fn store_opens_in_wal_mode_at_latest_schema() {
 fn newer_schema_is_refused_with_a_clear_error() {
     let (_dir, path) = temp_store();
     let store = Store::open(&path, Synchronous::Normal).unwrap();
-    store.connection().pragma_update(None, "user_version", 99).unwrap();
+    store
+        .connection()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
     drop(store);
-    let err = Store::open(&path, Synchronous::Normal).err().unwrap().to_string();
+    let err = Store::open(&path, Synchronous::Normal)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("99") && err.contains("upgrade"), "{err}");
 }
 
@@ -99,7 +105,12 @@ fn completing_twice_writes_replies_once() {
 fn due_tasks_fire_once_in_wake_order() {
     let (_dir, path) = temp_store();
     let mut store = Store::open(&path, Synchronous::Normal).unwrap();
-    for (id, wake) in [("late", 3_000), ("early", 1_000), ("future", 99_000), ("mid", 2_000)] {
+    for (id, wake) in [
+        ("late", 3_000),
+        ("early", 1_000),
+        ("future", 99_000),
+        ("mid", 2_000),
+    ] {
         store
             .transaction(|conn| {
                 ops::add_deferred(
@@ -131,7 +142,10 @@ fn due_tasks_fire_once_in_wake_order() {
     let fired = store.fire_due(5_000, render).unwrap();
     let texts: Vec<&str> = fired.iter().map(|r| r.text.as_str()).collect();
     assert_eq!(texts, ["early", "mid", "late"]);
-    assert!(store.fire_due(5_000, render).unwrap().is_empty(), "fired twice");
+    assert!(
+        store.fire_due(5_000, render).unwrap().is_empty(),
+        "fired twice"
+    );
     assert_eq!(ops::next_wake_at(store.connection()).unwrap(), Some(99_000));
 }
 
@@ -169,7 +183,9 @@ async fn group_commit_answers_concurrent_callers_after_commit() {
         let handle = handle.clone();
         waiting.push(tokio::spawn(async move {
             let event = EventEnvelope::local_text("u", "t", &format!("m{i}"));
-            handle.call(move |conn| ops::accept_event(conn, &event, 0)).await
+            handle
+                .call(move |conn| ops::accept_event(conn, &event, 0))
+                .await
         }));
     }
     for task in waiting {
@@ -194,6 +210,26 @@ async fn a_failing_request_does_not_undo_its_batch_neighbours() {
     );
     assert!(a.is_ok());
     assert!(b.is_err());
-    let stats = handle.call(|conn| ops::stats(conn)).await.unwrap();
+    let stats = handle.call(ops::stats).await.unwrap();
     assert_eq!(stats.events_total, 1);
+}
+
+#[tokio::test]
+async fn a_lone_failing_request_leaves_no_partial_write() {
+    let (_dir, path) = temp_store();
+    let handle = StoreHandle::open(&path, Synchronous::Normal).unwrap();
+    let event = EventEnvelope::local_text("u", "t", "half");
+    let result: Result<(), _> = handle
+        .call(move |conn| {
+            ops::accept_event(conn, &event, 0)?;
+            conn.execute("INSERT INTO events (seq) VALUES (NULL)", [])?;
+            Ok(())
+        })
+        .await;
+    assert!(result.is_err());
+    let stats = handle.call(ops::stats).await.unwrap();
+    assert_eq!(
+        stats.events_total, 0,
+        "the first insert was rolled back too"
+    );
 }

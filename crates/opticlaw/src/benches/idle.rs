@@ -113,8 +113,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let ticks_per_sec = clock_ticks_per_second();
     let cpu_pct = ticks as f64 / ticks_per_sec / elapsed * 100.0;
     let wakeups_per_min = switches as f64 / elapsed * 60.0;
-    println!("idle window: {elapsed:.1} s, {threads} threads, {switches} context switches, {ticks} CPU ticks");
-    println!("rss_mb={rss_mb:.1} wakeups_per_min={wakeups_per_min:.1} cpu_pct={cpu_pct:.2} ready_ms={ready_ms:.1}");
+    println!(
+        "idle window: {elapsed:.1} s, {threads} threads, {switches} context switches, {ticks} CPU ticks"
+    );
+    println!(
+        "rss_mb={rss_mb:.1} wakeups_per_min={wakeups_per_min:.1} cpu_pct={cpu_pct:.2} ready_ms={ready_ms:.1}"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -40,7 +40,11 @@ async fn chat(client: Client, args: Args) -> Result<ExitCode> {
     let mut waiting: HashSet<String> = HashSet::new();
     let interactive = args.message.is_none() && is_terminal();
     if interactive {
-        println!("Connected to {} — thread \"{}\". Type /help, or /quit to leave.", client.base(), args.thread);
+        println!(
+            "Connected to {} — thread \"{}\". Type /help, or /quit to leave.",
+            client.base(),
+            args.thread
+        );
     }
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();

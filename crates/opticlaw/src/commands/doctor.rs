@@ -25,11 +25,20 @@ pub fn run(home: Option<&Path>) -> Result<ExitCode> {
     push("home", check_home(&home));
     let config = match Config::load(&home.config_file()) {
         Ok(config) => {
-            push("config", Verdict::Ok(format!("{} is valid", home.config_file().display())));
+            push(
+                "config",
+                Verdict::Ok(format!("{} is valid", home.config_file().display())),
+            );
             Some(config)
         }
         Err(err) => {
-            push("config", Verdict::Fail(format!("{err}"), "fix that line, or run `opticlaw init --force` to start over".into()));
+            push(
+                "config",
+                Verdict::Fail(
+                    format!("{err}"),
+                    "fix that line, or run `opticlaw init --force` to start over".into(),
+                ),
+            );
             None
         }
     };
@@ -51,7 +60,11 @@ pub fn run(home: Option<&Path>) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn check_home(home: &Home) -> Verdict {
@@ -71,7 +84,10 @@ fn check_home(home: &Home) -> Verdict {
 fn check_token(home: &Home) -> Verdict {
     let path = home.token_file();
     let Ok(meta) = std::fs::metadata(&path) else {
-        return Verdict::Fail(format!("no API token at {}", path.display()), "run `opticlaw init`".into());
+        return Verdict::Fail(
+            format!("no API token at {}", path.display()),
+            "run `opticlaw init`".into(),
+        );
     };
     #[cfg(unix)]
     {
@@ -91,7 +107,10 @@ fn check_token(home: &Home) -> Verdict {
 fn check_store(home: &Home, config: Option<&Config>) -> Verdict {
     let path = home.store_file();
     if !path.exists() {
-        return Verdict::Fail(format!("no store at {}", path.display()), "run `opticlaw init`".into());
+        return Verdict::Fail(
+            format!("no store at {}", path.display()),
+            "run `opticlaw init`".into(),
+        );
     }
     let sync = config.map(|c| c.store.synchronous).unwrap_or_default();
     let store = match Store::open(&path, sync) {
@@ -118,7 +137,10 @@ fn check_store(home: &Home, config: Option<&Config>) -> Verdict {
             format!("{} failed its integrity check: {result}", path.display()),
             "restore it from a backup, or move it aside and run `opticlaw init`".into(),
         ),
-        (Err(err), _) => Verdict::Fail(format!("cannot check {}: {err}", path.display()), "see the error above".into()),
+        (Err(err), _) => Verdict::Fail(
+            format!("cannot check {}: {err}", path.display()),
+            "see the error above".into(),
+        ),
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use crate::config::DEFAULT_CONFIG;
 use crate::home::Home;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct Args {
     /// Overwrite an existing config file (the store and token are kept)
     #[arg(long)]
@@ -18,11 +18,22 @@ pub struct Args {
 
 pub fn run(home: Option<&Path>, args: Args) -> Result<ExitCode> {
     let home = Home::locate(home)?;
+    initialize(&home, args, &mut std::io::stdout())?;
+    println!("next: `opticlaw serve`, then `opticlaw chat` in another terminal");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates whatever of the home is missing; `serve` calls it on first run.
+pub fn initialize(home: &Home, args: Args, out: &mut dyn std::io::Write) -> Result<()> {
     std::fs::create_dir_all(home.data_dir())
         .with_context(|| format!("cannot create {}", home.data_dir().display()))?;
     let config_path = home.config_file();
     if config_path.exists() && !args.force {
-        println!("{} already exists (use --force to rewrite it)", config_path.display());
+        writeln!(
+            out,
+            "{} already exists (use --force to rewrite it)",
+            config_path.display()
+        )?;
     } else {
         let mut text = DEFAULT_CONFIG.to_owned();
         if let Some(port) = args.port {
@@ -30,15 +41,14 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<ExitCode> {
         }
         std::fs::write(&config_path, text)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
-        println!("wrote {}", config_path.display());
+        writeln!(out, "wrote {}", config_path.display())?;
     }
     if !home.token_file().exists() {
         home.write_new_token()?;
-        println!("wrote {} (mode 0600)", home.token_file().display());
+        writeln!(out, "wrote {} (mode 0600)", home.token_file().display())?;
     }
     // Opening the store creates it and applies the migrations.
     opticlaw_store::Store::open(&home.store_file(), Default::default())?;
-    println!("store ready at {}", home.store_file().display());
-    println!("next: `opticlaw serve`, then `opticlaw chat` in another terminal");
-    Ok(ExitCode::SUCCESS)
+    writeln!(out, "store ready at {}", home.store_file().display())?;
+    Ok(())
 }

@@ -22,6 +22,10 @@ pub struct Args {
 
 pub fn run(home: Option<&Path>, args: Args) -> Result<ExitCode> {
     let home = Home::locate(home)?;
+    if !home.config_file().exists() {
+        eprintln!("first run: creating {}", home.root.display());
+        crate::commands::init::initialize(&home, Default::default(), &mut std::io::stderr())?;
+    }
     let mut config = Config::load(&home.config_file())?;
     if let Some(bind) = args.bind {
         config.server.bind = bind;
@@ -51,13 +55,16 @@ async fn serve(home: Home, config: Config) -> Result<ExitCode> {
         process_events: std::env::var_os("OPTICLAW_FAULT_HOLD_EVENTS").is_none(),
     };
     let runtime = Runtime::start(store, rules, runtime_config).await?;
-    let addr: std::net::SocketAddr = config
-        .server
-        .bind
-        .parse()
-        .with_context(|| format!("server.bind \"{}\" is not an address:port", config.server.bind))?;
+    let addr: std::net::SocketAddr = config.server.bind.parse().with_context(|| {
+        format!(
+            "server.bind \"{}\" is not an address:port",
+            config.server.bind
+        )
+    })?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr}: is another opticlaw running? Change server.bind or stop it")
+        format!(
+            "cannot listen on {addr}: is another opticlaw running? Change server.bind or stop it"
+        )
     })?;
     let local = listener.local_addr()?;
     let state = Arc::new(AppState {
@@ -67,7 +74,10 @@ async fn serve(home: Home, config: Config) -> Result<ExitCode> {
         local_user: config.local.user_id.clone(),
     });
     // The ready line: scripts and `bench idle` wait for it on stdout.
-    println!("opticlaw ready on http://{local} (pid {})", std::process::id());
+    println!(
+        "opticlaw ready on http://{local} (pid {})",
+        std::process::id()
+    );
     std::io::stdout().flush().ok();
     tracing::info!(%local, home = %home.root.display(), "serving");
 

@@ -11,13 +11,22 @@ use crate::home::Home;
 pub fn run(home: Option<&Path>) -> Result<ExitCode> {
     let home = Home::locate(home)?;
     let client = Client::for_home(&home)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match runtime.block_on(client.status()) {
         Ok(status) => {
             let mb = status["rss_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0;
-            println!("daemon:     running at {} (pid {}, {mb:.1} MB RSS)", client.base(), status["pid"]);
+            println!(
+                "daemon:     running at {} (pid {}, {mb:.1} MB RSS)",
+                client.base(),
+                status["pid"]
+            );
             println!("state:      {}", status["state"].as_str().unwrap_or("?"));
-            println!("uptime:     {}s", status["uptime_ms"].as_u64().unwrap_or(0) / 1000);
+            println!(
+                "uptime:     {}s",
+                status["uptime_ms"].as_u64().unwrap_or(0) / 1000
+            );
             let q = &status["queue"];
             println!(
                 "queue:      user_blocking {} · interactive {} · background {} · maintenance {}",
@@ -44,12 +53,19 @@ pub fn run(home: Option<&Path>) -> Result<ExitCode> {
 fn print_store(stats: &serde_json::Value) {
     println!(
         "store:      {} events ({} pending), {} replies, schema v{}",
-        stats["events_total"], stats["events_pending"], stats["replies_total"], stats["schema_version"]
+        stats["events_total"],
+        stats["events_pending"],
+        stats["replies_total"],
+        stats["schema_version"]
     );
     let next = stats["next_wake_at_ms"]
         .as_i64()
         .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.with_timezone(&chrono::Local).format(" — next at %H:%M:%S on %a %-d %b").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format(" — next at %H:%M:%S on %a %-d %b")
+                .to_string()
+        })
         .unwrap_or_default();
     println!("reminders:  {} pending{next}", stats["deferred_pending"]);
 }

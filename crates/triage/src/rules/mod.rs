@@ -123,7 +123,9 @@ impl RuleEngine {
                 }
                 "cancel" => decide(
                     "cancel",
-                    RuleAction::Reply("Which reminder? Use /reminders to see their ids, then /cancel ID.".into()),
+                    RuleAction::Reply(
+                        "Which reminder? Use /reminders to see their ids, then /cancel ID.".into(),
+                    ),
                 ),
                 _ => decide(
                     "unknown_command",
@@ -152,7 +154,11 @@ fn reminder_action(rest: &str, now: DateTime<FixedOffset>) -> RuleAction {
 }
 
 fn describe_now(now: DateTime<FixedOffset>) -> String {
-    format!("It's {} ({}).", now.format("%H:%M on %A %-d %B %Y"), now.format("UTC%:z"))
+    format!(
+        "It's {} ({}).",
+        now.format("%H:%M on %A %-d %B %Y"),
+        now.format("UTC%:z")
+    )
 }
 
 #[cfg(test)]
@@ -169,7 +175,10 @@ mod tests {
         assert_eq!(engine.evaluate("/help", now()).rule, "help");
         assert_eq!(engine.evaluate("/HELP@OptiBot", now()).rule, "help");
         assert_eq!(engine.evaluate("/status", now()).action, RuleAction::Status);
-        assert_eq!(engine.evaluate("/reminders", now()).action, RuleAction::ListReminders);
+        assert_eq!(
+            engine.evaluate("/reminders", now()).action,
+            RuleAction::ListReminders
+        );
         assert_eq!(
             engine.evaluate("/cancel 01ab", now()).action,
             RuleAction::CancelReminder("01ab".into())
@@ -183,7 +192,13 @@ mod tests {
     fn free_text_without_a_rule_needs_a_model() {
         let engine = RuleEngine::default();
         let decision = engine.evaluate("write me a poem about autumn", now());
-        assert_eq!(decision, RuleDecision { rule: "none".into(), action: RuleAction::NeedsModel });
+        assert_eq!(
+            decision,
+            RuleDecision {
+                rule: "none".into(),
+                action: RuleAction::NeedsModel
+            }
+        );
     }
 
     #[test]
@@ -196,7 +211,10 @@ mod tests {
         .unwrap();
         let decision = engine.evaluate("what's the WiFi password?", now());
         assert_eq!(decision.rule, "wifi");
-        assert_eq!(decision.action, RuleAction::Reply("It's on the fridge.".into()));
+        assert_eq!(
+            decision.action,
+            RuleAction::Reply("It's on the fridge.".into())
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub enum ReminderError {
         "When should I remind you? Say for example \"remind me in 10 minutes to call Sam\" or \"remind me tomorrow at 9 to pay rent\"."
     )]
     NoTime,
-    #[error("What should I remind you about? Say for example \"remind me in 10 minutes to call Sam\".")]
+    #[error(
+        "What should I remind you about? Say for example \"remind me in 10 minutes to call Sam\"."
+    )]
     NoTask,
     #[error("{0} is not a time of day I understand (try 9, 9:30, 9am or 21:30).")]
     BadTime(String),
@@ -49,9 +51,8 @@ static RELATIVE: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap()
 });
 
-static RELATIVE_PART: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r"(?i)({NUMBER_WORD})({UNIT})\b")).unwrap()
-});
+static RELATIVE_PART: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"(?i)({NUMBER_WORD})({UNIT})\b")).unwrap());
 
 static CLOCK: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(?:at\s+)?(\d{1,2})(?:[:.](\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)|\bat\s+(\d{1,2})(?:[:.](\d{2}))?\b|\b(?:at\s+)?(noon|midday|midnight)\b").unwrap()
@@ -158,7 +159,11 @@ fn relative_duration(phrase: &str) -> Duration {
 
 fn clock_time(found: &regex::Captures<'_>) -> Result<(NaiveTime, bool), ReminderError> {
     if let Some(word) = found.get(6) {
-        let hour = if word.as_str().eq_ignore_ascii_case("midnight") { 0 } else { 12 };
+        let hour = if word.as_str().eq_ignore_ascii_case("midnight") {
+            0
+        } else {
+            12
+        };
         return Ok((NaiveTime::from_hms_opt(hour, 0, 0).unwrap(), true));
     }
     let (hour, minute, meridiem) = match found.get(1) {
@@ -166,8 +171,12 @@ fn clock_time(found: &regex::Captures<'_>) -> Result<(NaiveTime, bool), Reminder
         None => (found.get(4).unwrap().as_str(), found.get(5), None),
     };
     let shown = found.get(0).unwrap().as_str().trim().to_owned();
-    let mut hour: u32 = hour.parse().map_err(|_| ReminderError::BadTime(shown.clone()))?;
-    let minute: u32 = minute.map_or(Ok(0), |m| m.as_str().parse()).map_err(|_| ReminderError::BadTime(shown.clone()))?;
+    let mut hour: u32 = hour
+        .parse()
+        .map_err(|_| ReminderError::BadTime(shown.clone()))?;
+    let minute: u32 = minute
+        .map_or(Ok(0), |m| m.as_str().parse())
+        .map_err(|_| ReminderError::BadTime(shown.clone()))?;
     let explicit = meridiem.is_some() || hour == 0 || hour > 12;
     if let Some(m) = meridiem {
         if hour == 0 || hour > 12 {
@@ -276,16 +285,24 @@ fn task_without(text: &str, cut: &mut [(usize, usize)]) -> String {
     let mut task = words.join(" ");
     loop {
         let trimmed = task
-            .trim_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ':' | ';' | '.' | '!' | '-'))
+            .trim_matches(|c: char| {
+                c.is_whitespace() || matches!(c, ',' | ':' | ';' | '.' | '!' | '-')
+            })
             .to_owned();
         let lower = trimmed.to_ascii_lowercase();
         let stripped = ["to ", "that ", "about ", "and ", "me to "]
             .iter()
-            .find_map(|lead| lower.starts_with(lead).then(|| trimmed[lead.len()..].to_owned()))
+            .find_map(|lead| {
+                lower
+                    .starts_with(lead)
+                    .then(|| trimmed[lead.len()..].to_owned())
+            })
             .or_else(|| {
-                [" on", " at", " in", " and"]
-                    .iter()
-                    .find_map(|tail| lower.ends_with(tail).then(|| trimmed[..trimmed.len() - tail.len()].to_owned()))
+                [" on", " at", " in", " and"].iter().find_map(|tail| {
+                    lower
+                        .ends_with(tail)
+                        .then(|| trimmed[..trimmed.len() - tail.len()].to_owned())
+                })
             });
         match stripped {
             Some(shorter) => task = shorter,
@@ -319,11 +336,23 @@ mod tests {
         let r = parse("remind me in 10 minutes to call Sam");
         assert_eq!(r.wake_at, now() + Duration::minutes(10));
         assert_eq!(r.task, "call Sam");
-        assert_eq!(parse("Remind me to stretch in 1 hour and 30 minutes").wake_at, now() + Duration::minutes(90));
+        assert_eq!(
+            parse("Remind me to stretch in 1 hour and 30 minutes").wake_at,
+            now() + Duration::minutes(90)
+        );
         assert_eq!(parse("remind me in half an hour: tea").task, "tea");
-        assert_eq!(parse("remind me in an hour to leave").wake_at, now() + Duration::hours(1));
-        assert_eq!(parse("/remind 10m check the oven").wake_at, now() + Duration::minutes(10));
-        assert_eq!(parse("remind me in 2 seconds to blink").wake_at, now() + Duration::seconds(2));
+        assert_eq!(
+            parse("remind me in an hour to leave").wake_at,
+            now() + Duration::hours(1)
+        );
+        assert_eq!(
+            parse("/remind 10m check the oven").wake_at,
+            now() + Duration::minutes(10)
+        );
+        assert_eq!(
+            parse("remind me in 2 seconds to blink").wake_at,
+            now() + Duration::seconds(2)
+        );
     }
 
     #[test]
@@ -338,23 +367,53 @@ mod tests {
 
     #[test]
     fn clock_times_today_and_weekdays() {
-        assert_eq!(parse("remind me at 17:45 to leave").wake_at, at("2026-11-25T17:45:00+01:00"));
+        assert_eq!(
+            parse("remind me at 17:45 to leave").wake_at,
+            at("2026-11-25T17:45:00+01:00")
+        );
         // 9 has passed today: 21:00 is the next 9 o'clock.
-        assert_eq!(parse("remind me at 9 to lock up").wake_at, at("2026-11-25T21:00:00+01:00"));
+        assert_eq!(
+            parse("remind me at 9 to lock up").wake_at,
+            at("2026-11-25T21:00:00+01:00")
+        );
         // 9am explicitly has passed: tomorrow.
-        assert_eq!(parse("remind me at 9am to run").wake_at, at("2026-11-26T09:00:00+01:00"));
-        assert_eq!(parse("remind me on friday to submit the report").wake_at, at("2026-11-27T09:00:00+01:00"));
-        assert_eq!(parse("remind me on wednesday at 10 to water plants").wake_at, at("2026-12-02T10:00:00+01:00"));
+        assert_eq!(
+            parse("remind me at 9am to run").wake_at,
+            at("2026-11-26T09:00:00+01:00")
+        );
+        assert_eq!(
+            parse("remind me on friday to submit the report").wake_at,
+            at("2026-11-27T09:00:00+01:00")
+        );
+        assert_eq!(
+            parse("remind me on wednesday at 10 to water plants").wake_at,
+            at("2026-12-02T10:00:00+01:00")
+        );
         assert_eq!(parse("remind me at noon to eat").wake_at.hour(), 12);
-        assert_eq!(parse("remind me tonight to call mum").wake_at, at("2026-11-25T20:00:00+01:00"));
+        assert_eq!(
+            parse("remind me tonight to call mum").wake_at,
+            at("2026-11-25T20:00:00+01:00")
+        );
     }
 
     #[test]
     fn errors_say_what_is_missing() {
-        assert_eq!(parse_reminder("to call Sam", now()), Err(ReminderError::NoTime));
-        assert_eq!(parse_reminder("in 10 minutes", now()), Err(ReminderError::NoTask));
-        assert!(matches!(parse_reminder("at 25:00 to x", now()), Err(ReminderError::BadTime(_))));
-        assert_eq!(parse_reminder("in 500 days to renew", now()), Err(ReminderError::TooFar));
+        assert_eq!(
+            parse_reminder("to call Sam", now()),
+            Err(ReminderError::NoTime)
+        );
+        assert_eq!(
+            parse_reminder("in 10 minutes", now()),
+            Err(ReminderError::NoTask)
+        );
+        assert!(matches!(
+            parse_reminder("at 25:00 to x", now()),
+            Err(ReminderError::BadTime(_))
+        ));
+        assert_eq!(
+            parse_reminder("in 500 days to renew", now()),
+            Err(ReminderError::TooFar)
+        );
     }
 
     #[test]

@@ -1,0 +1,207 @@
+//! A real daemon on loopback, in a temporary home, driven as a user would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_opticlaw");
+
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Home {
+    /// `opticlaw init` in a new temporary home, on a free port.
+    pub fn init() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let home = Self { dir, port };
+        let out = home.run(&["init", "--port", &port.to_string()]);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        home
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.path().join("config.toml")
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.path().join("api_token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("OPTICLAW_HOME", self.path())
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    pub fn serve(&self) -> Daemon {
+        self.serve_with(&[])
+    }
+
+    /// Starts `opticlaw serve` and waits for its ready line.
+    pub fn serve_with(&self, env: &[(&str, &str)]) -> Daemon {
+        let mut command = self.command(&["serve"]);
+        command
+            .env("OPTICLAW_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("ready on"), "no ready line: {line:?}");
+        Daemon {
+            child,
+            base: format!("http://127.0.0.1:{}", self.port),
+            token: self.token(),
+        }
+    }
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+    pub token: String,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn post(&self, body: Value) -> (u16, Value) {
+        self.post_raw(&body.to_string())
+    }
+
+    pub fn post_raw(&self, body: &str) -> (u16, Value) {
+        let response = ureq_like::post(
+            &format!("{}/v1/local/messages", self.base),
+            &self.token,
+            body,
+        );
+        (
+            response.0,
+            serde_json::from_str(&response.1).unwrap_or(Value::Null),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = ureq_like::get(&format!("{}{path}", self.base), &self.token);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn replies(&self, thread: &str) -> Vec<Value> {
+        self.get(&format!("/v1/local/replies?thread_id={thread}&limit=1000"))["replies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Polls (in the test only) until `count` replies are in the thread.
+    pub fn wait_for_replies(&self, thread: &str, count: usize, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let replies = self.replies(thread);
+            if replies.len() >= count || Instant::now() > deadline {
+                return replies;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn send(&self, thread: &str, text: &str) -> Value {
+        let (status, body) = self.post(json!({ "text": text, "thread_id": thread }));
+        assert_eq!(status, 202, "{body}");
+        body
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Minimal blocking HTTP for tests, over reqwest's blocking-free API run on
+/// a throwaway current-thread runtime.
+pub mod ureq_like {
+    fn call(request: reqwest::RequestBuilder) -> (u16, String) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        })
+    }
+
+    pub fn post(url: &str, token: &str, body: &str) -> (u16, String) {
+        let client = reqwest::Client::new();
+        call(
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body.to_owned()),
+        )
+    }
+
+    pub fn get(url: &str, token: &str) -> (u16, String) {
+        call(reqwest::Client::new().get(url).bearer_auth(token))
+    }
+}
