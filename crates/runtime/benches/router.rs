@@ -2,9 +2,9 @@
 //! whole in-process path (admit, store, route, rule, commit, reply) and the
 //! throughput of durable events through the router.
 //!
-//! `cargo bench -p opticlaw-runtime --bench router` prints, per store
-//! durability mode, a last line:
-//! `fastpath_p50_us=.. fastpath_p95_us=.. fastpath_p99_us=.. throughput_eps=..`
+//! `cargo bench -p opticlaw-runtime --bench router` prints one line per
+//! path and store durability mode:
+//! `path=fast sync=Normal p50_us=.. p95_us=.. p99_us=.. throughput_eps=..`
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1e6
 }
 
-async fn measure(sync: Synchronous) -> String {
+async fn measure(sync: Synchronous, text: &'static str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let store = StoreHandle::open(&dir.path().join("bench.db"), sync).unwrap();
     let config = RuntimeConfig {
@@ -37,7 +37,7 @@ async fn measure(sync: Synchronous) -> String {
     // Latency: one message at a time, submit to reply.
     let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
     for i in 0..LATENCY_SAMPLES + 200 {
-        let event = EventEnvelope::local_text("bench", "latency", "/help");
+        let event = EventEnvelope::local_text("bench", "latency", text);
         let start = Instant::now();
         runtime.submit(event).await.unwrap();
         replies.recv().await.unwrap();
@@ -54,7 +54,7 @@ async fn measure(sync: Synchronous) -> String {
         let runtime = runtime.clone();
         senders.push(tokio::spawn(async move {
             for i in (sender..THROUGHPUT_EVENTS).step_by(CONCURRENT_SENDERS) {
-                let mut event = EventEnvelope::local_text("bench", "throughput", "/help");
+                let mut event = EventEnvelope::local_text("bench", "throughput", text);
                 event.event_id = format!("t{i}");
                 loop {
                     match runtime.submit(event.clone()).await {
@@ -82,7 +82,12 @@ async fn measure(sync: Synchronous) -> String {
     }
     runtime.shutdown(Duration::from_secs(5)).await;
     format!(
-        "sync={sync:?} fastpath_p50_us={:.1} fastpath_p95_us={:.1} fastpath_p99_us={:.1} throughput_eps={:.0}",
+        "path={} sync={sync:?} p50_us={:.1} p95_us={:.1} p99_us={:.1} throughput_eps={:.0}",
+        if text.starts_with('/') {
+            "fast"
+        } else {
+            "queued"
+        },
         percentile(&samples, 0.50),
         percentile(&samples, 0.95),
         percentile(&samples, 0.99),
@@ -99,7 +104,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    for sync in [Synchronous::Full, Synchronous::Normal] {
-        println!("{}", runtime.block_on(measure(sync)));
+    // The rule path answers inline; a message no rule answers goes through
+    // the priority queue to a worker (and today gets the no-model notice).
+    for (sync, text) in [
+        (Synchronous::Normal, "/help"),
+        (Synchronous::Normal, "plan my week"),
+        (Synchronous::Full, "/help"),
+    ] {
+        println!("{}", runtime.block_on(measure(sync, text)));
     }
 }

@@ -1,10 +1,12 @@
-//! Workers: take the most urgent event, decide with the rule layer, and
-//! commit the outcome atomically.
+//! Processing: decide with the rule layer and commit the outcome atomically,
+//! either inline at submission (the fast path) or by a worker taking the
+//! most urgent queued event.
 
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Local, Utc};
-use opticlaw_core::{EventEnvelope, ResponseKind, ResponsePacket};
+use opticlaw_core::{EventEnvelope, ResponseKind, ResponsePacket, RuntimeState};
+use opticlaw_store::rusqlite::Connection;
 use opticlaw_store::{Completion, EventStatus, NewDeferredTask, NewReply, StoreError, ops};
 use opticlaw_triage::rules::{RuleAction, RuleDecision};
 use serde_json::json;
@@ -66,11 +68,65 @@ async fn handle_event(
     event: &EventEnvelope,
     token: &tokio_util::sync::CancellationToken,
 ) -> Result<Vec<ResponsePacket>, StoreError> {
-    let now_local = Local::now().fixed_offset();
     let decision = runtime
         .shared
         .rules
-        .evaluate(&event.content.text, now_local);
+        .evaluate(&event.content.text, Local::now().fixed_offset());
+    let context = runtime.answer_context();
+    let event = event.clone();
+    let cancelled = token.is_cancelled();
+    let applied = runtime
+        .shared
+        .store
+        .call(move |conn| {
+            if cancelled {
+                let completion = Completion {
+                    event_seq: seq,
+                    status: EventStatus::Failed,
+                    outcome: json!({ "cancelled": true }),
+                    replies: Vec::new(),
+                    schedule: Vec::new(),
+                    cancel: Vec::new(),
+                };
+                ops::complete_event(conn, &completion, now_ms())?;
+                return Ok(Applied::default());
+            }
+            apply_decision(conn, seq, &event, &decision, &context)
+        })
+        .await?;
+    if applied.touches_schedule {
+        runtime.shared.rearm.notify_one();
+    }
+    Ok(applied.replies)
+}
+
+/// What the reply text needs from the runtime, captured before the store
+/// transaction so the transaction itself never waits on the runtime.
+#[derive(Clone)]
+pub(crate) struct AnswerContext {
+    pub uptime_ms: u64,
+    pub state: RuntimeState,
+    pub no_model_hint: std::sync::Arc<str>,
+}
+
+/// What processing an event wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub replies: Vec<ResponsePacket>,
+    /// A deferred task was added or cancelled: the scheduler must re-arm.
+    pub touches_schedule: bool,
+}
+
+/// Carries out a rule decision for the stored event `seq` inside the
+/// caller's transaction: the event is marked done together with its replies
+/// and the tasks it schedules or cancels.
+pub(crate) fn apply_decision(
+    conn: &Connection,
+    seq: i64,
+    event: &EventEnvelope,
+    decision: &RuleDecision,
+    context: &AnswerContext,
+) -> Result<Applied, StoreError> {
     let mut completion = Completion {
         event_seq: seq,
         status: EventStatus::Done,
@@ -79,51 +135,40 @@ async fn handle_event(
         schedule: Vec::new(),
         cancel: Vec::new(),
     };
-    let reply_text = respond(runtime, event, decision, &mut completion).await?;
+    let text = respond(conn, event, &decision.action, context, &mut completion)?;
     completion
         .replies
-        .push(reply(event, ResponseKind::Reply, reply_text));
-    if token.is_cancelled() {
-        completion.status = EventStatus::Failed;
-        completion.outcome = json!({ "cancelled": true });
-        completion.replies.clear();
-        completion.schedule.clear();
-        completion.cancel.clear();
-    }
+        .push(reply(event, ResponseKind::Reply, text));
     let touches_schedule = !completion.schedule.is_empty() || !completion.cancel.is_empty();
-    let written = runtime
-        .shared
-        .store
-        .call(move |conn| ops::complete_event(conn, &completion, now_ms()))
-        .await?;
-    if touches_schedule {
-        runtime.shared.rearm.notify_one();
-    }
-    Ok(written)
+    let replies = ops::complete_event(conn, &completion, now_ms())?;
+    Ok(Applied {
+        replies,
+        touches_schedule,
+    })
 }
 
 /// The reply text for a decision, adding to `completion` what it changes.
-async fn respond(
-    runtime: &Runtime,
+fn respond(
+    conn: &Connection,
     event: &EventEnvelope,
-    decision: RuleDecision,
+    action: &RuleAction,
+    context: &AnswerContext,
     completion: &mut Completion,
 ) -> Result<String, StoreError> {
-    Ok(match decision.action {
-        RuleAction::Reply(text) => text,
+    Ok(match action {
+        RuleAction::Reply(text) => text.clone(),
         RuleAction::Status => {
-            let status = runtime.status().await?;
-            let next = status
-                .store
+            let stats = ops::stats(conn)?;
+            let next = stats
                 .next_wake_at_ms
                 .map(|ms| format!(", next at {}", local_time(ms)))
                 .unwrap_or_default();
             format!(
                 "Running for {}s. State: {}. Events handled: {}. Reminders pending: {}{}.",
-                status.uptime_ms / 1000,
-                status.state.as_str(),
-                status.store.events_total,
-                status.store.deferred_pending,
+                context.uptime_ms / 1000,
+                context.state.as_str(),
+                stats.events_total,
+                stats.deferred_pending,
                 next
             )
         }
@@ -152,12 +197,7 @@ async fn respond(
             )
         }
         RuleAction::ListReminders => {
-            let (source, user) = (event.source.clone(), event.user_id.clone());
-            let tasks = runtime
-                .shared
-                .store
-                .call(move |conn| ops::list_deferred(conn, &source, &user))
-                .await?;
+            let tasks = ops::list_deferred(conn, &event.source, &event.user_id)?;
             if tasks.is_empty() {
                 "You have no pending reminders.".to_owned()
             } else {
@@ -176,12 +216,7 @@ async fn respond(
             }
         }
         RuleAction::CancelReminder(prefix) => {
-            let (source, user) = (event.source.clone(), event.user_id.clone());
-            let tasks = runtime
-                .shared
-                .store
-                .call(move |conn| ops::list_deferred(conn, &source, &user))
-                .await?;
+            let tasks = ops::list_deferred(conn, &event.source, &event.user_id)?;
             let wanted = prefix.to_ascii_lowercase();
             let matches: Vec<_> = tasks
                 .iter()
@@ -205,7 +240,7 @@ async fn respond(
             completion.outcome = json!({ "rule": "none", "path": "needs_model" });
             format!(
                 "I can only answer commands and reminders so far: this needs a language model, and none is configured. To add one, {}. Type /help to see what works without one.",
-                runtime.shared.config.no_model_hint
+                context.no_model_hint
             )
         }
     })

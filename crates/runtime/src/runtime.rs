@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use opticlaw_core::{EventEnvelope, ResponsePacket, RuntimeState};
 use opticlaw_store::{EventStatus, StoreError, StoreHandle, StoreStats, ops};
-use opticlaw_triage::rules::RuleEngine;
+use opticlaw_triage::rules::{RuleAction, RuleDecision, RuleEngine};
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+use crate::handler::{AnswerContext, apply_decision};
 use crate::queue::{PriorityQueue, QueueDepths};
 
 #[derive(Debug, Clone)]
@@ -59,7 +60,8 @@ pub struct Submission {
     /// The event was already accepted earlier; it is not processed again.
     pub duplicate: bool,
     pub status: EventStatus,
-    /// For a duplicate already processed: its first replies.
+    /// The replies already committed for this event: those the fast path
+    /// just wrote, or for a duplicate those of the first delivery.
     pub replies: Vec<ResponsePacket>,
 }
 
@@ -97,6 +99,7 @@ pub(crate) struct Shared {
     pub accepting: AtomicBool,
     pub stop: CancellationToken,
     pub started: Instant,
+    pub no_model_hint: Arc<str>,
 }
 
 /// The running event runtime. Cheap to clone.
@@ -118,6 +121,7 @@ impl Runtime {
             store,
             rules,
             queue: Mutex::new(PriorityQueue::new(config.queue_capacity)),
+            no_model_hint: Arc::from(config.no_model_hint.as_str()),
             config,
             queue_ready: Notify::new(),
             drained: Notify::new(),
@@ -151,10 +155,23 @@ impl Runtime {
     }
 
     /// Admits, stores and queues an event; returns once it is durable.
+    /// Admits, stores and processes or queues an event; returns once it is
+    /// durable.
+    ///
+    /// A message the rule layer can answer takes the fast path: it is
+    /// stored and answered in one transaction, and the submission carries
+    /// the replies. Anything else is stored, queued by priority, and answered
+    /// by a worker.
     pub async fn submit(&self, event: EventEnvelope) -> Result<Submission, SubmitError> {
         let shared = &self.shared;
         if !shared.accepting.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
+        }
+        let decision = shared
+            .rules
+            .evaluate(&event.content.text, chrono::Local::now().fixed_offset());
+        if shared.config.process_events && decision.action != RuleAction::NeedsModel {
+            return self.submit_fast(event, decision).await;
         }
         let admitted = shared.queue.lock().unwrap().admit(event.hints.priority);
         if admitted.is_err() {
@@ -193,6 +210,64 @@ impl Runtime {
             status: acceptance.status,
             replies: acceptance.replies,
         })
+    }
+
+    /// The fast path: accept and answer in one transaction.
+    async fn submit_fast(
+        &self,
+        event: EventEnvelope,
+        decision: RuleDecision,
+    ) -> Result<Submission, SubmitError> {
+        let shared = &self.shared;
+        let context = self.answer_context();
+        let event_id = event.event_id.clone();
+        shared.active_fastpath.fetch_add(1, Ordering::Relaxed);
+        let result = shared
+            .store
+            .call(move |conn| {
+                let acceptance = ops::accept_event(conn, &event, now_ms())?;
+                if acceptance.duplicate {
+                    return Ok((acceptance, None));
+                }
+                let applied = apply_decision(conn, acceptance.seq, &event, &decision, &context)?;
+                Ok((acceptance, Some(applied)))
+            })
+            .await;
+        shared.active_fastpath.fetch_sub(1, Ordering::Relaxed);
+        let (acceptance, applied) = result?;
+        let Some(applied) = applied else {
+            shared.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ok(Submission {
+                event_id,
+                seq: acceptance.seq,
+                duplicate: true,
+                status: acceptance.status,
+                replies: acceptance.replies,
+            });
+        };
+        shared.processed.fetch_add(1, Ordering::Relaxed);
+        if applied.touches_schedule {
+            shared.rearm.notify_one();
+        }
+        for reply in &applied.replies {
+            // No subscriber is fine: the reply stays in the outbox.
+            let _ = shared.replies.send(reply.clone());
+        }
+        Ok(Submission {
+            event_id,
+            seq: acceptance.seq,
+            duplicate: false,
+            status: EventStatus::Done,
+            replies: applied.replies,
+        })
+    }
+
+    pub(crate) fn answer_context(&self) -> AnswerContext {
+        AnswerContext {
+            uptime_ms: self.shared.started.elapsed().as_millis() as u64,
+            state: self.state(),
+            no_model_hint: self.shared.no_model_hint.clone(),
+        }
     }
 
     /// Every reply and reminder as it is committed.

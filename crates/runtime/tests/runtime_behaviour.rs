@@ -127,56 +127,94 @@ async fn cancelled_reminder_does_not_fire_and_the_timer_rearms_to_the_next() {
 }
 
 #[tokio::test]
-async fn full_queue_refuses_with_busy_and_loses_nothing_it_accepted() {
+async fn full_queue_sheds_lower_classes_refuses_with_busy_and_loses_nothing_it_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    // No room at all for background work once one event waits; workers=1
-    // and a current-thread runtime mean nothing is processed until we yield.
-    let config = RuntimeConfig {
-        queue_capacity: 2,
-        workers: 1,
-        ..RuntimeConfig::default()
-    };
-    let runtime = start(&dir.path().join("db"), config).await;
-    let mut replies = runtime.subscribe();
+    let path = dir.path().join("db");
     let with_priority = |text: &str, priority| {
         let mut event = EventEnvelope::local_text("u", "t", text);
         event.hints.priority = priority;
         event
     };
-    let mut accepted = 0;
-    let mut refused = 0;
-    for i in 0..50 {
-        match runtime
-            .submit(with_priority(&format!("/help {i}"), Priority::Background))
-            .await
-        {
-            Ok(_) => accepted += 1,
-            Err(SubmitError::Busy { retry_after_secs }) => {
-                assert!(retry_after_secs >= 1);
-                refused += 1;
-            }
-            Err(err) => panic!("{err}"),
-        }
-    }
-    // Urgent work still gets in, shedding background work to the store.
+    // Phase 1: nothing is processed, so the queue of 2 fills up.
+    let holding = RuntimeConfig {
+        queue_capacity: 2,
+        process_events: false,
+        ..RuntimeConfig::default()
+    };
+    let runtime = start(&path, holding).await;
     runtime
-        .submit(with_priority("/help urgent", Priority::UserBlocking))
+        .submit(with_priority("plan A", Priority::Background))
         .await
         .unwrap();
-    accepted += 1;
-    let mut answered = 0;
-    while answered < accepted {
-        next_reply(&mut replies).await;
-        answered += 1;
-    }
-    let stats = runtime.store().call(ops::stats).await.unwrap();
-    assert_eq!(stats.events_total, accepted as i64);
-    assert_eq!(
-        stats.events_pending, 0,
-        "every accepted event was processed"
+    runtime
+        .submit(with_priority("plan B", Priority::Background))
+        .await
+        .unwrap();
+    let refused = runtime
+        .submit(with_priority("plan C", Priority::Background))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(SubmitError::Busy {
+                retry_after_secs: 1
+            })
+        ),
+        "{refused:?}"
     );
-    assert_eq!(stats.replies_total, accepted as i64);
-    assert!(refused > 0 || accepted == 51);
+    // More urgent work sheds the newest least urgent queued event to the store.
+    runtime
+        .submit(with_priority("plan D", Priority::Interactive))
+        .await
+        .unwrap();
+    runtime
+        .submit(with_priority("plan E", Priority::UserBlocking))
+        .await
+        .unwrap();
+    let status = runtime.status().await.unwrap();
+    assert_eq!(status.shed, 2);
+    assert_eq!(status.refused_busy, 1);
+    assert_eq!(
+        (status.queue.user_blocking, status.queue.interactive),
+        (1, 1)
+    );
+    assert_eq!(
+        status.store.events_total, 4,
+        "A, B, D, E were accepted; C was not"
+    );
+    runtime.shutdown(Duration::from_millis(10)).await;
+    drop(runtime);
+
+    // Phase 2: a processing runtime on the same store answers all four,
+    // the shed ones included, most urgent first.
+    let runtime = start(
+        &path,
+        RuntimeConfig {
+            workers: 1,
+            ..RuntimeConfig::default()
+        },
+    )
+    .await;
+    let mut replies = runtime.subscribe();
+    for _ in 0..4 {
+        next_reply(&mut replies).await;
+    }
+    let status = runtime.status().await.unwrap();
+    assert_eq!(status.store.events_pending, 0);
+    assert_eq!(status.store.replies_total, 4);
+}
+
+#[tokio::test]
+async fn rule_answers_come_back_with_the_submission() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(&dir.path().join("db"), RuntimeConfig::default()).await;
+    let submission = runtime
+        .submit(EventEnvelope::local_text("u", "t", "/time"))
+        .await
+        .unwrap();
+    assert_eq!(submission.status, opticlaw_store::EventStatus::Done);
+    assert_eq!(submission.replies.len(), 1);
+    assert!(submission.replies[0].text.starts_with("It's "));
 }
 
 #[tokio::test]

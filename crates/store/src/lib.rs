@@ -23,6 +23,8 @@ pub use model::{
     Acceptance, Completion, DeferredTask, EventStatus, NewDeferredTask, NewReply, StoreStats,
     Synchronous,
 };
+/// The SQLite binding the store is built on, for callers of `StoreHandle::call`.
+pub use rusqlite;
 pub use store::Store;
 
 /// Store operations over a borrowed connection, for use inside
