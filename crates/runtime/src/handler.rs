@@ -11,6 +11,7 @@ use opticlaw_store::{Completion, EventStatus, NewDeferredTask, NewReply, StoreEr
 use opticlaw_triage::rules::{RuleAction, RuleDecision};
 use serde_json::json;
 
+use crate::answerer::{Answer, AnswerRequest};
 use crate::runtime::{Runtime, now_ms};
 
 pub(crate) async fn worker(runtime: Runtime) {
@@ -72,7 +73,21 @@ async fn handle_event(
         .shared
         .rules
         .evaluate(&event.content.text, Local::now().fixed_offset());
-    let context = runtime.answer_context();
+    let mut context = runtime.answer_context();
+    if decision.action == RuleAction::NeedsModel
+        && let Some(answerer) = runtime.shared.answerer.clone()
+    {
+        runtime.shared.active_plan.fetch_add(1, Ordering::Relaxed);
+        let answer = answerer
+            .answer(AnswerRequest {
+                event: event.clone(),
+                seq,
+                cancel: token.clone(),
+            })
+            .await;
+        runtime.shared.active_plan.fetch_sub(1, Ordering::Relaxed);
+        context.model_answer = Some(answer);
+    }
     let event = event.clone();
     let cancelled = token.is_cancelled();
     let applied = runtime
@@ -107,6 +122,8 @@ pub(crate) struct AnswerContext {
     pub uptime_ms: u64,
     pub state: RuntimeState,
     pub no_model_hint: std::sync::Arc<str>,
+    /// The answerer's result for a message no rule answers, if one ran.
+    pub model_answer: Option<Result<Answer, String>>,
 }
 
 /// What processing an event wrote.
@@ -236,13 +253,24 @@ fn respond(
                 _ => format!("More than one reminder starts with {prefix}; give more of the id."),
             }
         }
-        RuleAction::NeedsModel => {
-            completion.outcome = json!({ "rule": "none", "path": "needs_model" });
-            format!(
-                "I can only answer commands and reminders so far: this needs a language model, and none is configured. To add one, {}. Type /help to see what works without one.",
-                context.no_model_hint
-            )
-        }
+        RuleAction::NeedsModel => match &context.model_answer {
+            Some(Ok(answer)) => {
+                completion.outcome =
+                    json!({ "rule": "none", "path": "model", "answer": answer.outcome });
+                answer.text.clone()
+            }
+            Some(Err(why)) => {
+                completion.outcome = json!({ "rule": "none", "path": "model", "error": why });
+                format!("Sorry, I could not answer that: {why}")
+            }
+            None => {
+                completion.outcome = json!({ "rule": "none", "path": "needs_model" });
+                format!(
+                    "I can only answer commands and reminders so far: this needs a language model, and none is configured. To add one, {}. Type /help to see what works without one.",
+                    context.no_model_hint
+                )
+            }
+        },
     })
 }
 

@@ -11,11 +11,13 @@
 //! arms one timer for the earliest `wake_at` and otherwise waits for a
 //! re-arm signal, and the store's thread blocks on its channel.
 
+mod answerer;
 mod handler;
 mod queue;
 mod runtime;
 mod scheduler;
 mod timer;
 
+pub use answerer::{Answer, AnswerFuture, AnswerRequest, Answerer};
 pub use queue::QueueDepths;
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStatus, Submission, SubmitError};

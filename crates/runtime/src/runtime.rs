@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+use crate::answerer::Answerer;
 use crate::handler::{AnswerContext, apply_decision};
 use crate::queue::{PriorityQueue, QueueDepths};
 
@@ -100,6 +101,7 @@ pub(crate) struct Shared {
     pub stop: CancellationToken,
     pub started: Instant,
     pub no_model_hint: Arc<str>,
+    pub answerer: Option<Arc<dyn Answerer>>,
 }
 
 /// The running event runtime. Cheap to clone.
@@ -116,12 +118,23 @@ impl Runtime {
         rules: RuleEngine,
         config: RuntimeConfig,
     ) -> Result<Self, StoreError> {
+        Self::start_with(store, rules, config, None).await
+    }
+
+    /// Like [`Runtime::start`], with an answerer for what no rule answers.
+    pub async fn start_with(
+        store: StoreHandle,
+        rules: RuleEngine,
+        config: RuntimeConfig,
+        answerer: Option<Arc<dyn Answerer>>,
+    ) -> Result<Self, StoreError> {
         let (replies, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
             store,
             rules,
             queue: Mutex::new(PriorityQueue::new(config.queue_capacity)),
             no_model_hint: Arc::from(config.no_model_hint.as_str()),
+            answerer,
             config,
             queue_ready: Notify::new(),
             drained: Notify::new(),
@@ -267,6 +280,7 @@ impl Runtime {
             uptime_ms: self.shared.started.elapsed().as_millis() as u64,
             state: self.state(),
             no_model_hint: self.shared.no_model_hint.clone(),
+            model_answer: None,
         }
     }
 

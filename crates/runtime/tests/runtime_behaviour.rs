@@ -259,3 +259,57 @@ async fn shutdown_drains_and_then_refuses_new_events() {
         .await;
     assert!(matches!(refused, Err(SubmitError::ShuttingDown)));
 }
+
+struct EchoAnswerer;
+
+impl opticlaw_runtime::Answerer for EchoAnswerer {
+    fn answer(&self, request: opticlaw_runtime::AnswerRequest) -> opticlaw_runtime::AnswerFuture {
+        Box::pin(async move {
+            if request.event.content.text.contains("fail") {
+                return Err("the model timed out".to_owned());
+            }
+            Ok(opticlaw_runtime::Answer {
+                text: format!("echo: {}", request.event.content.text),
+                outcome: serde_json::json!({ "model": "echo", "tokens": 3 }),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn messages_no_rule_answers_go_to_the_answerer_and_its_outcome_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreHandle::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
+    let runtime = Runtime::start_with(
+        store,
+        RuleEngine::default(),
+        RuntimeConfig::default(),
+        Some(std::sync::Arc::new(EchoAnswerer)),
+    )
+    .await
+    .unwrap();
+    let mut replies = runtime.subscribe();
+    runtime
+        .submit(EventEnvelope::local_text("u", "t", "plan my week"))
+        .await
+        .unwrap();
+    assert_eq!(next_reply(&mut replies).await.text, "echo: plan my week");
+    runtime
+        .submit(EventEnvelope::local_text("u", "t", "please fail"))
+        .await
+        .unwrap();
+    let failed = next_reply(&mut replies).await.text;
+    assert!(failed.contains("the model timed out"), "{failed}");
+    // Rules still answer first, without the answerer.
+    runtime
+        .submit(EventEnvelope::local_text("u", "t", "/time"))
+        .await
+        .unwrap();
+    assert!(next_reply(&mut replies).await.text.starts_with("It's "));
+    let outcome: String = runtime
+        .store()
+        .call(|c| Ok(c.query_row("SELECT outcome FROM events WHERE seq = 1", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert!(outcome.contains("\"model\":\"echo\""), "{outcome}");
+}

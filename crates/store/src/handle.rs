@@ -85,6 +85,19 @@ impl StoreHandle {
         Ok(Self::spawn(store))
     }
 
+    /// Like [`StoreHandle::open`], also migrating other crates' tables.
+    pub fn open_with(
+        path: &Path,
+        synchronous: Synchronous,
+        components: &[crate::Component],
+    ) -> Result<Self, StoreError> {
+        Ok(Self::spawn(Store::open_with(
+            path,
+            synchronous,
+            components,
+        )?))
+    }
+
     pub fn spawn(store: Store) -> Self {
         let (requests, inbox) = mpsc::channel::<Box<dyn Request>>();
         std::thread::Builder::new()

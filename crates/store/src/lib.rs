@@ -19,6 +19,7 @@ mod store;
 
 pub use error::StoreError;
 pub use handle::StoreHandle;
+pub use migrations::Component;
 pub use model::{
     Acceptance, Completion, DeferredTask, EventStatus, NewDeferredTask, NewReply, StoreStats,
     Synchronous,

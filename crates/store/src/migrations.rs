@@ -1,4 +1,10 @@
-//! Versioned schema migrations, tracked in SQLite's `user_version`.
+//! Versioned schema migrations.
+//!
+//! The store's own tables are versioned in SQLite's `user_version`. Other
+//! crates that keep tables in the same file (the model router's accounting,
+//! the memory engine) bring their own ordered migration lists as
+//! [`Component`]s, each versioned separately in `schema_components`, so a
+//! new migration of one never renumbers another's.
 
 use rusqlite::Connection;
 
@@ -71,6 +77,57 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .and_then(|()| tx.pragma_update(None, "user_version", version as i64))
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Another crate's tables in the same file: its name and its ordered,
+/// append-only migrations.
+#[derive(Debug, Clone, Copy)]
+pub struct Component {
+    pub name: &'static str,
+    pub migrations: &'static [&'static str],
+}
+
+pub fn migrate_component(conn: &mut Connection, component: &Component) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_components (
+             name    TEXT PRIMARY KEY,
+             version INTEGER NOT NULL
+         )",
+    )?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE((SELECT version FROM schema_components WHERE name = ?1), 0)",
+        [component.name],
+        |row| row.get(0),
+    )?;
+    let known = component.migrations.len() as i64;
+    if current > known {
+        return Err(StoreError::TooNew {
+            path: format!("component {}", component.name),
+            found: current,
+            known,
+        });
+    }
+    for (index, sql) in component
+        .migrations
+        .iter()
+        .enumerate()
+        .skip(current as usize)
+    {
+        let version = index + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .and_then(|()| {
+                tx.execute(
+                    "INSERT INTO schema_components (name, version) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+                    rusqlite::params![component.name, version as i64],
+                )
+                .map(|_| ())
+            })
             .map_err(|source| StoreError::Migration { version, source })?;
         tx.commit()?;
     }

@@ -24,6 +24,15 @@ impl Store {
     /// Opens (creating if needed) the store file, switches it to WAL mode and
     /// applies pending migrations.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+        Self::open_with(path, synchronous, &[])
+    }
+
+    /// Like [`Store::open`], also migrating other crates' tables.
+    pub fn open_with(
+        path: &Path,
+        synchronous: Synchronous,
+        components: &[migrations::Component],
+    ) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
         let open_error = |source| StoreError::Open {
             path: shown.clone(),
@@ -47,6 +56,9 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_error)?;
         migrations::migrate(&mut conn, &shown)?;
+        for component in components {
+            migrations::migrate_component(&mut conn, component)?;
+        }
         Ok(Self { conn })
     }
 

@@ -233,3 +233,38 @@ async fn a_lone_failing_request_leaves_no_partial_write() {
         "the first insert was rolled back too"
     );
 }
+
+#[test]
+fn components_migrate_independently_and_once() {
+    let (_dir, path) = temp_store();
+    const V1: &[&str] = &["CREATE TABLE extra_a (x INTEGER)"];
+    const V2: &[&str] = &[
+        "CREATE TABLE extra_a (x INTEGER)",
+        "ALTER TABLE extra_a ADD COLUMN y TEXT",
+    ];
+    let component = |migrations| opticlaw_store::Component {
+        name: "extra",
+        migrations,
+    };
+    Store::open_with(&path, Synchronous::Normal, &[component(V1)]).unwrap();
+    let store = Store::open_with(&path, Synchronous::Normal, &[component(V2)]).unwrap();
+    store
+        .connection()
+        .execute("INSERT INTO extra_a (x, y) VALUES (1, 'two')", [])
+        .unwrap();
+    let version: i64 = store
+        .connection()
+        .query_row(
+            "SELECT version FROM schema_components WHERE name = 'extra'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, 2);
+    drop(store);
+    // A build that knows fewer migrations refuses the newer file.
+    let err = Store::open_with(&path, Synchronous::Normal, &[component(V1)])
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("extra"), "{err}");
+}

@@ -1,0 +1,36 @@
+//! The slow path's extension point: what answers a message no rule can.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use opticlaw_core::EventEnvelope;
+use tokio_util::sync::CancellationToken;
+
+/// A message the rule layer could not answer.
+#[derive(Debug, Clone)]
+pub struct AnswerRequest {
+    pub event: EventEnvelope,
+    /// The event's position in the log: stable across a restart, so an
+    /// answerer can use it as an idempotency key.
+    pub seq: i64,
+    /// Cancelled when the event is cancelled or the runtime stops.
+    pub cancel: CancellationToken,
+}
+
+/// What the answerer produced.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub text: String,
+    /// How it was answered (model, tokens, gate decision...), stored as the
+    /// event's outcome so "why?" has an answer.
+    pub outcome: serde_json::Value,
+}
+
+pub type AnswerFuture = Pin<Box<dyn Future<Output = Result<Answer, String>> + Send>>;
+
+/// The model/planner path, plugged into the runtime by the daemon. An error
+/// is shown to the user as a clear notice; the event is still completed
+/// (nothing retries a failed answer forever).
+pub trait Answerer: Send + Sync + 'static {
+    fn answer(&self, request: AnswerRequest) -> AnswerFuture;
+}
