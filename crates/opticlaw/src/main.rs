@@ -6,8 +6,10 @@ mod client;
 mod commands;
 mod config;
 mod home;
+mod model_answerer;
 mod procfs;
 mod server;
+mod webchat;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,12 @@ enum Command {
     Status,
     /// Check config, store, token and port, and say how to fix each problem
     Doctor,
+    /// Model providers and tiers: list, add, test, usage
+    #[command(subcommand)]
+    Models(commands::models::Command),
+    /// The cheap path's classifier: train it, explain a decision
+    #[command(subcommand)]
+    Triage(commands::triage::Command),
     /// Measure the assistant
     #[command(subcommand)]
     Bench(benches::BenchCommand),
@@ -52,6 +60,8 @@ fn main() -> ExitCode {
         Command::Chat(args) => commands::chat::run(cli.home.as_deref(), args),
         Command::Status => commands::status::run(cli.home.as_deref()),
         Command::Doctor => commands::doctor::run(cli.home.as_deref()),
+        Command::Models(command) => commands::models::run(cli.home.as_deref(), command),
+        Command::Triage(command) => commands::triage::run(command),
         Command::Bench(bench) => benches::run(bench),
     };
     match result {

@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/local/messages", post(post_message))
         .route("/v1/local/replies", get(list_replies))
         .route("/v1/local/stream", get(stream_replies))
+        .merge(crate::webchat::routes())
         .fallback(not_found)
         .with_state(state)
 }

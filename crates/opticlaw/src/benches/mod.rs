@@ -2,6 +2,8 @@
 //! line machine-readable.
 
 mod idle;
+mod routing;
+mod triage;
 
 use std::process::ExitCode;
 
@@ -11,10 +13,16 @@ use anyhow::Result;
 pub enum BenchCommand {
     /// Start a daemon on a fresh temporary home and measure it idle
     Idle(idle::Args),
+    /// Replay a mixed trace: tokens spent by our routing against always-large
+    Routing(routing::Args),
+    /// Triage accuracy, calibration and speed on CLINC150 (or FILE)
+    Triage(triage::Args),
 }
 
 pub fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Idle(args) => idle::run(args),
+        BenchCommand::Routing(args) => routing::run(args),
+        BenchCommand::Triage(args) => triage::run(args),
     }
 }

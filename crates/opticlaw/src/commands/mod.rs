@@ -1,5 +1,7 @@
 pub mod chat;
 pub mod doctor;
 pub mod init;
+pub mod models;
 pub mod serve;
 pub mod status;
+pub mod triage;

@@ -79,6 +79,9 @@ async fn serve(home: Home, config: Config) -> Result<ExitCode> {
         std::process::id()
     );
     std::io::stdout().flush().ok();
+    // The web chat's link, token in the fragment; stdout keeps only the ready line.
+    let chat_link = crate::webchat::chat_url(local, &state.token);
+    eprintln!("web chat: {chat_link}");
     tracing::info!(%local, home = %home.root.display(), "serving");
 
     let grace = Duration::from_secs(config.runtime.shutdown_grace_secs);

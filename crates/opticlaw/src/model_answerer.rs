@@ -1,0 +1,1 @@
+//! The model path: answers what no rule can through the model router.
