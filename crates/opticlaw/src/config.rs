@@ -15,7 +15,10 @@ pub struct Config {
     pub store: StoreConfig,
     pub runtime: RuntimeSection,
     pub local: LocalConfig,
-    pub model: Option<ModelConfig>,
+    /// Language models for what no rule answers (`[models]`).
+    pub models: Option<opticlaw_models::ModelsConfig>,
+    /// Chat platform bridges (`[gateway.slack]`, `[gateway.telegram]`, ...).
+    pub gateway: Option<opticlaw_gateway::GatewayConfig>,
     pub rules: Vec<PatternRuleConfig>,
 }
 
@@ -81,20 +84,6 @@ impl Default for LocalConfig {
         }
     }
 }
-
-/// A language model endpoint. Accepted and checked now; calls to it arrive
-/// with the model router.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// `ollama`, `openai-compatible`, `openai` or `anthropic`.
-    pub provider: String,
-    pub model: String,
-    #[serde(default)]
-    pub base_url: Option<String>,
-}
-
-pub const MODEL_PROVIDERS: [&str; 4] = ["ollama", "openai-compatible", "openai", "anthropic"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -184,17 +173,10 @@ impl Config {
         if self.local.user_id.trim().is_empty() {
             return fail("local.user_id", "must not be empty".into());
         }
-        if let Some(model) = &self.model
-            && !MODEL_PROVIDERS.contains(&model.provider.as_str())
+        if let Some(models) = &self.models
+            && let Err(err) = opticlaw_models::ModelRouter::new(models.clone())
         {
-            return fail(
-                "model.provider",
-                format!(
-                    "\"{}\" is not one of {}",
-                    model.provider,
-                    MODEL_PROVIDERS.join(", ")
-                ),
-            );
+            return fail("models", err.to_string());
         }
         for (index, rule) in self.rules.iter().enumerate() {
             if let Err(err) = regex_check(&rule.pattern) {
@@ -264,11 +246,23 @@ shutdown_grace_secs = 10
 # Who `opticlaw chat` speaks as.
 user_id = "owner"
 
-# A language model for requests the rules cannot answer:
-# [model]
-# provider = "ollama"          # or "openai-compatible", "openai", "anthropic"
-# model = "llama3.2"
+# Language models for requests the rules cannot answer (see `opticlaw models --help`):
+# [[models.providers]]
+# name = "ollama"
+# protocol = "ollama"                 # ollama | openai_compatible | openai | anthropic
 # base_url = "http://127.0.0.1:11434"
+# [[models.tiers]]
+# tier = "local_small"                # local_small | local_medium | cloud_primary | cloud_secondary
+# provider = "ollama"
+# model = "qwen2.5:1.5b"
+# capability = 0.35
+# typical_latency_ms = 700
+# max_tokens = 512
+# native_tools = true
+
+# Chat platforms (webhooks are served under /webhooks/<platform>):
+# [gateway.telegram]
+# bot_token = "..."                   # see `opticlaw doctor`
 
 # Replies without any model, checked after the built-in commands:
 # [[rules]]

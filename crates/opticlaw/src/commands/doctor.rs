@@ -166,19 +166,15 @@ fn check_port(home: &Home, config: &Config) -> Verdict {
 }
 
 fn check_model(config: &Config) -> Verdict {
-    match &config.model {
-        None => Verdict::Warn(
+    match &config.models {
+        Some(models) if !models.tiers.is_empty() => Verdict::Ok(format!(
+            "{} model tier(s) on {} provider(s); try one with `opticlaw models test`",
+            models.tiers.len(),
+            models.providers.len()
+        )),
+        _ => Verdict::Warn(
             "no language model configured: commands, reminders and rules work; other requests get a notice".into(),
-            "add a [model] section to config.toml (see the commented example there)".into(),
-        ),
-        Some(model) => Verdict::Warn(
-            format!(
-                "[model] {} / {} at {} is configured, but this build does not call models yet",
-                model.provider,
-                model.model,
-                model.base_url.as_deref().unwrap_or("the provider default")
-            ),
-            "model providers arrive with the model router; until then only rules answer".into(),
+            "add [[models.providers]] and [[models.tiers]] to config.toml (see the commented example there)".into(),
         ),
     }
 }
