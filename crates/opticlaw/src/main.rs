@@ -2,6 +2,7 @@
 //! library crates together: arguments, config, and the HTTP edge.
 
 mod benches;
+mod channels;
 mod client;
 mod commands;
 mod config;
@@ -40,6 +41,9 @@ enum Command {
     Status,
     /// Check config, store, token and port, and say how to fix each problem
     Doctor,
+    /// Approve or deny chat-platform senders waiting with a pairing code
+    #[command(subcommand)]
+    Pairing(commands::pairing::Command),
     /// Model providers and tiers: list, add, test, usage
     #[command(subcommand)]
     Models(commands::models::Command),
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => commands::chat::run(cli.home.as_deref(), args),
         Command::Status => commands::status::run(cli.home.as_deref()),
         Command::Doctor => commands::doctor::run(cli.home.as_deref()),
+        Command::Pairing(command) => commands::pairing::run(cli.home.as_deref(), command),
         Command::Models(command) => commands::models::run(cli.home.as_deref(), command),
         Command::Triage(command) => commands::triage::run(command),
         Command::Bench(bench) => benches::run(bench),
@@ -71,6 +76,17 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Every crate's tables that live in the daemon's store file, migrated at open.
+pub fn store_components() -> [opticlaw_store::Component; 2] {
+    [
+        channels::COMPONENT,
+        opticlaw_store::Component {
+            name: "models",
+            migrations: opticlaw_models::accounting::MIGRATIONS,
+        },
+    ]
 }
 
 /// Logs go to stderr through `tracing`; `OPTICLAW_LOG` (or `RUST_LOG`) sets

@@ -284,6 +284,21 @@ impl Runtime {
         }
     }
 
+    /// Writes a notice that answers no stored event to the outbox and sends
+    /// it to subscribers.
+    pub async fn notify(
+        &self,
+        reply: opticlaw_store::NewReply,
+    ) -> Result<ResponsePacket, StoreError> {
+        let written = self
+            .shared
+            .store
+            .call(move |conn| ops::add_reply(conn, &reply, now_ms()))
+            .await?;
+        let _ = self.shared.replies.send(written.clone());
+        Ok(written)
+    }
+
     /// Every reply and reminder as it is committed.
     pub fn subscribe(&self) -> broadcast::Receiver<ResponsePacket> {
         self.shared.replies.subscribe()

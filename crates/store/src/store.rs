@@ -186,6 +186,15 @@ pub fn complete_event(
         .collect()
 }
 
+/// Writes a reply that answers no stored event (a notice, a pairing code).
+pub fn add_reply(
+    conn: &Connection,
+    reply: &NewReply,
+    now_ms: i64,
+) -> Result<ResponsePacket, StoreError> {
+    insert_reply(conn, None, reply, now_ms)
+}
+
 fn insert_reply(
     conn: &Connection,
     event_seq: Option<i64>,

@@ -9,6 +9,7 @@ use opticlaw_runtime::{Runtime, RuntimeConfig};
 use opticlaw_store::StoreHandle;
 use opticlaw_triage::rules::RuleEngine;
 
+use crate::channels::{RuntimeSink, SqliteAudit, SqlitePairing};
 use crate::config::Config;
 use crate::home::Home;
 use crate::server::{AppState, router};
@@ -42,7 +43,11 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<ExitCode> {
 async fn serve(home: Home, config: Config) -> Result<ExitCode> {
     let token = home.read_token()?;
     let rules = RuleEngine::with_patterns(&config.rules)?;
-    let store = StoreHandle::open(&home.store_file(), config.store.synchronous)?;
+    let store = StoreHandle::open_with(
+        &home.store_file(),
+        config.store.synchronous,
+        &crate::store_components(),
+    )?;
     let runtime_config = RuntimeConfig {
         queue_capacity: config.runtime.queue_capacity,
         workers: config.runtime.workers,
@@ -54,7 +59,7 @@ async fn serve(home: Home, config: Config) -> Result<ExitCode> {
         // Fault injection for crash tests: accept and store, never process.
         process_events: std::env::var_os("OPTICLAW_FAULT_HOLD_EVENTS").is_none(),
     };
-    let runtime = Runtime::start(store, rules, runtime_config).await?;
+    let runtime = Runtime::start(store.clone(), rules, runtime_config).await?;
     let addr: std::net::SocketAddr = config.server.bind.parse().with_context(|| {
         format!(
             "server.bind \"{}\" is not an address:port",
@@ -85,15 +90,41 @@ async fn serve(home: Home, config: Config) -> Result<ExitCode> {
     tracing::info!(%local, home = %home.root.display(), "serving");
 
     let grace = Duration::from_secs(config.runtime.shutdown_grace_secs);
+    let mut app = router(state);
+    if let Some(gateway) = config.gateway.clone() {
+        let platforms: Vec<&str> = [
+            gateway.slack.is_some().then_some("slack"),
+            gateway.telegram.is_some().then_some("telegram"),
+            gateway.discord.is_some().then_some("discord"),
+            gateway.whatsapp.is_some().then_some("whatsapp"),
+            gateway.matrix.is_some().then_some("matrix"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let gateway = opticlaw_gateway::Gateway::new(
+            gateway,
+            Arc::new(RuntimeSink(runtime.clone())),
+            Arc::new(SqliteAudit(store.clone())),
+            Arc::new(SqlitePairing(store.clone())),
+        )
+        .context("setting up the chat platforms in [gateway]")?;
+        app = app.merge(opticlaw_gateway::webhook_router(Arc::new(gateway)));
+        tracing::info!(?platforms, "webhooks served under /webhooks/<platform>");
+    }
+
     let draining = runtime.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let signal = shutdown_signal().await;
-            tracing::info!(signal, "draining in-flight work");
-            draining.shutdown(grace).await;
-        })
-        .await
-        .context("the HTTP server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let signal = shutdown_signal().await;
+        tracing::info!(signal, "draining in-flight work");
+        draining.shutdown(grace).await;
+    })
+    .await
+    .context("the HTTP server failed")?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }

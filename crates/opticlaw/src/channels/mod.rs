@@ -1,0 +1,8 @@
+//! The chat platforms, wired to the runtime and the store: the gateway's
+//! traits implemented on SQLite (audit, pairing) and on the runtime (sink).
+
+mod sink;
+mod stores;
+
+pub use sink::RuntimeSink;
+pub use stores::{COMPONENT, SqliteAudit, SqlitePairing};

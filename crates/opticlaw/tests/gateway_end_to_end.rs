@@ -1,0 +1,135 @@
+//! A chat platform's webhook through the real daemon: verified, paired,
+//! stored once, answered; forged requests leave only an audit record.
+
+mod common;
+
+use std::io::Write;
+
+use common::Home;
+use opticlaw_store::rusqlite::Connection;
+use serde_json::{Value, json};
+
+const SECRET: &str = "s3cret-webhook-token";
+
+fn telegram_home() -> Home {
+    let home = Home::init();
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(home.config_file())
+        .unwrap();
+    writeln!(
+        config,
+        "\n[gateway.telegram]\nbot_token = \"123456:TEST\"\nwebhook_secret = \"{SECRET}\"\napi_base = \"http://127.0.0.1:9\"\n"
+    )
+    .unwrap();
+    home
+}
+
+fn update(update_id: i64, user: i64, text: &str) -> Value {
+    json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "from": { "id": user, "is_bot": false, "first_name": "Sam" },
+            "chat": { "id": user, "type": "private", "first_name": "Sam" },
+            "date": 1_764_000_000,
+            "text": text
+        }
+    })
+}
+
+fn post_webhook(daemon: &common::Daemon, secret: &str, body: &Value) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/webhooks/telegram", daemon.base))
+            .header("X-Telegram-Bot-Api-Secret-Token", secret)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+fn count(home: &Home, sql: &str) -> i64 {
+    let conn = Connection::open(home.path().join("data/opticlaw.db")).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn forged_telegram_request_is_refused_and_only_audited() {
+    let home = telegram_home();
+    let daemon = home.serve();
+    let status = post_webhook(&daemon, "not-the-secret", &update(1, 42, "/help"));
+    assert!(status == 401 || status == 403, "{status}");
+    assert_eq!(count(&home, "SELECT COUNT(*) FROM events"), 0);
+    assert_eq!(
+        count(
+            &home,
+            "SELECT COUNT(*) FROM gateway_audit WHERE kind = 'forged_request'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn unknown_sender_gets_a_code_and_is_heard_only_after_approval() {
+    let home = telegram_home();
+    let daemon = home.serve();
+    assert_eq!(
+        post_webhook(&daemon, SECRET, &update(10, 42, "hello?")),
+        200
+    );
+    assert_eq!(
+        count(&home, "SELECT COUNT(*) FROM events"),
+        0,
+        "an unknown sender's message is not stored"
+    );
+    // The pairing code goes out through the outbox, and the owner sees it.
+    let notice: String = Connection::open(home.path().join("data/opticlaw.db"))
+        .unwrap()
+        .query_row(
+            "SELECT body FROM replies WHERE source = 'telegram'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let listed = String::from_utf8(home.run(&["pairing", "list"]).stdout).unwrap();
+    let code = listed.split_whitespace().next().unwrap().to_owned();
+    assert!(notice.contains(&code), "{notice} / {listed}");
+    assert!(listed.contains("42"), "{listed}");
+
+    let approved = home.run(&["pairing", "approve", &code]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+
+    assert_eq!(post_webhook(&daemon, SECRET, &update(11, 42, "/help")), 200);
+    // Telegram retries the same update: stored and answered once.
+    assert_eq!(post_webhook(&daemon, SECRET, &update(11, 42, "/help")), 200);
+    assert_eq!(
+        count(
+            &home,
+            "SELECT COUNT(*) FROM events WHERE source = 'telegram'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&home, "SELECT COUNT(*) FROM events WHERE status = 'done'"),
+        1
+    );
+    assert_eq!(
+        count(
+            &home,
+            "SELECT COUNT(*) FROM replies WHERE source = 'telegram' AND kind = 'reply'"
+        ),
+        1
+    );
+}
