@@ -133,3 +133,81 @@ fn unknown_sender_gets_a_code_and_is_heard_only_after_approval() {
         1
     );
 }
+
+/// A fake Telegram Bot API on loopback that records every call.
+fn fake_telegram() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    std::thread::JoinHandle<()>,
+) {
+    use axum::routing::post;
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = calls.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/{*path}",
+                post(
+                    move |axum::extract::Path(path): axum::extract::Path<String>,
+                          axum::Json(body): axum::Json<Value>| {
+                        let recorded = recorded.clone();
+                        async move {
+                            recorded.lock().unwrap().push((path, body));
+                            axum::Json(json!({ "ok": true, "result": { "message_id": 777 } }))
+                        }
+                    },
+                ),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                axum::serve(listener, app),
+            )
+            .await;
+        });
+    });
+    (base, calls, server)
+}
+
+#[test]
+fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
+    let (api_base, calls, _server) = fake_telegram();
+    let home = Home::init();
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(home.config_file())
+        .unwrap();
+    writeln!(
+        config,
+        "\n[gateway.telegram]\nbot_token = \"123456:TEST\"\nwebhook_secret = \"{SECRET}\"\nallow_from = [\"42\"]\napi_base = \"{api_base}\"\n"
+    )
+    .unwrap();
+    let daemon = home.serve();
+    assert_eq!(post_webhook(&daemon, SECRET, &update(20, 42, "/help")), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while calls.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A restart must not send it again.
+    daemon.kill9();
+    let daemon = home.serve();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let (path, body) = &calls[0];
+    assert!(path.ends_with("sendMessage"), "{path}");
+    assert!(path.contains("123456:TEST"), "{path}");
+    assert_eq!(body["chat_id"].to_string().trim_matches('"'), "42");
+    assert!(
+        body["text"].as_str().unwrap().contains("remind me"),
+        "{body}"
+    );
+    drop(daemon);
+}

@@ -32,9 +32,9 @@ pub use store::Store;
 /// [`StoreHandle::call`] or [`Store::transaction`].
 pub mod ops {
     pub use crate::store::{
-        accept_event, add_deferred, add_reply, cancel_deferred, complete_event, event_status,
-        fire_due, list_deferred, next_wake_at, pending_events, replies_after, replies_for_event,
-        stats,
+        accept_event, add_deferred, add_reply, cancel_deferred, complete_event, event_envelope,
+        event_status, fire_due, list_deferred, mark_delivered, next_wake_at, pending_events,
+        replies_after, replies_for_event, stats, undelivered_replies,
     };
 }
 

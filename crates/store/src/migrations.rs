@@ -58,6 +58,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX deferred_by_wake_at ON deferred_tasks (wake_at_ms) WHERE status = 'pending';
     "#,
+    // 2: delivery tracking for replies that go out to chat platforms.
+    r#"
+    ALTER TABLE replies ADD COLUMN delivered_ms INTEGER;
+    CREATE INDEX replies_undelivered ON replies (seq)
+        WHERE delivered_ms IS NULL AND source <> 'local';
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -275,6 +275,43 @@ pub fn replies_after(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Replies to chat platforms (any source but `local`) not yet delivered,
+/// oldest first.
+pub fn undelivered_replies(
+    conn: &Connection,
+    limit: usize,
+) -> Result<Vec<ResponsePacket>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REPLY_COLUMNS} FROM replies
+         WHERE delivered_ms IS NULL AND source <> 'local' ORDER BY seq LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit as i64], reply_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks a reply handed to its platform (or given up on).
+pub fn mark_delivered(conn: &Connection, seq: i64, now_ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE replies SET delivered_ms = ?2 WHERE seq = ?1")?
+        .execute(params![seq, now_ms])?;
+    Ok(())
+}
+
+/// The stored envelope of an event, by its platform id.
+pub fn event_envelope(
+    conn: &Connection,
+    source: &str,
+    event_id: &str,
+) -> Result<Option<EventEnvelope>, StoreError> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT envelope FROM events WHERE source = ?1 AND event_id = ?2")?
+        .query_row(params![source, event_id], |row| row.get(0))
+        .optional()?;
+    Ok(match json {
+        Some(text) => Some(serde_json::from_str(&text)?),
+        None => None,
+    })
+}
+
 /// Accepted events not yet processed, in arrival order, with `seq > after`.
 pub fn pending_events(
     conn: &Connection,

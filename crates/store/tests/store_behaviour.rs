@@ -30,11 +30,11 @@ fn store_opens_in_wal_mode_at_latest_schema() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    assert_eq!(ops::stats(store.connection()).unwrap().schema_version, 1);
+    assert_eq!(ops::stats(store.connection()).unwrap().schema_version, 2);
     drop(store);
     // Reopening applies nothing twice.
     let again = Store::open(&path, Synchronous::Full).unwrap();
-    assert_eq!(ops::stats(again.connection()).unwrap().schema_version, 1);
+    assert_eq!(ops::stats(again.connection()).unwrap().schema_version, 2);
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! The chat platforms, wired to the runtime and the store: the gateway's
 //! traits implemented on SQLite (audit, pairing) and on the runtime (sink).
 
+mod outbound;
 mod sink;
 mod stores;
 
+pub use outbound::run_outbound;
 pub use sink::RuntimeSink;
-pub use stores::{COMPONENT, SqliteAudit, SqlitePairing};
+pub use stores::{COMPONENT, SqliteAudit, SqliteLedger, SqlitePairing};

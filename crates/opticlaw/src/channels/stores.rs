@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use opticlaw_gateway::pairing::{CODE_TTL, generate_code};
 use opticlaw_gateway::{
-    AuditLog, AuditRecord, PairingError, PairingRequest, PairingStore, PairingTicket, Platform,
-    SenderStatus,
+    AuditLog, AuditRecord, LedgerState, PairingError, PairingRequest, PairingStore, PairingTicket,
+    Platform, SendLedger, SenderStatus,
 };
 use opticlaw_store::rusqlite::{self, Connection, OptionalExtension, params};
 use opticlaw_store::{StoreError, StoreHandle};
@@ -13,7 +13,8 @@ use opticlaw_store::{StoreError, StoreHandle};
 /// The gateway's tables, migrated with the store.
 pub const COMPONENT: opticlaw_store::Component = opticlaw_store::Component {
     name: "gateway",
-    migrations: &[r#"
+    migrations: &[
+        r#"
         CREATE TABLE gateway_audit (
             id       INTEGER PRIMARY KEY,
             at_ms    INTEGER NOT NULL,
@@ -31,8 +32,87 @@ pub const COMPONENT: opticlaw_store::Component = opticlaw_store::Component {
             PRIMARY KEY (platform, user_id)
         );
         CREATE INDEX gateway_pairing_code ON gateway_pairing (code) WHERE status = 'pending';
-    "#],
+    "#,
+        r#"
+        CREATE TABLE gateway_send_ledger (
+            key       TEXT    PRIMARY KEY,
+            state     TEXT    NOT NULL CHECK (state IN ('pending', 'sent')),
+            remote_id TEXT,
+            at_ms     INTEGER NOT NULL
+        );
+    "#,
+    ],
 };
+
+/// Send attempts in `gateway_send_ledger`: a key is written `pending` before
+/// the platform call and `sent` after, so a crash never sends twice.
+#[derive(Clone)]
+pub struct SqliteLedger(pub StoreHandle);
+
+impl SendLedger for SqliteLedger {
+    async fn begin(&self, key: &str) -> LedgerState {
+        let key = key.to_owned();
+        let now_ms = Utc::now().timestamp_millis();
+        let result = self
+            .0
+            .call(move |conn| {
+                let existing: Option<(String, Option<String>)> = conn
+                    .query_row(
+                        "SELECT state, remote_id FROM gateway_send_ledger WHERE key = ?1",
+                        [&key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                Ok(match existing {
+                    Some((state, remote)) if state == "sent" => LedgerState::Sent(remote),
+                    Some(_) => LedgerState::InDoubt,
+                    None => {
+                        conn.execute(
+                            "INSERT INTO gateway_send_ledger (key, state, at_ms) VALUES (?1, 'pending', ?2)",
+                            params![key, now_ms],
+                        )?;
+                        LedgerState::Fresh
+                    }
+                })
+            })
+            .await;
+        // If the ledger cannot be read, treat the part as in doubt: skipping
+        // a message is better than sending it twice.
+        result.unwrap_or(LedgerState::InDoubt)
+    }
+
+    async fn complete(&self, key: &str, remote_id: Option<String>) {
+        let key = key.to_owned();
+        let now_ms = Utc::now().timestamp_millis();
+        let result = self
+            .0
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE gateway_send_ledger SET state = 'sent', remote_id = ?2, at_ms = ?3 WHERE key = ?1",
+                    params![key, remote_id, now_ms],
+                )?;
+                Ok(())
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::error!(%err, "recording a delivered message failed");
+        }
+    }
+
+    async fn release(&self, key: &str) {
+        let key = key.to_owned();
+        let _ = self
+            .0
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM gateway_send_ledger WHERE key = ?1 AND state = 'pending'",
+                    [key],
+                )?;
+                Ok(())
+            })
+            .await;
+    }
+}
 
 /// Appends every refusal, replay and pairing event to `gateway_audit`.
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use opticlaw_runtime::{Runtime, RuntimeConfig};
 use opticlaw_store::StoreHandle;
 use opticlaw_triage::rules::RuleEngine;
 
-use crate::channels::{RuntimeSink, SqliteAudit, SqlitePairing};
+use crate::channels::{RuntimeSink, SqliteAudit, SqliteLedger, SqlitePairing};
 use crate::config::Config;
 use crate::home::Home;
 use crate::server::{AppState, router};
@@ -109,7 +109,18 @@ async fn serve(home: Home, config: Config) -> Result<ExitCode> {
             Arc::new(SqlitePairing(store.clone())),
         )
         .context("setting up the chat platforms in [gateway]")?;
-        app = app.merge(opticlaw_gateway::webhook_router(Arc::new(gateway)));
+        let gateway = Arc::new(gateway);
+        app = app.merge(opticlaw_gateway::webhook_router(gateway.clone()));
+        let sender = opticlaw_gateway::Sender::new(
+            reqwest::Client::new(),
+            gateway.config().clone(),
+            Arc::new(SqliteLedger(store.clone())),
+        );
+        tokio::spawn(crate::channels::run_outbound(
+            runtime.clone(),
+            gateway,
+            sender,
+        ));
         tracing::info!(?platforms, "webhooks served under /webhooks/<platform>");
     }
 

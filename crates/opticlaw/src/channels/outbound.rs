@@ -1,0 +1,147 @@
+//! Outbound: every committed reply to a chat platform is rendered for it and
+//! delivered, once. Replies left undelivered by a crash go out at start-up;
+//! the send ledger makes sure no part goes out twice.
+
+use std::sync::Arc;
+
+use opticlaw_core::ResponsePacket;
+use opticlaw_gateway::{Gateway, Platform, SendError, Sender};
+use opticlaw_runtime::Runtime;
+use opticlaw_store::ops;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{RuntimeSink, SqliteAudit, SqliteLedger, SqlitePairing};
+
+/// The daemon's gateway, whose adapters render replies.
+pub type DaemonGateway = Gateway<RuntimeSink, SqliteAudit, SqlitePairing>;
+
+/// Delivers replies until the runtime stops. Waits on the reply channel
+/// (an internal completion event), never on a timer.
+pub async fn run_outbound(
+    runtime: Runtime,
+    gateway: Arc<DaemonGateway>,
+    sender: Sender<SqliteLedger>,
+) {
+    let mut live = runtime.subscribe();
+    let stopping = runtime.stopping();
+
+    // First what a previous run committed but did not deliver.
+    match runtime
+        .store()
+        .call(|conn| ops::undelivered_replies(conn, 10_000))
+        .await
+    {
+        Ok(backlog) => {
+            for reply in backlog {
+                deliver(&runtime, &gateway, &sender, reply).await;
+            }
+        }
+        Err(err) => tracing::error!(%err, "reading undelivered replies failed"),
+    }
+    loop {
+        let next = tokio::select! {
+            next = live.recv() => next,
+            () = stopping.cancelled() => return,
+        };
+        match next {
+            Ok(reply) if reply.source != "local" => {
+                deliver(&runtime, &gateway, &sender, reply).await
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "outbound fell behind; catching up from the store");
+                if let Ok(backlog) = runtime
+                    .store()
+                    .call(|conn| ops::undelivered_replies(conn, 10_000))
+                    .await
+                {
+                    for reply in backlog {
+                        deliver(&runtime, &gateway, &sender, reply).await;
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn deliver(
+    runtime: &Runtime,
+    gateway: &DaemonGateway,
+    sender: &Sender<SqliteLedger>,
+    reply: ResponsePacket,
+) {
+    let seq = reply.seq;
+    let Some(platform) = Platform::parse(&reply.source) else {
+        tracing::warn!(
+            source = reply.source,
+            seq,
+            "reply for an unknown channel; dropping it from the outbox"
+        );
+        mark_delivered(runtime, seq).await;
+        return;
+    };
+    let Some(adapter) = gateway.adapter(platform) else {
+        tracing::warn!(
+            source = reply.source,
+            seq,
+            "reply for a channel that is not configured; left undelivered"
+        );
+        return;
+    };
+    let origin = match &reply.in_reply_to {
+        Some(event_id) => {
+            let (source, event_id) = (reply.source.clone(), event_id.clone());
+            runtime
+                .store()
+                .call(move |conn| ops::event_envelope(conn, &source, &event_id))
+                .await
+                .ok()
+                .flatten()
+                .map(|event| event.metadata)
+        }
+        None => None,
+    };
+    let parts = match adapter.render(&reply, origin.as_ref()) {
+        Ok(parts) => parts,
+        Err(err) => {
+            tracing::error!(%err, seq, "cannot render a reply; giving up on it");
+            mark_delivered(runtime, seq).await;
+            return;
+        }
+    };
+    let mut from = 0;
+    loop {
+        match sender.deliver(&parts[from..]).await {
+            Ok(_) => break,
+            Err(SendError::RateLimited {
+                retry_after, part, ..
+            }) => {
+                // A one-shot wait for exactly the time the platform asked.
+                tracing::info!(
+                    ?retry_after,
+                    seq,
+                    "rate limited; retrying once the platform allows"
+                );
+                from += part;
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(err) => {
+                tracing::error!(%err, seq, "delivery failed");
+                break;
+            }
+        }
+    }
+    mark_delivered(runtime, seq).await;
+}
+
+async fn mark_delivered(runtime: &Runtime, seq: i64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Err(err) = runtime
+        .store()
+        .call(move |conn| ops::mark_delivered(conn, seq, now))
+        .await
+    {
+        tracing::error!(%err, seq, "recording a delivery failed");
+    }
+}
