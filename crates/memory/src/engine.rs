@@ -62,6 +62,15 @@ pub fn content_from_bytes(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| MemoryError::InvalidUtf8 { offset: e.utf8_error().valid_up_to() })
 }
 
+/// The text embedded for a record: the speaker's name and the content, as
+/// the full-text index sees it ("what did Sam say about X").
+fn embedding_text(p: &PreparedRecord) -> String {
+    match &p.new.speaker {
+        Some(s) => format!("{s}: {}", p.new.content),
+        None => p.new.content.clone(),
+    }
+}
+
 impl MemoryEngine {
     /// Open (creating and migrating) the store at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -131,7 +140,8 @@ impl MemoryEngine {
         let Some(model) = self.embedder.as_ref().map(|e| e.model_id().to_string()) else { return Ok(()) };
         let missing: Vec<(i64, String)> = {
             let mut stmt = self.conn.prepare(
-                "SELECT seq, content FROM memory_records r WHERE NOT EXISTS
+                "SELECT seq, CASE WHEN speaker IS NULL THEN content ELSE speaker || ': ' || content END
+                   FROM memory_records r WHERE NOT EXISTS
                    (SELECT 1 FROM memory_vectors v WHERE v.seq = r.seq AND v.model = ?1)",
             )?;
             stmt.query_map([&model], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
@@ -188,12 +198,12 @@ impl MemoryEngine {
         entities.sort();
         entities.dedup();
         new.entities = entities.clone();
-        let context = match (&new.thread_id, new.kind) {
-            (Some(t), opticlaw_core::MemoryType::Episodic) => {
-                self.hot.recent(t, 1).first().map(|m| m.record.content.clone()).unwrap_or_default()
-            }
-            _ => String::new(),
+        let previous = match (&new.thread_id, new.kind) {
+            (Some(t), opticlaw_core::MemoryType::Episodic) => self.hot.recent(t, 1).first().copied(),
+            _ => None,
         };
+        let context = previous.map(|m| m.record.content.clone()).unwrap_or_default();
+        let previous_seq = previous.map(|m| m.seq);
         Ok(PreparedRecord {
             memory_id: new.memory_id.unwrap_or_else(Uuid::now_v7),
             salience: new.salience.unwrap_or_else(|| crate::text::heuristic_salience(&new.content)),
@@ -201,6 +211,7 @@ impl MemoryEngine {
             created_at: now,
             entities,
             context,
+            previous_seq,
             new,
         })
     }
@@ -224,7 +235,7 @@ impl MemoryEngine {
             let seq = store::insert_record(&tx, &p)?;
             let m = store::get_many(&tx, &[seq])?.pop().ok_or_else(|| MemoryError::Invalid("insert vanished".into()))?;
             self.hot.push(m.clone());
-            prepared.push((seq, p.new.content));
+            prepared.push((seq, embedding_text(&p)));
             stored.push(m);
         }
         let texts: Vec<&str> = prepared.iter().map(|(_, c)| c.as_str()).collect();

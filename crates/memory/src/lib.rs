@@ -17,7 +17,10 @@
 //! # Ok::<(), opticlaw_memory::MemoryError>(())
 //! ```
 
+pub mod bench;
+pub mod budget;
 pub mod cache;
+pub mod compress;
 pub mod embed;
 pub mod engine;
 pub mod error;
@@ -30,6 +33,8 @@ pub mod text;
 pub mod timeparse;
 pub mod vector;
 
+pub use budget::{ContextPack, ContextRequest};
+pub use compress::{DecayPolicy, ExtractiveSummarizer, Level, Summarizer};
 pub use embed::Embedder;
 pub use engine::{EngineConfig, MemoryEngine, content_from_bytes};
 pub use error::{MemoryError, Result};

@@ -95,11 +95,19 @@ pub struct FusionWeights {
     pub depth: usize,
     /// BM25 weight of the neighbouring-context column relative to content.
     pub context_column: f64,
+    /// Share of the better neighbour's (previous or next record of the
+    /// same thread) fused score a record inherits: evidence clusters.
+    pub neighbour: f32,
+    /// Fuse min-max normalised scores instead of reciprocal ranks.
+    pub by_score: bool,
+    /// Weight of a second full-text pass expanded with words shared by the
+    /// first pass's top hits (pseudo-relevance feedback); 0 disables it.
+    pub feedback: f32,
 }
 
 impl Default for FusionWeights {
     fn default() -> Self {
-        Self { k: 60.0, fulltext: 1.0, vector: 1.0, graph: 0.3, depth: 100, context_column: 0.3 }
+        Self { k: 10.0, fulltext: 1.0, vector: 0.5, graph: 0.0, depth: 100, context_column: 0.5, neighbour: 0.2, by_score: false, feedback: 0.0 }
     }
 }
 
@@ -121,11 +129,13 @@ impl Retriever<'_> {
             query_terms(&q.text).into_iter().filter(|t| !time_words.contains(t)).collect();
         let depth = self.weights.depth.max(q.limit);
 
-        let fulltext = self.fulltext(&terms, depth)?;
-        let vector: Vec<i64> = match (self.vectors, &self.query_vector) {
-            (Some(idx), Some(v)) => idx.search(v, depth)?.into_iter().map(|h| h.seq).collect(),
+        let fulltext_scored = self.fulltext(&terms, depth)?;
+        let vector_scored: Vec<(i64, f32)> = match (self.vectors, &self.query_vector) {
+            (Some(idx), Some(v)) => idx.search(v, depth)?.into_iter().map(|h| (h.seq, h.score)).collect(),
             _ => Vec::new(),
         };
+        let fulltext: Vec<i64> = fulltext_scored.iter().map(|h| h.0).collect();
+        let vector: Vec<i64> = vector_scored.iter().map(|h| h.0).collect();
         let graph = self.graph(&q.text, &q.hints.entities, depth)?;
 
         let w = self.weights;
@@ -140,7 +150,37 @@ impl Retriever<'_> {
         add(&fulltext, w.fulltext, |s, r| s.fulltext = Some(r));
         add(&vector, w.vector, |s, r| s.vector = Some(r));
         add(&graph, w.graph, |s, r| s.graph = Some(r));
+        if w.by_score {
+            for (list, weight) in [(&fulltext_scored, w.fulltext), (&vector_scored, w.vector)] {
+                let (Some(hi), Some(lo)) = (list.first().map(|h| h.1), list.last().map(|h| h.1)) else { continue };
+                let span = (hi - lo).max(1e-6);
+                for &(seq, sc) in list.iter() {
+                    if let Some(e) = fused.get_mut(&seq) {
+                        e.0 += weight * (sc - lo) / span / (w.k + 1.0);
+                    }
+                }
+            }
+        }
 
+        if w.feedback > 0.0 {
+            let mut first: Vec<(i64, f32)> = fused.iter().map(|(s, (v, _))| (*s, *v)).collect();
+            first.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let top: Vec<i64> = first.iter().take(5).map(|x| x.0).collect();
+            let expanded = self.expand(&terms, &top)?;
+            if expanded.len() > terms.len() {
+                let second: Vec<i64> = self.fulltext(&expanded, depth)?.into_iter().map(|h| h.0).collect();
+                for (rank, &seq) in second.iter().enumerate() {
+                    fused.entry(seq).or_default().0 += w.feedback / (w.k + rank as f32 + 1.0);
+                }
+            }
+        }
+        if w.neighbour > 0.0 {
+            let base: HashMap<i64, f32> = fused.iter().map(|(s, (v, _))| (*s, *v)).collect();
+            for (seq, (v, _)) in fused.iter_mut() {
+                let n = base.get(&(seq - 1)).copied().unwrap_or(0.0).max(base.get(&(seq + 1)).copied().unwrap_or(0.0));
+                *v += w.neighbour * n;
+            }
+        }
         let seqs: Vec<i64> = fused.keys().copied().collect();
         let records = crate::store::get_many(self.conn, &seqs)?;
         let top = (w.fulltext + w.vector) / (w.k + 1.0);
@@ -173,13 +213,35 @@ impl Retriever<'_> {
         Ok(hits)
     }
 
-    fn fulltext(&self, terms: &[String], depth: usize) -> Result<Vec<i64>> {
+    /// The query terms plus up to five words found in at least two of the
+    /// `top` records' content.
+    fn expand(&self, terms: &[String], top: &[i64]) -> Result<Vec<String>> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for m in crate::store::get_many(self.conn, top)? {
+            let mut seen = std::collections::HashSet::new();
+            for t in query_terms(m.content()) {
+                if t.len() > 3 && !terms.contains(&t) && seen.insert(t.clone()) {
+                    *counts.entry(t).or_default() += 1;
+                }
+            }
+        }
+        let mut extra: Vec<(String, usize)> = counts.into_iter().filter(|(_, c)| *c >= 2).collect();
+        extra.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut out = terms.to_vec();
+        out.extend(extra.into_iter().take(5).map(|(t, _)| t));
+        Ok(out)
+    }
+
+    /// Full-text hits with their BM25 score (higher is better).
+    fn fulltext(&self, terms: &[String], depth: usize) -> Result<Vec<(i64, f32)>> {
         let Some(expr) = fts_or_query(terms) else { return Ok(Vec::new()) };
         let mut stmt = self.conn.prepare_cached(
-            "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?1
-              ORDER BY bm25(memory_fts, 1.0, ?2) LIMIT ?3",
+            "SELECT rowid, -bm25(memory_fts, 1.0, ?2) AS s FROM memory_fts WHERE memory_fts MATCH ?1
+              ORDER BY s DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![expr, self.weights.context_column, depth as i64], |r| r.get(0))?;
+        let rows = stmt.query_map(params![expr, self.weights.context_column, depth as i64], |r| {
+            Ok((r.get(0)?, r.get::<_, f64>(1)? as f32))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

@@ -19,8 +19,11 @@ pub struct PreparedRecord {
     pub memory_id: Uuid,
     /// Record fields (content, kind, flags...).
     pub new: crate::record::NewMemory,
-    /// Neighbouring text indexed with lower weight (e.g. the previous turn).
+    /// Neighbouring text indexed with lower weight (the previous turn).
     pub context: String,
+    /// The previous record of the thread: this record's content joins its
+    /// context, so a question and its answer find each other.
+    pub previous_seq: Option<i64>,
     /// Final salience.
     pub salience: f32,
     /// When it happened.
@@ -100,6 +103,16 @@ pub fn insert_record(conn: &Connection, rec: &PreparedRecord) -> Result<i64> {
         "INSERT INTO memory_fts (rowid, content, context) VALUES (?1, ?2, ?3)",
         params![seq, index_text(rec), rec.context],
     )?;
+    if let Some(prev) = rec.previous_seq {
+        conn.execute(
+            "UPDATE memory_records SET context = context || ' ' || ?2 WHERE seq = ?1",
+            params![prev, n.content],
+        )?;
+        conn.execute(
+            "UPDATE memory_fts SET context = (SELECT context FROM memory_records WHERE seq = ?1) WHERE rowid = ?1",
+            [prev],
+        )?;
+    }
     let speaker_entity = n.speaker.as_ref().map(|s| crate::text::normalise_entity_key(&format!("person:{s}")));
     let mut ids = Vec::with_capacity(rec.entities.len());
     for key in &rec.entities {
@@ -262,27 +275,49 @@ pub fn forget(conn: &Connection, id: Uuid) -> Result<Option<i64>> {
 
 /// [`forget`] by seq.
 pub fn forget_seq(conn: &Connection, seq: i64) -> Result<()> {
+    delete_record(conn, seq, true)
+}
+
+/// Delete a record but keep summaries built from it (decay-based
+/// forgetting: the summary is the record's compressed form).
+pub fn forget_seq_keep_summaries(conn: &Connection, seq: i64) -> Result<()> {
+    delete_record(conn, seq, false)
+}
+
+fn delete_record(conn: &Connection, seq: i64, drop_summaries: bool) -> Result<()> {
     conn.execute("DELETE FROM memory_fts WHERE rowid = ?1", [seq])?;
     conn.execute("DELETE FROM memory_vectors WHERE seq = ?1", [seq])?;
+    let linked: Vec<i64> = conn
+        .prepare_cached("SELECT entity_id FROM memory_record_entities WHERE seq = ?1")?
+        .query_map([seq], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     conn.execute("DELETE FROM memory_record_entities WHERE seq = ?1", [seq])?;
     conn.execute("DELETE FROM memory_relations WHERE source_seq = ?1", [seq])?;
-    conn.execute(
-        "DELETE FROM memory_summaries WHERE summary_id IN
-           (SELECT summary_id FROM memory_summary_sources WHERE seq = ?1)",
-        [seq],
-    )?;
-    conn.execute(
-        "DELETE FROM memory_summary_sources WHERE summary_id NOT IN
-           (SELECT summary_id FROM memory_summaries)",
-        [],
-    )?;
+    if drop_summaries {
+        conn.execute(
+            "DELETE FROM memory_summaries WHERE summary_id IN
+               (SELECT summary_id FROM memory_summary_sources WHERE seq = ?1)",
+            [seq],
+        )?;
+        conn.execute(
+            "DELETE FROM memory_summary_sources WHERE summary_id NOT IN
+               (SELECT summary_id FROM memory_summaries)",
+            [],
+        )?;
+    } else {
+        conn.execute("DELETE FROM memory_summary_sources WHERE seq = ?1", [seq])?;
+    }
     conn.execute("DELETE FROM memory_records WHERE seq = ?1", [seq])?;
-    conn.execute(
-        "DELETE FROM memory_entities WHERE entity_id NOT IN (SELECT entity_id FROM memory_record_entities)
-           AND entity_id NOT IN (SELECT src FROM memory_relations)
-           AND entity_id NOT IN (SELECT dst FROM memory_relations)",
-        [],
+    // Entities nothing refers to any more go too (they name what was forgotten).
+    let mut orphan = conn.prepare_cached(
+        "DELETE FROM memory_entities WHERE entity_id = ?1
+           AND NOT EXISTS (SELECT 1 FROM memory_record_entities WHERE entity_id = ?1)
+           AND NOT EXISTS (SELECT 1 FROM memory_relations WHERE src = ?1)
+           AND NOT EXISTS (SELECT 1 FROM memory_relations WHERE dst = ?1)",
     )?;
+    for id in linked {
+        orphan.execute([id])?;
+    }
     Ok(())
 }
 

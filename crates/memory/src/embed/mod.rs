@@ -28,3 +28,37 @@ pub const DEFAULT_MODEL_DIR: &str = ".cache/models/all-MiniLM-L6-v2";
 
 /// Files a Hugging Face-layout model directory must hold.
 pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// Where to look for the local model: `$OPTICLAW_EMBEDDING_MODEL_DIR`, else
+/// [`DEFAULT_MODEL_DIR`] under the current directory or any ancestor.
+pub fn find_model_dir() -> Option<std::path::PathBuf> {
+    if let Some(d) = std::env::var_os("OPTICLAW_EMBEDDING_MODEL_DIR") {
+        return Some(d.into());
+    }
+    let mut dir = std::env::current_dir().ok()?;
+    loop {
+        let candidate = dir.join(DEFAULT_MODEL_DIR);
+        if candidate.join("model.safetensors").is_file() {
+            return Some(candidate);
+        }
+        if !dir.pop() {
+            return None;
+        }
+    }
+}
+
+/// The local embedder if the `embeddings` feature is on and a model is
+/// found by [`find_model_dir`]; otherwise why not.
+pub fn local_embedder() -> std::result::Result<Box<dyn Embedder>, String> {
+    #[cfg(feature = "embeddings")]
+    {
+        let dir = find_model_dir().ok_or_else(|| {
+            format!("no embedding model: run scripts/fetch-embedding-model or set OPTICLAW_EMBEDDING_MODEL_DIR (looked for {DEFAULT_MODEL_DIR})")
+        })?;
+        MiniLmEmbedder::load(&dir).map(|e| Box::new(e) as Box<dyn Embedder>).map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "embeddings"))]
+    {
+        Err("built without the `embeddings` feature".to_string())
+    }
+}

@@ -1,0 +1,326 @@
+//! Compression: rolling per-thread summaries at three resolutions, and
+//! salience decay with forgetting (never of pinned records).
+//!
+//! * micro: every [`MICRO_WINDOW`] consecutive records of a thread;
+//! * meso: a session (records separated by less than [`SESSION_GAP_HOURS`]);
+//! * macro: the whole thread, rebuilt on each compaction.
+//!
+//! Summaries are extractive by default ([`ExtractiveSummarizer`]); an
+//! abstractive [`Summarizer`] (the model router) can be plugged in.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::engine::MemoryEngine;
+use crate::error::Result;
+use crate::record::{StoredMemory, from_ms, to_ms};
+use crate::text::estimate_tokens;
+
+/// Records per micro summary.
+pub const MICRO_WINDOW: usize = 8;
+/// A gap longer than this starts a new session.
+pub const SESSION_GAP_HOURS: i64 = 6;
+
+/// Summary resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// A few turns.
+    Micro,
+    /// One session.
+    Meso,
+    /// The whole relationship.
+    Macro,
+}
+
+impl Level {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Micro => "micro",
+            Level::Meso => "meso",
+            Level::Macro => "macro",
+        }
+    }
+
+    fn parse(s: &str) -> Level {
+        match s {
+            "micro" => Level::Micro,
+            "meso" => Level::Meso,
+            _ => Level::Macro,
+        }
+    }
+
+    /// Token budget of one summary at this level.
+    pub fn budget_tokens(self) -> usize {
+        match self {
+            Level::Micro => 80,
+            Level::Meso => 200,
+            Level::Macro => 400,
+        }
+    }
+}
+
+/// Turns records into a summary of at most `budget_tokens`.
+pub trait Summarizer {
+    /// `"extractive"`, or the model used.
+    fn method(&self) -> &str;
+    /// Summarise `records` (time-ordered) at `level`.
+    fn summarize(&self, level: Level, records: &[StoredMemory], budget_tokens: usize) -> Result<String>;
+}
+
+/// Picks the most salient, most central sentences, keeps them in time order.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ExtractiveSummarizer;
+
+impl Summarizer for ExtractiveSummarizer {
+    fn method(&self) -> &str {
+        "extractive"
+    }
+
+    fn summarize(&self, _level: Level, records: &[StoredMemory], budget_tokens: usize) -> Result<String> {
+        // Centrality: how many content words a record shares with the rest.
+        let mut df: HashMap<String, usize> = HashMap::new();
+        let bags: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| {
+                let mut w = crate::text::query_terms(&r.record.content);
+                w.retain(|x| x.len() > 2);
+                w
+            })
+            .collect();
+        for b in &bags {
+            for w in b {
+                *df.entry(w.clone()).or_default() += 1;
+            }
+        }
+        let mut scored: Vec<(usize, f32)> = records
+            .iter()
+            .zip(&bags)
+            .enumerate()
+            .map(|(i, (r, b))| {
+                let central = b.iter().map(|w| (df[w] as f32 - 1.0).min(3.0)).sum::<f32>() / (b.len() as f32 + 4.0);
+                (i, r.record.salience + 0.3 * central + if r.record.pinned { 1.0 } else { 0.0 })
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut chosen = Vec::new();
+        let mut used = 0;
+        for (i, _) in scored {
+            let line = records[i].render();
+            let t = estimate_tokens(&line);
+            if used + t > budget_tokens {
+                continue;
+            }
+            used += t;
+            chosen.push(i);
+        }
+        chosen.sort_unstable();
+        Ok(chosen.into_iter().map(|i| records[i].render()).collect::<Vec<_>>().join("\n"))
+    }
+}
+
+/// A stored summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Row id.
+    pub summary_id: i64,
+    /// Thread summarised.
+    pub thread_id: String,
+    /// Resolution.
+    pub level: Level,
+    /// First record's time.
+    pub start_at: DateTime<Utc>,
+    /// Last record's time.
+    pub end_at: DateTime<Utc>,
+    /// The summary text.
+    pub content: String,
+    /// Record seqs it was built from.
+    pub sources: Vec<i64>,
+}
+
+/// What a compaction wrote.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CompactionReport {
+    /// New micro summaries.
+    pub micro: usize,
+    /// New meso summaries.
+    pub meso: usize,
+    /// Macro summaries (re)built.
+    pub macro_: usize,
+}
+
+fn insert_summary(
+    conn: &Connection,
+    thread: &str,
+    level: Level,
+    records: &[StoredMemory],
+    content: &str,
+    method: &str,
+) -> Result<()> {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else { return Ok(()) };
+    conn.execute(
+        "INSERT INTO memory_summaries (thread_id, level, start_at, end_at, content, method, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![thread, level.as_str(), to_ms(first.occurred_at), to_ms(last.occurred_at), content, method, to_ms(Utc::now())],
+    )?;
+    let id = conn.last_insert_rowid();
+    let mut stmt = conn.prepare_cached("INSERT OR IGNORE INTO memory_summary_sources (summary_id, seq) VALUES (?1, ?2)")?;
+    for r in records {
+        stmt.execute(params![id, r.seq])?;
+    }
+    Ok(())
+}
+
+/// Sessions of time-ordered records: split where the gap exceeds
+/// [`SESSION_GAP_HOURS`].
+pub fn sessions(records: &[StoredMemory]) -> Vec<&[StoredMemory]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..records.len() {
+        if records[i].occurred_at - records[i - 1].occurred_at > Duration::hours(SESSION_GAP_HOURS) {
+            out.push(&records[start..i]);
+            start = i;
+        }
+    }
+    if start < records.len() {
+        out.push(&records[start..]);
+    }
+    out
+}
+
+/// Summaries of a thread (all levels when `level` is `None`), oldest first.
+pub fn summaries(conn: &Connection, thread: &str, level: Option<Level>) -> Result<Vec<Summary>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT summary_id, thread_id, level, start_at, end_at, content FROM memory_summaries
+          WHERE thread_id = ?1 AND (?2 IS NULL OR level = ?2) ORDER BY start_at, summary_id",
+    )?;
+    let rows = stmt.query_map(params![thread, level.map(Level::as_str)], |r| {
+        Ok(Summary {
+            summary_id: r.get(0)?,
+            thread_id: r.get(1)?,
+            level: Level::parse(&r.get::<_, String>(2)?),
+            start_at: from_ms(r.get(3)?),
+            end_at: from_ms(r.get(4)?),
+            content: r.get(5)?,
+            sources: Vec::new(),
+        })
+    })?;
+    let mut out: Vec<Summary> = rows.collect::<rusqlite::Result<_>>()?;
+    let mut src = conn.prepare_cached("SELECT seq FROM memory_summary_sources WHERE summary_id = ?1 ORDER BY seq")?;
+    for s in &mut out {
+        s.sources = src.query_map([s.summary_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(out)
+}
+
+/// How decay-based forgetting works.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecayPolicy {
+    /// Days after which an untouched record's salience halves.
+    pub half_life_days: f32,
+    /// Records whose decayed salience falls below this are forgotten.
+    pub forget_below: f32,
+    /// Only records already covered by a summary are forgotten (their gist
+    /// survives in it).
+    pub require_summary: bool,
+}
+
+impl Default for DecayPolicy {
+    fn default() -> Self {
+        Self { half_life_days: 30.0, forget_below: 0.05, require_summary: true }
+    }
+}
+
+/// The salience of a record after decay: halves every `half_life_days`
+/// since it last mattered (occurred or was retrieved), lifted by use.
+pub fn decayed_salience(salience: f32, days_idle: f32, access_count: u32, half_life_days: f32) -> f32 {
+    let use_boost = 1.0 + (access_count as f32).ln_1p() * 0.5;
+    (salience * use_boost * 0.5f32.powf(days_idle.max(0.0) / half_life_days)).min(1.0)
+}
+
+impl MemoryEngine {
+    /// Write rolling summaries for `thread`: new complete micro windows, new
+    /// closed sessions (meso), and the macro summary rebuilt. One transaction.
+    pub fn compact_thread(&mut self, thread: &str, summarizer: &dyn Summarizer, now: DateTime<Utc>) -> Result<CompactionReport> {
+        let records = crate::store::thread_records(&self.conn, thread, None, None)?;
+        let existing = summaries(&self.conn, thread, None)?;
+        let covered = |level: Level, first: &StoredMemory| {
+            existing.iter().any(|s| s.level == level && s.sources.first() == Some(&first.seq))
+        };
+        let mut report = CompactionReport::default();
+        let tx = self.conn.unchecked_transaction()?;
+        for window in records.chunks(MICRO_WINDOW).filter(|w| w.len() == MICRO_WINDOW) {
+            if !covered(Level::Micro, &window[0]) {
+                let text = summarizer.summarize(Level::Micro, window, Level::Micro.budget_tokens())?;
+                insert_summary(&tx, thread, Level::Micro, window, &text, summarizer.method())?;
+                report.micro += 1;
+            }
+        }
+        let sess = sessions(&records);
+        for (i, s) in sess.iter().enumerate() {
+            let closed = i + 1 < sess.len() || now - s[s.len() - 1].occurred_at > Duration::hours(SESSION_GAP_HOURS);
+            if closed && !covered(Level::Meso, &s[0]) {
+                let text = summarizer.summarize(Level::Meso, s, Level::Meso.budget_tokens())?;
+                insert_summary(&tx, thread, Level::Meso, s, &text, summarizer.method())?;
+                report.meso += 1;
+            }
+        }
+        if !records.is_empty() {
+            tx.execute(
+                "DELETE FROM memory_summary_sources WHERE summary_id IN
+                   (SELECT summary_id FROM memory_summaries WHERE thread_id = ?1 AND level = 'macro')",
+                [thread],
+            )?;
+            tx.execute("DELETE FROM memory_summaries WHERE thread_id = ?1 AND level = 'macro'", [thread])?;
+            let text = summarizer.summarize(Level::Macro, &records, Level::Macro.budget_tokens())?;
+            insert_summary(&tx, thread, Level::Macro, &records, &text, summarizer.method())?;
+            report.macro_ = 1;
+        }
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Summaries of a thread.
+    pub fn summaries(&self, thread: &str, level: Option<Level>) -> Result<Vec<Summary>> {
+        summaries(&self.conn, thread, level)
+    }
+
+    /// Forget records whose decayed salience fell below the policy's
+    /// threshold. Pinned records are never forgotten. Returns how many went.
+    pub fn decay_and_forget(&mut self, policy: &DecayPolicy, now: DateTime<Utc>) -> Result<usize> {
+        let victims: Vec<i64> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT seq, salience, COALESCE(last_access_at, occurred_at), access_count,
+                        EXISTS (SELECT 1 FROM memory_summary_sources s WHERE s.seq = r.seq)
+                   FROM memory_records r WHERE pinned = 0",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)? as f32, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, bool>(4)?))
+            })?;
+            let mut v = Vec::new();
+            for row in rows {
+                let (seq, sal, last, count, summarised) = row?;
+                let idle = (now - from_ms(last)).num_minutes() as f32 / 1440.0;
+                let s = decayed_salience(sal, idle, count as u32, policy.half_life_days);
+                if s < policy.forget_below && (summarised || !policy.require_summary) {
+                    v.push(seq);
+                }
+            }
+            v
+        };
+        let tx = self.conn.unchecked_transaction()?;
+        for &s in &victims {
+            crate::store::forget_seq_keep_summaries(&tx, s)?;
+        }
+        tx.commit()?;
+        for &s in &victims {
+            self.drop_from_memory(s);
+        }
+        Ok(victims.len())
+    }
+}
+

@@ -1,0 +1,34 @@
+//! The in-process MiniLM embedder matches reference vectors recorded from
+//! the model (tests/fixtures/make_minilm_reference.py) to cosine >= 0.999.
+
+#![cfg(feature = "embeddings")]
+
+use opticlaw_memory::Embedder;
+use opticlaw_memory::embed::{MiniLmEmbedder, find_model_dir};
+
+#[test]
+fn minilm_embeddings_match_the_reference_implementation() {
+    let Some(dir) = find_model_dir().filter(|d| d.join("model.safetensors").is_file()) else {
+        eprintln!(
+            "SKIPPED minilm_embeddings_match_the_reference_implementation: no model \
+             (run scripts/fetch-embedding-model or set OPTICLAW_EMBEDDING_MODEL_DIR)"
+        );
+        return;
+    };
+    let embedder = MiniLmEmbedder::load(&dir).expect("model loads");
+    assert_eq!(embedder.dim(), 384);
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
+    let sentences = reference["sentences"].as_array().unwrap();
+    let texts: Vec<&str> = sentences.iter().map(|s| s["text"].as_str().unwrap()).collect();
+    let got = embedder.embed(&texts).unwrap();
+    for (s, v) in sentences.iter().zip(&got) {
+        let want: Vec<f32> = s["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let cos: f32 = want.iter().zip(v).map(|(a, b)| a * b).sum();
+        assert!(cos >= 0.999, "{:?}: cosine {cos}", s["text"]);
+    }
+    // One at a time (no padding) agrees with the batch.
+    let single = embedder.embed(&texts[..1]).unwrap();
+    let cos: f32 = single[0].iter().zip(&got[0]).map(|(a, b)| a * b).sum();
+    assert!(cos > 0.9999);
+}
