@@ -134,12 +134,11 @@ fn unknown_sender_gets_a_code_and_is_heard_only_after_approval() {
     );
 }
 
+/// Every call the fake platform received: (path, JSON body).
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
 /// A fake Telegram Bot API on loopback that records every call.
-fn fake_telegram() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
-    std::thread::JoinHandle<()>,
-) {
+fn fake_telegram() -> (String, Calls, std::thread::JoinHandle<()>) {
     use axum::routing::post;
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorded = calls.clone();
