@@ -1,1 +1,334 @@
 //! The model path: answers what no rule can through the model router.
+//!
+//! [`ModelAnswerer`] plugs [`opticlaw_models::ModelRouter`] into the runtime
+//! as its [`Answerer`]: for a message the rule layer passed on, it builds a
+//! short request (a system prompt and the message), routes it as a `chat`
+//! task (complexity estimated from the text), runs the fallback chain, and
+//! writes everything the call produced (gate decisions, usage, success
+//! statistics, breakers) to the store in one transaction with
+//! [`accounting::persist_outcome`]. The router's memory (today's spending,
+//! success statistics, breakers) is restored from the store at start, so
+//! budgets hold across restarts.
+//!
+//! Nothing here runs unless a message needs a model: no warm-up call, no
+//! health check, no timer. Errors reach the user as one clear sentence
+//! (budget reached, every provider failing, ...); provider errors are
+//! scrubbed of keys by `opticlaw-models` before they get here.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use opticlaw_models::replay::{ReplayServer, Trace};
+use opticlaw_models::{
+    ChatRequest, Locality, Message, ModelError, ModelRouter, ModelsConfig, Protocol,
+    ProviderConfig, Providers, Task, Tier, TierConfig, accounting, bench, router, tokens,
+};
+use opticlaw_runtime::{Answer, AnswerFuture, AnswerRequest, Answerer};
+use opticlaw_store::StoreHandle;
+use serde_json::json;
+
+/// The system prompt of every model request.
+pub const SYSTEM_PROMPT: &str =
+    "You are OptiClaw, a concise personal assistant. Answer briefly and plainly.";
+
+/// The domain model tasks from chat messages are routed and scored under.
+pub const CHAT_DOMAIN: &str = "chat";
+
+/// Answers messages no rule answers with the configured models.
+#[derive(Clone)]
+pub struct ModelAnswerer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    router: ModelRouter,
+    providers: Providers,
+    store: StoreHandle,
+}
+
+impl ModelAnswerer {
+    /// An answerer over `models` with its HTTP providers (API keys are loaded
+    /// now), its router state restored from `store`.
+    pub async fn new(models: &ModelsConfig, store: StoreHandle) -> Result<Self> {
+        let providers = Providers::from_config(models)
+            .context("loading the model providers of [models] in config.toml")?;
+        Self::with_providers(models, providers, store).await
+    }
+
+    /// Like [`ModelAnswerer::new`] with providers built by the caller.
+    pub async fn with_providers(
+        models: &ModelsConfig,
+        providers: Providers,
+        store: StoreHandle,
+    ) -> Result<Self> {
+        let router =
+            ModelRouter::new(models.clone()).context("the [models] section of config.toml")?;
+        let day = router::day_string(chrono::Utc::now().timestamp_millis());
+        let snapshot = store
+            .call(move |conn| Ok(accounting::load_snapshot(conn, &day)?))
+            .await
+            .context("reading the model router's state from the store")?;
+        router.restore(snapshot);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                router,
+                providers,
+                store,
+            }),
+        })
+    }
+
+    /// The request sent for a user's message (before the router sets the
+    /// model, output cap and temperature of each rung).
+    pub fn request_for(text: &str) -> ChatRequest {
+        ChatRequest {
+            model: String::new(),
+            messages: vec![Message::system(SYSTEM_PROMPT), Message::user(text)],
+            tools: Vec::new(),
+            max_tokens: 0,
+            temperature: 0.0,
+            stream: true,
+        }
+    }
+}
+
+impl Answerer for ModelAnswerer {
+    fn answer(&self, request: AnswerRequest) -> AnswerFuture {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.answer(request).await })
+    }
+}
+
+impl Inner {
+    async fn answer(&self, request: AnswerRequest) -> Result<Answer, String> {
+        let AnswerRequest { event, seq, cancel } = request;
+        let text = event.content.text.trim();
+        let chat = ModelAnswerer::request_for(text);
+        let mut task = Task::new(
+            &format!("event-{seq}"),
+            &event.user_id,
+            CHAT_DOMAIN,
+            bench::estimate_complexity(CHAT_DOMAIN, text),
+        );
+        task.est_input_tokens = tokens::estimate_request(&chat);
+
+        let mut outcome = tokio::select! {
+            outcome = self.router.complete(&task, &chat, &self.providers) => outcome,
+            () = cancel.cancelled() => {
+                return Err("the request was cancelled before a model answered".to_owned());
+            }
+        };
+        let calls = serde_json::to_value(&outcome.usage).unwrap_or_default();
+        // The records go to the store; the result stays here, so a failed
+        // write costs the accounting of one call, never the user's answer.
+        let result =
+            std::mem::replace(&mut outcome.result, Err(ModelError::NoRoute(String::new())));
+        if let Err(err) = self
+            .store
+            .call(move |conn| Ok(accounting::persist_outcome(conn, &outcome)?))
+            .await
+        {
+            tracing::error!(task = %task.id, %err, "recording the model call failed");
+        }
+        match result {
+            Ok(done) => {
+                let response = done.response;
+                let mut reply = response.text.trim().to_owned();
+                if reply.is_empty() {
+                    reply = "(the model gave an empty answer)".to_owned();
+                }
+                Ok(Answer {
+                    text: reply,
+                    outcome: json!({
+                        "task_id": task.id,
+                        "provider": done.selection.provider,
+                        "model": done.selection.model,
+                        "tier": done.selection.tier.as_str(),
+                        "from_cache": done.from_cache,
+                        "input_tokens": response.usage.input_tokens,
+                        "output_tokens": response.usage.output_tokens,
+                        "calls": calls,
+                    }),
+                })
+            }
+            Err(err) => {
+                tracing::warn!(task = %task.id, error = %err, "no model answered");
+                Err(user_message(&err))
+            }
+        }
+    }
+}
+
+/// One sentence for the user (the runtime prefixes "Sorry, I could not
+/// answer that: "). Never contains a key: provider errors are scrubbed by
+/// `opticlaw-models`.
+pub fn user_message(err: &ModelError) -> String {
+    const CHECK: &str = "Check the models with `opticlaw models test`.";
+    match err {
+        ModelError::Budget(budget) => format!("{budget}."),
+        ModelError::Exhausted { tried: 1, last } => {
+            format!("the model provider failed ({last}). {CHECK}")
+        }
+        ModelError::Exhausted { tried, last } => {
+            format!("all {tried} models tried failed; the last error was: {last}. {CHECK}")
+        }
+        ModelError::NoRoute(why) if why.contains("circuit breaker") => format!(
+            "every model provider failed recently and is paused for a moment; try again shortly. {CHECK}"
+        ),
+        ModelError::NoRoute(why) => {
+            format!("no configured model may take this request: {why}. See `opticlaw models list`.")
+        }
+        other => format!("{other}. {CHECK}"),
+    }
+}
+
+/// Builds the answerer for the `[models]` section, for `opticlaw serve`.
+pub async fn build(models: &ModelsConfig, store: StoreHandle) -> Result<Arc<dyn Answerer>> {
+    let answerer = ModelAnswerer::new(models, store).await?;
+    tracing::info!(
+        tiers = models.tiers.len(),
+        providers = models.providers.len(),
+        "model path ready; no model is called until a message needs one"
+    );
+    Ok(Arc::new(answerer))
+}
+
+/// `opticlaw serve --model replay:FILE`: serves the golden trace `file` on
+/// loopback and answers with it, as a local model would. Keep the returned
+/// server alive as long as the answerer (dropping it stops it).
+pub async fn replay(file: &Path, store: StoreHandle) -> Result<(ReplayServer, Arc<dyn Answerer>)> {
+    let trace = Trace::load(file).context("--model replay:FILE")?;
+    let server = ReplayServer::start(trace.clone())
+        .await
+        .context("starting the replay model server")?;
+    let models = replay_config(&trace, &server.base_url());
+    let answerer = build(&models, store).await?;
+    tracing::info!(trace = %file.display(), url = %server.base_url(), "answering with a replayed model");
+    Ok((server, answerer))
+}
+
+/// `replay:FILE` → `FILE`, for `--model`.
+pub fn replay_path(spec: &str) -> Result<&Path> {
+    match spec.strip_prefix("replay:") {
+        Some(path) if !path.is_empty() => Ok(Path::new(path)),
+        _ => anyhow::bail!(
+            "--model takes replay:FILE (a golden trace such as crates/models/tests/golden/openai_compatible_text.json), not {spec:?}; real models are configured in [models] (see `opticlaw models add --help`)"
+        ),
+    }
+}
+
+/// One local provider named `replay` at `base_url`, speaking the protocol of
+/// the trace's first turn (Ollama when it names none), and one tier able to
+/// take any task with the model, output cap and temperature the trace was
+/// recorded with.
+pub fn replay_config(trace: &Trace, base_url: &str) -> ModelsConfig {
+    let first = trace.turns.first();
+    let protocol = trace
+        .turns
+        .iter()
+        .find_map(|t| t.protocol)
+        .unwrap_or(Protocol::Ollama);
+    let input = first.and_then(|t| t.input.as_ref());
+    let model = input
+        .map(|i| i.model.clone())
+        .or_else(|| {
+            first
+                .and_then(|t| t.request.as_ref())
+                .and_then(|r| r["model"].as_str().map(str::to_owned))
+        })
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "replay".to_owned());
+    ModelsConfig {
+        providers: vec![ProviderConfig {
+            name: "replay".to_owned(),
+            protocol,
+            base_url: base_url.to_owned(),
+            api_key_env: None,
+            api_key_file: None,
+            locality: Some(Locality::Local),
+            timeout_ms: 30_000,
+        }],
+        tiers: vec![TierConfig {
+            tier: Tier::LocalSmall,
+            provider: "replay".to_owned(),
+            model,
+            capability: 1.0,
+            typical_latency_ms: 100,
+            max_tokens: input.map_or(512, |i| i.max_tokens.max(1)),
+            native_tools: true,
+            temperature: input.map_or(0.7, |i| i.temperature),
+        }],
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opticlaw_models::BudgetExceeded;
+
+    #[test]
+    fn replay_config_takes_protocol_and_model_from_the_trace() {
+        let trace: Trace = serde_json::from_str(
+            r#"{ "name": "t", "turns": [ { "protocol": "openai_compatible",
+                 "input": { "model": "m1", "messages": [], "max_tokens": 64, "temperature": 0.2 },
+                 "reply": { "text": "hi" } } ] }"#,
+        )
+        .unwrap();
+        let config = replay_config(&trace, "http://127.0.0.1:9");
+        assert_eq!(config.providers[0].protocol, Protocol::OpenaiCompatible);
+        assert_eq!(config.tiers[0].model, "m1");
+        assert_eq!(config.tiers[0].max_tokens, 64);
+        assert!(ModelRouter::new(config).is_ok());
+
+        let bare: Trace =
+            serde_json::from_str(r#"{ "name": "t", "turns": [ { "reply": { "text": "hi" } } ] }"#)
+                .unwrap();
+        let config = replay_config(&bare, "http://127.0.0.1:9");
+        assert_eq!(config.providers[0].protocol, Protocol::Ollama);
+        assert_eq!(config.tiers[0].model, "replay");
+    }
+
+    #[test]
+    fn replay_spec_needs_the_prefix_and_a_file() {
+        assert_eq!(
+            replay_path("replay:/tmp/t.json").unwrap(),
+            Path::new("/tmp/t.json")
+        );
+        assert!(replay_path("gpt-4o").is_err());
+        assert!(replay_path("replay:").is_err());
+    }
+
+    #[test]
+    fn user_messages_say_what_happened_and_what_to_do() {
+        let budget = ModelError::Budget(BudgetExceeded {
+            scope: "daily".into(),
+            setting: "daily_usd",
+            day: "2026-01-01".into(),
+            spent_usd: 5.0,
+            cap_usd: 5.0,
+            needed_usd: 0.01,
+        });
+        let text = user_message(&budget);
+        assert!(
+            text.contains("budget reached") && text.contains("models.budget.daily_usd"),
+            "{text}"
+        );
+        let down = ModelError::Exhausted {
+            tried: 2,
+            last: Box::new(ModelError::Timeout {
+                provider: "ollama".into(),
+                after_ms: 300,
+            }),
+        };
+        let text = user_message(&down);
+        assert!(
+            text.contains("all 2 models") && text.contains("no reply within 300 ms"),
+            "{text}"
+        );
+        let open =
+            ModelError::NoRoute("every provider in the chain has an open circuit breaker".into());
+        assert!(user_message(&open).contains("try again shortly"));
+    }
+}
