@@ -321,10 +321,9 @@ mod tests {
     }
 
     #[test]
-    fn unknown_model_provider_is_refused() {
-        let err = parse("[model]\nprovider = \"skynet\"\nmodel = \"x\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("line 2") && err.contains("ollama"), "{err}");
+    fn unknown_model_protocol_is_refused_naming_the_line() {
+        let text = "[[models.providers]]\nname = \"x\"\nprotocol = \"skynet\"\nbase_url = \"http://127.0.0.1:1\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("skynet"), "{err}");
     }
 }

@@ -183,7 +183,7 @@ impl HttpProvider {
                 .locality
                 .unwrap_or(config.protocol.default_locality()),
             timeout: Duration::from_millis(config.timeout_ms),
-            client: reqwest::Client::new(),
+            client: no_idle_pool_client(),
         }
     }
 
@@ -514,4 +514,14 @@ pub fn validate_tool_calls(
 /// Whether a finished reply is a refusal.
 pub fn is_refusal(response: &ChatResponse) -> bool {
     response.finish_reason == FinishReason::Refusal
+}
+
+/// An HTTP client that keeps no idle connections: a pooled idle connection
+/// comes with a reaper timer that would wake an otherwise idle daemon, and a
+/// personal assistant's model calls are rare enough to pay a new connection.
+pub fn no_idle_pool_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }

@@ -19,6 +19,10 @@ pub struct Args {
     /// Listen here instead of server.bind (e.g. 127.0.0.1:0 for any free port)
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
+    /// Answer what no rule answers from a replayed golden trace instead of
+    /// the [models] section: replay:FILE (offline, no real model)
+    #[arg(long, value_name = "replay:FILE")]
+    model: Option<String>,
 }
 
 pub fn run(home: Option<&Path>, args: Args) -> Result<ExitCode> {
@@ -37,10 +41,10 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(home, config))
+    runtime.block_on(serve(home, config, args.model))
 }
 
-async fn serve(home: Home, config: Config) -> Result<ExitCode> {
+async fn serve(home: Home, config: Config, model: Option<String>) -> Result<ExitCode> {
     let token = home.read_token()?;
     let rules = RuleEngine::with_patterns(&config.rules)?;
     let store = StoreHandle::open_with(
@@ -48,18 +52,35 @@ async fn serve(home: Home, config: Config) -> Result<ExitCode> {
         config.store.synchronous,
         &crate::store_components(),
     )?;
+    // The model path: a replayed trace (`--model replay:FILE`), else the
+    // [models] section when it has tiers, else none (a notice says how).
+    // The replay server must live as long as the daemon.
+    let (_replay_server, answerer) = match &model {
+        Some(spec) => {
+            let file = crate::model_answerer::replay_path(spec)?;
+            let (server, answerer) = crate::model_answerer::replay(file, store.clone()).await?;
+            (Some(server), Some(answerer))
+        }
+        None => match &config.models {
+            Some(models) if !models.tiers.is_empty() => (
+                None,
+                Some(crate::model_answerer::build(models, store.clone()).await?),
+            ),
+            _ => (None, None),
+        },
+    };
     let runtime_config = RuntimeConfig {
         queue_capacity: config.runtime.queue_capacity,
         workers: config.runtime.workers,
         retry_after_secs: config.runtime.retry_after_secs,
         no_model_hint: format!(
-            "add a [model] section to {} and check it with `opticlaw doctor`",
+            "run `opticlaw models add --help` (it writes [models] in {}), then restart the daemon",
             home.config_file().display()
         ),
         // Fault injection for crash tests: accept and store, never process.
         process_events: std::env::var_os("OPTICLAW_FAULT_HOLD_EVENTS").is_none(),
     };
-    let runtime = Runtime::start(store.clone(), rules, runtime_config).await?;
+    let runtime = Runtime::start_with(store.clone(), rules, runtime_config, answerer).await?;
     let addr: std::net::SocketAddr = config.server.bind.parse().with_context(|| {
         format!(
             "server.bind \"{}\" is not an address:port",
@@ -112,7 +133,8 @@ async fn serve(home: Home, config: Config) -> Result<ExitCode> {
         let gateway = Arc::new(gateway);
         app = app.merge(opticlaw_gateway::webhook_router(gateway.clone()));
         let sender = opticlaw_gateway::Sender::new(
-            reqwest::Client::new(),
+            // No idle pool: its reaper timer would wake the idle daemon.
+            opticlaw_models::providers::no_idle_pool_client(),
             gateway.config().clone(),
             Arc::new(SqliteLedger(store.clone())),
         );
