@@ -55,6 +55,7 @@ fn main() {
     config.fusion.depth = env("DEPTH", config.fusion.depth as f32) as usize;
     config.fusion.by_score = std::env::var("BY_SCORE").is_ok();
     config.fusion.feedback = env("PRF", config.fusion.feedback);
+    config.fusion.time_boost = env("TB", config.fusion.time_boost);
     let dir = PathBuf::from("/work/shared/data/locomo");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
     files.sort();

@@ -6,8 +6,9 @@
 //! relative to the best hit. A summary that quotes a record verbatim carries
 //! that record's probability (extractive summaries do); a summary that only
 //! covers it carries half. Confidence of a set is `1 - Π(1 - p)` over the
-//! records it carries. Slices are added greedily by confidence gained per
-//! token until the target or the budget is reached.
+//! records it carries. Slices are added greedily, largest confidence gain
+//! first (summaries win near-ties), until the target or the budget is
+//! reached; a slice that does not fit the remaining budget is skipped.
 
 use std::collections::{HashMap, HashSet};
 
@@ -176,7 +177,10 @@ impl MemoryEngine {
                         .map(|(h, m)| c.carries.iter().filter(|(ci, _)| *ci == h).fold(*m, |m, (_, share)| m * (1.0 - p[h] * share)))
                         .product();
                     let gain = (1.0 - after) - confidence;
-                    (i, gain, gain / c.tokens as f32)
+                    // Fewest slices: the largest gain wins; summaries get a
+                    // 20% edge so they come first when nearly as good.
+                    let summary = matches!(c.source, SliceSource::Summary { .. });
+                    (i, gain, if summary { gain * 1.2 } else { gain })
                 })
                 .filter(|(_, g, _)| *g > 1e-4)
                 .max_by(|a, b| a.2.total_cmp(&b.2));

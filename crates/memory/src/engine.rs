@@ -62,12 +62,29 @@ pub fn content_from_bytes(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| MemoryError::InvalidUtf8 { offset: e.utf8_error().valid_up_to() })
 }
 
+/// Earlier turns of a thread indexed as a new episodic record's context.
+fn context_turns() -> usize {
+    std::env::var("CTX_TURNS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
+}
+
+/// Later turns of a thread indexed as an episodic record's context.
+fn context_after() -> usize {
+    std::env::var("CTX_AFTER").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+}
+
 /// The text embedded for a record: the speaker's name and the content, as
 /// the full-text index sees it ("what did Sam say about X").
 fn embedding_text(p: &PreparedRecord) -> String {
-    match &p.new.speaker {
+    let own = match &p.new.speaker {
         Some(s) => format!("{s}: {}", p.new.content),
         None => p.new.content.clone(),
+    };
+    match std::env::var("EMB_CTX").ok().and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) if n > 0 && !p.context.is_empty() => {
+            let prev: String = p.context.chars().rev().take(n).collect::<Vec<_>>().into_iter().rev().collect();
+            format!("{prev}\n{own}")
+        }
+        _ => own,
     }
 }
 
@@ -120,10 +137,12 @@ impl MemoryEngine {
         {
             let mut stmt = self.conn.prepare("SELECT seq, vector FROM memory_vectors WHERE model = ?1")?;
             let rows = stmt.query_map([embedder.model_id()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+            let mut all = Vec::new();
             for row in rows {
                 let (seq, blob) = row?;
-                index.insert(seq, &store::blob_to_vector(&blob))?;
+                all.push((seq, store::blob_to_vector(&blob)));
             }
+            index.insert_many(&all)?;
         }
         self.vectors = Some(index);
         self.embedder = Some(embedder);
@@ -146,19 +165,24 @@ impl MemoryEngine {
             )?;
             stmt.query_map([&model], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
         };
-        for chunk in missing.chunks(256) {
+        let mut pending = Vec::new();
+        for chunk in missing.chunks(1024) {
             let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
             let vecs = self.embed_texts(&texts)?;
             let tx = self.conn.unchecked_transaction()?;
-            for ((seq, _), v) in chunk.iter().zip(&vecs) {
-                store::put_vector(&tx, *seq, &model, v)?;
+            for ((seq, _), v) in chunk.iter().zip(vecs) {
+                store::put_vector(&tx, *seq, &model, &v)?;
+                pending.push((*seq, v));
             }
             tx.commit()?;
-            if let Some(idx) = self.vectors.as_mut() {
-                for ((seq, _), v) in chunk.iter().zip(&vecs) {
-                    idx.insert(*seq, v)?;
+            if pending.len() >= 100_000 {
+                if let Some(idx) = self.vectors.as_mut() {
+                    idx.insert_many(&std::mem::take(&mut pending))?;
                 }
             }
+        }
+        if let Some(idx) = self.vectors.as_mut() {
+            idx.insert_many(&pending)?;
         }
         Ok(())
     }
@@ -198,20 +222,20 @@ impl MemoryEngine {
         entities.sort();
         entities.dedup();
         new.entities = entities.clone();
-        let previous = match (&new.thread_id, new.kind) {
-            (Some(t), opticlaw_core::MemoryType::Episodic) => self.hot.recent(t, 1).first().copied(),
-            _ => None,
+        let before: Vec<&StoredMemory> = match (&new.thread_id, new.kind) {
+            (Some(t), opticlaw_core::MemoryType::Episodic) => self.hot.recent(t, context_turns()),
+            _ => Vec::new(),
         };
-        let context = previous.map(|m| m.record.content.clone()).unwrap_or_default();
-        let previous_seq = previous.map(|m| m.seq);
-        Ok(PreparedRecord {
+        let next_of: Vec<i64> = before.iter().rev().take(context_after()).map(|m| m.seq).collect();
+        let context = before.iter().map(|m| m.record.content.as_str()).collect::<Vec<_>>().join(" ");
+                Ok(PreparedRecord {
             memory_id: new.memory_id.unwrap_or_else(Uuid::now_v7),
             salience: new.salience.unwrap_or_else(|| crate::text::heuristic_salience(&new.content)),
             occurred_at: new.occurred_at.unwrap_or(now),
             created_at: now,
             entities,
             context,
-            previous_seq,
+            previous_seqs: next_of,
             new,
         })
     }
@@ -226,20 +250,56 @@ impl MemoryEngine {
     /// embedding them in batches. Episodic records of a thread get the
     /// previous record of that thread as low-weight full-text context.
     pub fn add_batch(&mut self, news: Vec<NewMemory>) -> Result<Vec<StoredMemory>> {
+        self.add_batch_numbered(news).map_err(|(_, e)| e)
+    }
+
+    /// [`MemoryEngine::add_batch`], naming the index of the record that failed.
+    pub(crate) fn add_batch_numbered(&mut self, news: Vec<NewMemory>) -> Result<Vec<StoredMemory>, (usize, MemoryError)> {
+        let at = |i: usize| move |e: MemoryError| (i, e);
         let now = Utc::now();
-        let mut stored = Vec::with_capacity(news.len());
-        let tx = self.conn.unchecked_transaction()?;
+        for new in &news {
+            if let Some(t) = new.thread_id.as_deref() {
+                self.warm_thread(t).map_err(at(0))?;
+            }
+        }
+        let mut stored: Vec<StoredMemory> = Vec::with_capacity(news.len());
+        let tx = self.conn.unchecked_transaction().map_err(|e| (0, e.into()))?;
         let mut prepared = Vec::with_capacity(news.len());
-        for new in news {
-            let p = self.prepare(new, now)?;
-            let seq = store::insert_record(&tx, &p)?;
-            let m = store::get_many(&tx, &[seq])?.pop().ok_or_else(|| MemoryError::Invalid("insert vanished".into()))?;
-            self.hot.push(m.clone());
-            prepared.push((seq, embedding_text(&p)));
-            stored.push(m);
+        let mut failure = None;
+        for (i, new) in news.into_iter().enumerate() {
+            let step = self.prepare(new, now).and_then(|p| {
+                let seq = store::insert_record(&tx, &p)?;
+                Ok((p, seq))
+            });
+            let (p, seq) = match step {
+                Ok(x) => x,
+                Err(e) => {
+                    failure = Some((i, e));
+                    break;
+                }
+            };
+            match store::get_many(&tx, &[seq]).map(|mut v| v.pop()) {
+                Ok(Some(m)) => {
+                    self.hot.push(m.clone());
+                    prepared.push((seq, embedding_text(&p)));
+                    stored.push(m);
+                }
+                Ok(None) => {
+                    failure = Some((i, MemoryError::Invalid("insert vanished".into())));
+                    break;
+                }
+                Err(e) => {
+                    failure = Some((i, e));
+                    break;
+                }
+            }
         }
         let texts: Vec<&str> = prepared.iter().map(|(_, c)| c.as_str()).collect();
-        let vecs = match self.embed_texts(&texts) {
+        let result = match failure {
+            Some(f) => Err(f),
+            None => self.embed_texts(&texts).map_err(at(0)),
+        };
+        let vecs = match result {
             Ok(v) => v,
             Err(e) => {
                 drop(tx);
@@ -250,17 +310,35 @@ impl MemoryEngine {
             }
         };
         if let Some(model) = self.embedder.as_ref().map(|e| e.model_id().to_string()) {
-            for ((seq, _), v) in prepared.iter().zip(&vecs) {
-                store::put_vector(&tx, *seq, &model, v)?;
+            for (i, ((seq, _), v)) in prepared.iter().zip(&vecs).enumerate() {
+                store::put_vector(&tx, *seq, &model, v).map_err(at(i))?;
             }
         }
-        tx.commit()?;
+        tx.commit().map_err(|e| (0, e.into()))?;
         if let Some(idx) = self.vectors.as_mut() {
-            for ((seq, _), v) in prepared.iter().zip(&vecs) {
-                idx.insert(*seq, v)?;
-            }
+            let items: Vec<(i64, Vec<f32>)> = prepared.iter().map(|(s, _)| *s).zip(vecs).collect();
+            idx.insert_many(&items).map_err(at(0))?;
         }
         Ok(stored)
+    }
+
+    /// Load a thread's last records into the hot cache if it has none there
+    /// (after a restart), so new turns get their neighbours as context.
+    fn warm_thread(&mut self, thread: &str) -> Result<()> {
+        if !self.hot.recent(thread, 1).is_empty() {
+            return Ok(());
+        }
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM memory_records WHERE thread_id = ?1 ORDER BY occurred_at DESC, seq DESC LIMIT 4",
+            store::RECORD_COLUMNS
+        ))?;
+        let mut last: Vec<StoredMemory> =
+            stmt.query_map([thread], store::row_to_memory)?.collect::<rusqlite::Result<_>>()?;
+        last.reverse();
+        for m in last {
+            self.hot.push(m);
+        }
+        Ok(())
     }
 
     /// Fetch a record by id.

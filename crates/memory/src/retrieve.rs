@@ -103,11 +103,14 @@ pub struct FusionWeights {
     /// Weight of a second full-text pass expanded with words shared by the
     /// first pass's top hits (pseudo-relevance feedback); 0 disables it.
     pub feedback: f32,
+    /// Boost, as a share of a top hit's score, for records inside a time
+    /// range named in the query text.
+    pub time_boost: f32,
 }
 
 impl Default for FusionWeights {
     fn default() -> Self {
-        Self { k: 10.0, fulltext: 1.0, vector: 0.5, graph: 0.0, depth: 100, context_column: 0.5, neighbour: 0.2, by_score: false, feedback: 0.0 }
+        Self { k: 10.0, fulltext: 1.0, vector: 0.5, graph: 0.0, depth: 100, context_column: 0.5, neighbour: 0.2, by_score: false, feedback: 0.0, time_boost: 0.3 }
     }
 }
 
@@ -123,7 +126,10 @@ impl Retriever<'_> {
     pub(crate) fn search(&self, q: &Query) -> Result<Vec<Hit>> {
         let now = q.now.unwrap_or_else(Utc::now);
         let parsed = parse_time_range(&q.text, now);
-        let time_range = q.hints.time_range.or(parsed.as_ref().map(|p| p.0));
+        // A hinted range filters; a range read from the text only boosts
+        // (people say "in May" about what they told in June).
+        let time_range = q.hints.time_range;
+        let soft_range = parsed.as_ref().map(|p| p.0);
         let time_words = parsed.map(|p| p.1).unwrap_or_default();
         let terms: Vec<String> =
             query_terms(&q.text).into_iter().filter(|t| !time_words.contains(t)).collect();
@@ -199,6 +205,9 @@ impl Retriever<'_> {
                 }
                 if q.hints.domain.is_some() && q.hints.domain == m.domain {
                     score += top * 0.1;
+                }
+                if soft_range.is_some_and(|r| r.contains(m.occurred_at)) {
+                    score += top * w.time_boost;
                 }
                 if m.record.pinned {
                     score += top * 0.05;

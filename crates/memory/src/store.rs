@@ -23,7 +23,7 @@ pub struct PreparedRecord {
     pub context: String,
     /// The previous record of the thread: this record's content joins its
     /// context, so a question and its answer find each other.
-    pub previous_seq: Option<i64>,
+    pub previous_seqs: Vec<i64>,
     /// Final salience.
     pub salience: f32,
     /// When it happened.
@@ -103,7 +103,7 @@ pub fn insert_record(conn: &Connection, rec: &PreparedRecord) -> Result<i64> {
         "INSERT INTO memory_fts (rowid, content, context) VALUES (?1, ?2, ?3)",
         params![seq, index_text(rec), rec.context],
     )?;
-    if let Some(prev) = rec.previous_seq {
+    for &prev in &rec.previous_seqs {
         conn.execute(
             "UPDATE memory_records SET context = context || ' ' || ?2 WHERE seq = ?1",
             params![prev, n.content],
@@ -285,6 +285,28 @@ pub fn forget_seq_keep_summaries(conn: &Connection, seq: i64) -> Result<()> {
 }
 
 fn delete_record(conn: &Connection, seq: i64, drop_summaries: bool) -> Result<()> {
+    // Neighbours index this record's text as their context: strip it there.
+    let row: Option<(Option<String>, String)> = conn
+        .query_row("SELECT thread_id, content FROM memory_records WHERE seq = ?1", [seq], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((Some(thread), content)) = row {
+        let touched: Vec<i64> = conn
+            .prepare_cached(
+                "SELECT seq FROM memory_records WHERE thread_id = ?1 AND seq != ?2 AND instr(context, ?3) > 0",
+            )?
+            .query_map(params![thread, seq, content], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for n in touched {
+            conn.execute(
+                "UPDATE memory_records SET context = replace(context, ?2, '') WHERE seq = ?1",
+                params![n, content],
+            )?;
+            conn.execute(
+                "UPDATE memory_fts SET context = (SELECT context FROM memory_records WHERE seq = ?1) WHERE rowid = ?1",
+                [n],
+            )?;
+        }
+    }
     conn.execute("DELETE FROM memory_fts WHERE rowid = ?1", [seq])?;
     conn.execute("DELETE FROM memory_vectors WHERE seq = ?1", [seq])?;
     let linked: Vec<i64> = conn

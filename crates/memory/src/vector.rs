@@ -132,6 +132,38 @@ impl VectorIndex {
         Ok(())
     }
 
+    /// Add (or replace) many vectors; HNSW insertion runs in parallel.
+    pub fn insert_many(&mut self, items: &[(i64, Vec<f32>)]) -> Result<()> {
+        if let Some(bad) = items.iter().find(|(_, v)| v.len() != self.dim) {
+            return Err(MemoryError::DimensionMismatch { expected: self.dim, actual: bad.1.len() });
+        }
+        let mut fresh = Vec::with_capacity(items.len());
+        for (seq, vector) in items {
+            let mut v = vector.clone();
+            normalise(&mut v);
+            if let Some(&p) = self.pos.get(seq) {
+                self.data[p * self.dim..(p + 1) * self.dim].copy_from_slice(&v);
+            } else {
+                self.pos.insert(*seq, self.ids.len());
+                self.ids.push(*seq);
+                self.data.extend_from_slice(&v);
+            }
+            fresh.push((*seq, v));
+        }
+        match &self.hnsw {
+            Some(h) => {
+                for (seq, _) in &fresh {
+                    self.tombstones.remove(seq);
+                }
+                let refs: Vec<(&[f32], usize)> = fresh.iter().map(|(s, v)| (v.as_slice(), *s as usize)).collect();
+                h.parallel_insert_slice(&refs);
+            }
+            None if self.ids.len() > self.threshold => self.build_hnsw(),
+            None => {}
+        }
+        Ok(())
+    }
+
     fn build_hnsw(&mut self) {
         let n = self.ids.len();
         let h = Hnsw::<f32, DistL2>::new(16, n.max(1024) * 2, 16, 100, DistL2 {});

@@ -215,6 +215,8 @@ pub fn locomo_with(
                 dia_of_seq.insert(m.seq, id);
             }
         }
+        // Rolling summaries, as the daemon writes them after a session.
+        engine.compact_thread(&thread, &crate::compress::ExtractiveSummarizer, last + Duration::days(1))?;
         ingest_secs += started.elapsed().as_secs_f64();
         let now = last + Duration::days(1);
         for q in &questions {

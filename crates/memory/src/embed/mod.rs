@@ -2,10 +2,12 @@
 //! (feature `embeddings`), or any OpenAI-compatible / Ollama `/embeddings`
 //! HTTP endpoint.
 
+mod hashing;
 mod http;
 #[cfg(feature = "embeddings")]
 mod minilm;
 
+pub use hashing::HashingEmbedder;
 pub use http::HttpEmbedder;
 #[cfg(feature = "embeddings")]
 pub use minilm::MiniLmEmbedder;
