@@ -2,6 +2,7 @@
 //! delivered, once. Replies left undelivered by a crash go out at start-up;
 //! the send ledger makes sure no part goes out twice.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use opticlaw_core::ResponsePacket;
@@ -9,56 +10,68 @@ use opticlaw_gateway::{Gateway, Platform, SendError, Sender};
 use opticlaw_runtime::Runtime;
 use opticlaw_store::ops;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 
 use super::{RuntimeSink, SqliteAudit, SqliteLedger, SqlitePairing};
 
 /// The daemon's gateway, whose adapters render replies.
 pub type DaemonGateway = Gateway<RuntimeSink, SqliteAudit, SqlitePairing>;
 
+/// Conversations delivered in parallel; one conversation's replies stay in order.
+const SHARDS: usize = 8;
+
 /// Delivers replies until the runtime stops. Waits on the reply channel
-/// (an internal completion event), never on a timer.
+/// (an internal completion event), never on a timer. Replies are spread over
+/// a few delivery tasks by conversation, so a slow chat never holds up the
+/// others and each chat still gets its replies in order.
 pub async fn run_outbound(
     runtime: Runtime,
     gateway: Arc<DaemonGateway>,
     sender: Sender<SqliteLedger>,
 ) {
+    let sender = Arc::new(sender);
+    let shards: Vec<mpsc::UnboundedSender<ResponsePacket>> = (0..SHARDS)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<ResponsePacket>();
+            let (runtime, gateway, sender) = (runtime.clone(), gateway.clone(), sender.clone());
+            tokio::spawn(async move {
+                while let Some(reply) = rx.recv().await {
+                    deliver(&runtime, &gateway, &sender, reply).await;
+                }
+            });
+            tx
+        })
+        .collect();
+    let route = |reply: ResponsePacket| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&reply.source, &reply.thread_id).hash(&mut hasher);
+        let _ = shards[hasher.finish() as usize % SHARDS].send(reply);
+    };
+    let catch_up = || async {
+        match runtime
+            .store()
+            .call(|conn| ops::undelivered_replies(conn, 10_000))
+            .await
+        {
+            Ok(backlog) => backlog.into_iter().for_each(route),
+            Err(err) => tracing::error!(%err, "reading undelivered replies failed"),
+        }
+    };
     let mut live = runtime.subscribe();
     let stopping = runtime.stopping();
-
     // First what a previous run committed but did not deliver.
-    match runtime
-        .store()
-        .call(|conn| ops::undelivered_replies(conn, 10_000))
-        .await
-    {
-        Ok(backlog) => {
-            for reply in backlog {
-                deliver(&runtime, &gateway, &sender, reply).await;
-            }
-        }
-        Err(err) => tracing::error!(%err, "reading undelivered replies failed"),
-    }
+    catch_up().await;
     loop {
         let next = tokio::select! {
             next = live.recv() => next,
             () = stopping.cancelled() => return,
         };
         match next {
-            Ok(reply) if reply.source != "local" => {
-                deliver(&runtime, &gateway, &sender, reply).await
-            }
+            Ok(reply) if reply.source != "local" => route(reply),
             Ok(_) => {}
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "outbound fell behind; catching up from the store");
-                if let Ok(backlog) = runtime
-                    .store()
-                    .call(|conn| ops::undelivered_replies(conn, 10_000))
-                    .await
-                {
-                    for reply in backlog {
-                        deliver(&runtime, &gateway, &sender, reply).await;
-                    }
-                }
+                catch_up().await;
             }
             Err(RecvError::Closed) => return,
         }
