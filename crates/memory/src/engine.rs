@@ -63,28 +63,17 @@ pub fn content_from_bytes(bytes: Vec<u8>) -> Result<String> {
 }
 
 /// Earlier turns of a thread indexed as a new episodic record's context.
-fn context_turns() -> usize {
-    std::env::var("CTX_TURNS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
-}
+const CONTEXT_BEFORE: usize = 2;
 
 /// Later turns of a thread indexed as an episodic record's context.
-fn context_after() -> usize {
-    std::env::var("CTX_AFTER").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
-}
+const CONTEXT_AFTER: usize = 1;
 
 /// The text embedded for a record: the speaker's name and the content, as
 /// the full-text index sees it ("what did Sam say about X").
 fn embedding_text(p: &PreparedRecord) -> String {
-    let own = match &p.new.speaker {
+    match &p.new.speaker {
         Some(s) => format!("{s}: {}", p.new.content),
         None => p.new.content.clone(),
-    };
-    match std::env::var("EMB_CTX").ok().and_then(|v| v.parse::<usize>().ok()) {
-        Some(n) if n > 0 && !p.context.is_empty() => {
-            let prev: String = p.context.chars().rev().take(n).collect::<Vec<_>>().into_iter().rev().collect();
-            format!("{prev}\n{own}")
-        }
-        _ => own,
     }
 }
 
@@ -223,10 +212,10 @@ impl MemoryEngine {
         entities.dedup();
         new.entities = entities.clone();
         let before: Vec<&StoredMemory> = match (&new.thread_id, new.kind) {
-            (Some(t), opticlaw_core::MemoryType::Episodic) => self.hot.recent(t, context_turns()),
+            (Some(t), opticlaw_core::MemoryType::Episodic) => self.hot.recent(t, CONTEXT_BEFORE),
             _ => Vec::new(),
         };
-        let next_of: Vec<i64> = before.iter().rev().take(context_after()).map(|m| m.seq).collect();
+        let next_of: Vec<i64> = before.iter().rev().take(CONTEXT_AFTER).map(|m| m.seq).collect();
         let context = before.iter().map(|m| m.record.content.as_str()).collect::<Vec<_>>().join(" ");
                 Ok(PreparedRecord {
             memory_id: new.memory_id.unwrap_or_else(Uuid::now_v7),
@@ -247,8 +236,10 @@ impl MemoryEngine {
     }
 
     /// Remember several records in one transaction (all or nothing),
-    /// embedding them in batches. Episodic records of a thread get the
-    /// previous record of that thread as low-weight full-text context.
+    /// embedding them in batches. An episodic record of a thread is indexed
+    /// with its neighbours as low-weight full-text context: the two turns
+    /// before it, and (added when it arrives) the turn after it, so a
+    /// question and its answer find each other.
     pub fn add_batch(&mut self, news: Vec<NewMemory>) -> Result<Vec<StoredMemory>> {
         self.add_batch_numbered(news).map_err(|(_, e)| e)
     }

@@ -19,10 +19,10 @@ pub struct PreparedRecord {
     pub memory_id: Uuid,
     /// Record fields (content, kind, flags...).
     pub new: crate::record::NewMemory,
-    /// Neighbouring text indexed with lower weight (the previous turn).
+    /// Neighbouring text indexed with lower weight (previous turns).
     pub context: String,
-    /// The previous record of the thread: this record's content joins its
-    /// context, so a question and its answer find each other.
+    /// Earlier records of the thread whose context this record's content
+    /// joins (their following turn).
     pub previous_seqs: Vec<i64>,
     /// Final salience.
     pub salience: f32,

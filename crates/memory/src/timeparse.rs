@@ -117,6 +117,32 @@ pub fn parse_time_range(query: &str, now: DateTime<Utc>) -> Option<(TimeRange, V
     None
 }
 
+/// Whether a query (lower-case words) asks for a time: "when", "what
+/// year", "how long ago"...
+pub fn asks_when(words: &[String]) -> bool {
+    words.iter().enumerate().any(|(i, w)| {
+        w == "when"
+            || (matches!(w.as_str(), "what" | "which") && words.get(i + 1).is_some_and(|n| matches!(n.as_str(), "year" | "month" | "day" | "date" | "time" | "week")))
+            || (w == "how" && words.get(i + 1).is_some_and(|n| n == "long"))
+    })
+}
+
+const TIME_WORDS: &[&str] = &[
+    "ago", "yesterday", "today", "tonight", "tomorrow", "weekend", "week", "month", "year", "last", "next",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "morning", "evening",
+    "recently", "since", "soon", "later", "earlier", "summer", "winter", "spring", "autumn", "fall",
+];
+
+/// Whether text states a time (a relative expression, a weekday, a month
+/// or a year).
+pub fn mentions_time(text: &str) -> bool {
+    crate::text::words(text).iter().any(|w| {
+        TIME_WORDS.contains(&w.as_str())
+            || MONTHS.contains(&w.as_str())
+            || (w.len() == 4 && w.parse::<u32>().is_ok_and(|y| (1900..=2200).contains(&y)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
