@@ -5,7 +5,7 @@
 //! Each retrieved record gets a relevance probability from its fused score
 //! relative to the best hit. A summary that quotes a record verbatim carries
 //! that record's probability (extractive summaries do); a summary that only
-//! covers it carries half. Confidence of a set is `1 - Π(1 - p)` over the
+//! covers it carries half of it times the summary's compression ratio. Confidence of a set is `1 - Π(1 - p)` over the
 //! records it carries. Slices are added greedily, largest confidence gain
 //! first (summaries win near-ties), until the target or the budget is
 //! reached; a slice that does not fit the remaining budget is skipped.
@@ -120,25 +120,30 @@ impl MemoryEngine {
         let Some(top) = hits.first().map(|h| h.score) else {
             return Ok(ContextPack { stop_reason: "no memory matches the query".into(), ..ContextPack::default() });
         };
-        let p: Vec<f32> = hits.iter().map(|h| (TOP_HIT_PROBABILITY * h.score / top).powi(2).sqrt()).collect();
+        // Relevance falls with the square of the score ratio to the best hit.
+        let p: Vec<f32> = hits.iter().map(|h| TOP_HIT_PROBABILITY * (h.score / top).powi(2)).collect();
         let mut candidates: Vec<Candidate> = Vec::new();
         // Summaries covering the hits, coarse levels first.
         let hit_index: HashMap<i64, usize> = hits.iter().enumerate().map(|(i, h)| (h.memory.seq, i)).collect();
         let threads: HashSet<&str> = hits.iter().filter_map(|h| h.memory.record.thread_id.as_deref()).collect();
         for t in threads {
             for s in self.summaries(t, None)? {
+                // A record the summary quotes is fully carried; one it only
+                // covers is carried in proportion to the compression ratio.
+                let tokens = estimate_tokens(&s.content);
+                let gist = 0.5 * (tokens as f32 / s.source_tokens.max(1) as f32).min(1.0);
                 let carries: Vec<(usize, f32)> = s
                     .sources
                     .iter()
                     .filter_map(|seq| hit_index.get(seq))
-                    .map(|&i| (i, if s.content.contains(hits[i].memory.content()) { 1.0 } else { 0.5 }))
+                    .map(|&i| (i, if s.content.contains(hits[i].memory.content()) { 1.0 } else { gist }))
                     .collect();
                 if carries.is_empty() {
                     continue;
                 }
                 candidates.push(Candidate {
                     source: SliceSource::Summary { summary_id: s.summary_id, level: s.level },
-                    tokens: estimate_tokens(&s.content),
+                    tokens,
                     why: format!("{} summary covering {} of the top hits", s.level.as_str(), carries.len()),
                     text: s.content,
                     carries,

@@ -140,6 +140,8 @@ pub struct Summary {
     pub content: String,
     /// Record seqs it was built from.
     pub sources: Vec<i64>,
+    /// Estimated tokens of those records (the summary's compression base).
+    pub source_tokens: usize,
 }
 
 /// What a compaction wrote.
@@ -163,9 +165,18 @@ fn insert_summary(
 ) -> Result<()> {
     let (Some(first), Some(last)) = (records.first(), records.last()) else { return Ok(()) };
     conn.execute(
-        "INSERT INTO memory_summaries (thread_id, level, start_at, end_at, content, method, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![thread, level.as_str(), to_ms(first.occurred_at), to_ms(last.occurred_at), content, method, to_ms(Utc::now())],
+        "INSERT INTO memory_summaries (thread_id, level, start_at, end_at, content, method, created_at, source_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            thread,
+            level.as_str(),
+            to_ms(first.occurred_at),
+            to_ms(last.occurred_at),
+            content,
+            method,
+            to_ms(Utc::now()),
+            records.iter().map(|r| estimate_tokens(&r.render())).sum::<usize>() as i64
+        ],
     )?;
     let id = conn.last_insert_rowid();
     let mut stmt = conn.prepare_cached("INSERT OR IGNORE INTO memory_summary_sources (summary_id, seq) VALUES (?1, ?2)")?;
@@ -195,7 +206,7 @@ pub fn sessions(records: &[StoredMemory]) -> Vec<&[StoredMemory]> {
 /// Summaries of a thread (all levels when `level` is `None`), oldest first.
 pub fn summaries(conn: &Connection, thread: &str, level: Option<Level>) -> Result<Vec<Summary>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT summary_id, thread_id, level, start_at, end_at, content FROM memory_summaries
+        "SELECT summary_id, thread_id, level, start_at, end_at, content, source_tokens FROM memory_summaries
           WHERE thread_id = ?1 AND (?2 IS NULL OR level = ?2) ORDER BY start_at, summary_id",
     )?;
     let rows = stmt.query_map(params![thread, level.map(Level::as_str)], |r| {
@@ -207,6 +218,7 @@ pub fn summaries(conn: &Connection, thread: &str, level: Option<Level>) -> Resul
             end_at: from_ms(r.get(4)?),
             content: r.get(5)?,
             sources: Vec::new(),
+            source_tokens: r.get::<_, i64>(6)? as usize,
         })
     })?;
     let mut out: Vec<Summary> = rows.collect::<rusqlite::Result<_>>()?;

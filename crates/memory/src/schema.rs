@@ -86,6 +86,7 @@ CREATE TABLE memory_summaries (
     start_at   INTEGER NOT NULL,
     end_at     INTEGER NOT NULL,
     content    TEXT    NOT NULL,
+    source_tokens INTEGER NOT NULL DEFAULT 0,
     method     TEXT    NOT NULL,
     created_at INTEGER NOT NULL
 );
