@@ -1,0 +1,402 @@
+//! Capability tokens: biscuit tokens minted per task node.
+//!
+//! A token's authority block holds exactly one
+//! `grant(tool, scope, resource, audience, expires, node)` fact, plus checks
+//! that repeat the expiry and the audience, so that even a verifier that
+//! forgot a policy would refuse a stale or misdirected token. Holders narrow
+//! a token by appending blocks of checks ([`Restriction`]); facts in
+//! appended blocks are not trusted by the verifier, so an appended block can
+//! never widen what the authority block granted.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use biscuit_auth::error::{Format, Logic, Token as BiscuitError};
+use biscuit_auth::macros::{authorizer, biscuit, block};
+use biscuit_auth::{Biscuit, PublicKey};
+use chrono::{DateTime, Utc};
+use opticlaw_store::rusqlite::{self, Connection, OptionalExtension, params};
+
+use crate::keys::SigningKey;
+
+/// How long a token lives unless the minter says otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+/// The longest TTL a token may be minted with.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// What one task node may do: one tool, one scope, one resource (a path
+/// or a name; a path also covers what lies beneath it), for one runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub tool: String,
+    pub scope: String,
+    pub resource: String,
+    /// The one runner that may use the token.
+    pub audience: String,
+    /// The task node the token was minted for.
+    pub node: String,
+}
+
+/// What a runner is about to do, checked against a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub tool: &'a str,
+    pub scope: &'a str,
+    pub resource: &'a str,
+}
+
+/// A narrowing a holder appends to a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restriction {
+    /// Only resources at or beneath this one.
+    ResourceWithin(String),
+    /// Not usable at or after this instant.
+    ExpiresAt(DateTime<Utc>),
+}
+
+/// Why a token was refused or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not a well-formed capability token: {0}")]
+    Malformed(String),
+    #[error("the token's signature does not verify: forged or signed by another key")]
+    Forged,
+    #[error("the token was revoked")]
+    Revoked,
+    #[error("the token expired at {expired_at}")]
+    Expired { expired_at: DateTime<Utc> },
+    #[error("the token is for runner {audience:?}, not {runner:?}")]
+    WrongAudience { audience: String, runner: String },
+    #[error("the token grants tool {granted:?}, not {requested:?}")]
+    ToolNotGranted { granted: String, requested: String },
+    #[error("the token grants scope {granted:?}, not {requested:?}")]
+    ScopeNotGranted { granted: String, requested: String },
+    #[error("the token grants resource {granted:?}, which does not cover {requested:?}")]
+    ResourceNotGranted { granted: String, requested: String },
+    #[error("a restriction on the token refuses this request: {0}")]
+    Restricted(String),
+    #[error("a TTL of {0:?} is longer than the allowed maximum")]
+    TtlTooLong(Duration),
+    #[error("could not sign the token: {0}")]
+    Signing(String),
+    #[error("revocation list: {0}")]
+    Store(#[from] rusqlite::Error),
+}
+
+/// A parsed, signature-checked capability token.
+#[derive(Debug, Clone)]
+pub struct CapabilityToken {
+    biscuit: Biscuit,
+}
+
+impl CapabilityToken {
+    /// Parses a token and checks its signature chain against `root`.
+    pub fn parse(text: &str, root: &PublicKey) -> Result<Self, TokenError> {
+        let biscuit = Biscuit::from_base64(text.trim(), *root).map_err(classify_parse_error)?;
+        Ok(Self { biscuit })
+    }
+
+    /// The token's wire form (URL-safe base64).
+    pub fn to_base64(&self) -> String {
+        self.biscuit
+            .to_base64()
+            .expect("a parsed token serialises again")
+    }
+
+    /// A narrower token: this one plus a block of checks. Anyone holding
+    /// the token can do this; nobody can undo it.
+    pub fn attenuate(&self, restriction: &Restriction) -> Result<Self, TokenError> {
+        let block = match restriction {
+            Restriction::ResourceWithin(within) => {
+                let beneath = if within.ends_with('/') {
+                    within.clone()
+                } else {
+                    format!("{within}/")
+                };
+                block!(
+                    r#"check if operation($tool, $scope, $resource),
+                           $resource == {within} || $resource.starts_with({beneath});"#,
+                    within = within.clone(),
+                    beneath = beneath,
+                )
+            }
+            Restriction::ExpiresAt(at) => block!(
+                r#"check if time($now), $now < {at};"#,
+                at = SystemTime::from(*at),
+            ),
+        };
+        let biscuit = self
+            .biscuit
+            .append(block)
+            .map_err(|error| TokenError::Signing(error.to_string()))?;
+        Ok(Self { biscuit })
+    }
+
+    /// The identifier that revokes this token and every token attenuated
+    /// from it (hex).
+    pub fn revocation_id(&self) -> String {
+        let ids = self.biscuit.revocation_identifiers();
+        hex::encode(ids.last().expect("a token has at least one block"))
+    }
+
+    fn revocation_ids(&self) -> Vec<String> {
+        self.biscuit
+            .revocation_identifiers()
+            .iter()
+            .map(hex::encode)
+            .collect()
+    }
+}
+
+fn classify_parse_error(error: BiscuitError) -> TokenError {
+    match error {
+        BiscuitError::Format(Format::Signature(_))
+        | BiscuitError::Format(Format::SealedSignature)
+        | BiscuitError::Format(Format::UnknownPublicKey) => TokenError::Forged,
+        other => TokenError::Malformed(other.to_string()),
+    }
+}
+
+/// Mints tokens with the root signing key.
+#[derive(Debug)]
+pub struct TokenMinter {
+    key: SigningKey,
+}
+
+impl TokenMinter {
+    pub fn new(key: SigningKey) -> Self {
+        Self { key }
+    }
+
+    /// The public key runners verify with.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    /// Mints a token for one node, valid for `ttl` from `now`.
+    pub fn mint(
+        &self,
+        grant: &Grant,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<CapabilityToken, TokenError> {
+        if ttl > MAX_TTL {
+            return Err(TokenError::TtlTooLong(ttl));
+        }
+        let expires = SystemTime::from(now) + ttl;
+        let builder = biscuit!(
+            r#"
+            grant({tool}, {scope}, {resource}, {audience}, {expires}, {node});
+            check if time($now), $now < {expires};
+            check if runner({audience});
+            "#,
+            tool = grant.tool.clone(),
+            scope = grant.scope.clone(),
+            resource = grant.resource.clone(),
+            audience = grant.audience.clone(),
+            node = grant.node.clone(),
+            expires = expires,
+        );
+        let biscuit = builder
+            .build(self.key.keypair())
+            .map_err(|error| TokenError::Signing(error.to_string()))?;
+        Ok(CapabilityToken { biscuit })
+    }
+}
+
+/// Where a verifier looks up revoked tokens.
+pub trait Revocations {
+    fn is_revoked(&self, revocation_id: &str) -> Result<bool, TokenError>;
+}
+
+/// No token is revoked (benches, tests of other checks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRevocations;
+
+impl Revocations for NoRevocations {
+    fn is_revoked(&self, _: &str) -> Result<bool, TokenError> {
+        Ok(false)
+    }
+}
+
+impl Revocations for HashSet<String> {
+    fn is_revoked(&self, revocation_id: &str) -> Result<bool, TokenError> {
+        Ok(self.contains(revocation_id))
+    }
+}
+
+impl Revocations for Connection {
+    fn is_revoked(&self, revocation_id: &str) -> Result<bool, TokenError> {
+        let found = self
+            .query_row(
+                "SELECT 1 FROM security_revoked WHERE revocation_id = ?1",
+                [revocation_id],
+                |_| Ok(()),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+}
+
+/// Revokes `token` and every token attenuated from it.
+pub fn revoke(
+    conn: &Connection,
+    token: &CapabilityToken,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), TokenError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO security_revoked (revocation_id, revoked_ms, reason)
+         VALUES (?1, ?2, ?3)",
+        params![token.revocation_id(), now.timestamp_millis(), reason],
+    )?;
+    Ok(())
+}
+
+/// What a verified token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub grant: Grant,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The check a runner makes before it runs anything.
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    root: PublicKey,
+    runner: String,
+}
+
+impl TokenVerifier {
+    /// A verifier for the runner named `runner`, trusting `root`.
+    pub fn new(root: PublicKey, runner: impl Into<String>) -> Self {
+        Self {
+            root,
+            runner: runner.into(),
+        }
+    }
+
+    /// Checks signature, revocation, expiry, audience, tool, scope,
+    /// resource and every appended restriction, in that order, and says
+    /// which one failed.
+    pub fn verify(
+        &self,
+        token: &str,
+        request: &Request<'_>,
+        now: DateTime<Utc>,
+        revocations: &dyn Revocations,
+    ) -> Result<Verified, TokenError> {
+        let token = CapabilityToken::parse(token, &self.root)?;
+        self.verify_parsed(&token, request, now, revocations)
+    }
+
+    /// [`TokenVerifier::verify`] for a token already parsed.
+    pub fn verify_parsed(
+        &self,
+        token: &CapabilityToken,
+        request: &Request<'_>,
+        now: DateTime<Utc>,
+        revocations: &dyn Revocations,
+    ) -> Result<Verified, TokenError> {
+        for id in token.revocation_ids() {
+            if revocations.is_revoked(&id)? {
+                return Err(TokenError::Revoked);
+            }
+        }
+        let now_system = SystemTime::from(now);
+        let mut authorizer = authorizer!(
+            r#"
+            time({now});
+            runner({runner});
+            operation({tool}, {scope}, {resource});
+            allow if grant($tool, $scope, $granted, $audience, $expires, $node),
+                     operation($tool, $scope, $requested),
+                     runner($audience),
+                     time($now), $now < $expires,
+                     $requested.starts_with($granted);
+            "#,
+            now = now_system,
+            runner = self.runner.clone(),
+            tool = request.tool.to_owned(),
+            scope = request.scope.to_owned(),
+            resource = request.resource.to_owned(),
+        )
+        .build(&token.biscuit)
+        .map_err(|error| TokenError::Malformed(error.to_string()))?;
+
+        // Only the authority block's facts are trusted by this query.
+        let grants: Vec<(String, String, String, String, SystemTime, String)> = authorizer
+            .query(
+                "g($tool, $scope, $resource, $audience, $expires, $node) <- \
+                 grant($tool, $scope, $resource, $audience, $expires, $node)",
+            )
+            .map_err(|error| TokenError::Malformed(error.to_string()))?;
+        let [(tool, scope, resource, audience, expires, node)] = <[_; 1]>::try_from(grants)
+            .map_err(|found| {
+                TokenError::Malformed(format!("expected one grant, found {}", found.len()))
+            })?;
+        let expires_at = DateTime::<Utc>::from(expires);
+
+        if now >= expires_at {
+            return Err(TokenError::Expired { expired_at: expires_at });
+        }
+        if audience != self.runner {
+            return Err(TokenError::WrongAudience {
+                audience,
+                runner: self.runner.clone(),
+            });
+        }
+        if tool != request.tool {
+            return Err(TokenError::ToolNotGranted {
+                granted: tool,
+                requested: request.tool.to_owned(),
+            });
+        }
+        if scope != request.scope {
+            return Err(TokenError::ScopeNotGranted {
+                granted: scope,
+                requested: request.scope.to_owned(),
+            });
+        }
+        if !resource_covers(&resource, request.resource) {
+            return Err(TokenError::ResourceNotGranted {
+                granted: resource,
+                requested: request.resource.to_owned(),
+            });
+        }
+        match authorizer.authorize() {
+            Ok(_) => {}
+            Err(BiscuitError::FailedLogic(Logic::Unauthorized { checks, .. })) => {
+                return Err(TokenError::Restricted(format!("{checks:?}")));
+            }
+            Err(other) => return Err(TokenError::Restricted(other.to_string())),
+        }
+        Ok(Verified {
+            grant: Grant {
+                tool,
+                scope,
+                resource,
+                audience,
+                node,
+            },
+            expires_at,
+        })
+    }
+}
+
+/// Whether a granted resource covers a requested one: equal, or a path
+/// beneath it (`/data` covers `/data/a` but not `/database`). Requests with
+/// `..` segments are never covered.
+pub fn resource_covers(granted: &str, requested: &str) -> bool {
+    if requested.split('/').any(|segment| segment == "..") {
+        return false;
+    }
+    if granted == requested {
+        return true;
+    }
+    match requested.strip_prefix(granted) {
+        Some(rest) => granted.ends_with('/') || rest.starts_with('/'),
+        None => false,
+    }
+}

@@ -1,0 +1,327 @@
+//! Capability tokens: each test is one way a token must (or must not) work.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use biscuit_auth::macros::block;
+use common::{TestStore, at};
+use opticlaw_security::keys::SigningKey;
+use opticlaw_security::token::{
+    CapabilityToken, DEFAULT_TTL, Grant, NoRevocations, Request, Restriction, TokenError,
+    TokenMinter, TokenVerifier, resource_covers, revoke,
+};
+
+const NOW: i64 = 1_800_000_000;
+
+fn grant() -> Grant {
+    Grant {
+        tool: "shell".into(),
+        scope: "read".into(),
+        resource: "/home/me/notes".into(),
+        audience: "runner-1".into(),
+        node: "task-7/node-2".into(),
+    }
+}
+
+fn read(resource: &str) -> Request<'_> {
+    Request {
+        tool: "shell",
+        scope: "read",
+        resource,
+    }
+}
+
+fn setup() -> (TokenMinter, TokenVerifier) {
+    let minter = TokenMinter::new(SigningKey::ephemeral());
+    let verifier = TokenVerifier::new(minter.public_key(), "runner-1");
+    (minter, verifier)
+}
+
+fn mint(minter: &TokenMinter) -> String {
+    minter
+        .mint(&grant(), at(NOW), DEFAULT_TTL)
+        .unwrap()
+        .to_base64()
+}
+
+#[test]
+fn token_authorizes_exactly_its_granted_request() {
+    let (minter, verifier) = setup();
+    let token = mint(&minter);
+    let verified = verifier
+        .verify(&token, &read("/home/me/notes/todo.md"), at(NOW + 1), &NoRevocations)
+        .unwrap();
+    assert_eq!(verified.grant, grant());
+    assert_eq!(verified.expires_at, at(NOW + 300));
+    assert!(
+        verifier
+            .verify(&token, &read("/home/me/notes"), at(NOW + 1), &NoRevocations)
+            .is_ok()
+    );
+}
+
+#[test]
+fn token_signed_by_another_key_is_refused_as_forged() {
+    let (_, verifier) = setup();
+    let attacker = TokenMinter::new(SigningKey::ephemeral());
+    let token = mint(&attacker);
+    let refused = verifier.verify(&token, &read("/home/me/notes"), at(NOW), &NoRevocations);
+    assert!(matches!(refused, Err(TokenError::Forged)), "{refused:?}");
+}
+
+#[test]
+fn token_with_altered_bytes_is_refused() {
+    let (minter, verifier) = setup();
+    let token = mint(&minter);
+    let mut bytes = token.into_bytes();
+    // Flip characters across the payload: every variant must be refused.
+    for index in (10..bytes.len() - 10).step_by(17) {
+        let original = bytes[index];
+        bytes[index] = if original == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(bytes.clone()).unwrap();
+        let refused = verifier.verify(&altered, &read("/home/me/notes"), at(NOW), &NoRevocations);
+        assert!(
+            matches!(refused, Err(TokenError::Forged | TokenError::Malformed(_))),
+            "byte {index}: {refused:?}"
+        );
+        bytes[index] = original;
+    }
+}
+
+#[test]
+fn garbage_is_refused_as_malformed() {
+    let (_, verifier) = setup();
+    for garbage in ["", "not a token", "AAAA"] {
+        let refused = verifier.verify(garbage, &read("/x"), at(NOW), &NoRevocations);
+        assert!(matches!(refused, Err(TokenError::Malformed(_))), "{refused:?}");
+    }
+}
+
+#[test]
+fn expired_token_is_refused() {
+    let (minter, verifier) = setup();
+    let token = mint(&minter);
+    let refused = verifier.verify(&token, &read("/home/me/notes"), at(NOW + 300), &NoRevocations);
+    assert!(
+        matches!(refused, Err(TokenError::Expired { expired_at }) if expired_at == at(NOW + 300)),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn token_for_another_runner_is_refused() {
+    let (minter, _) = setup();
+    let token = mint(&minter);
+    let other = TokenVerifier::new(minter.public_key(), "runner-2");
+    let refused = other.verify(&token, &read("/home/me/notes"), at(NOW), &NoRevocations);
+    assert!(
+        matches!(&refused, Err(TokenError::WrongAudience { audience, runner })
+            if audience == "runner-1" && runner == "runner-2"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn other_tool_scope_or_resource_is_refused_with_the_reason() {
+    let (minter, verifier) = setup();
+    let token = mint(&minter);
+    let now = at(NOW);
+    let tool = Request {
+        tool: "payments",
+        scope: "read",
+        resource: "/home/me/notes",
+    };
+    let scope = Request {
+        tool: "shell",
+        scope: "write",
+        resource: "/home/me/notes",
+    };
+    assert!(matches!(
+        verifier.verify(&token, &tool, now, &NoRevocations),
+        Err(TokenError::ToolNotGranted { .. })
+    ));
+    assert!(matches!(
+        verifier.verify(&token, &scope, now, &NoRevocations),
+        Err(TokenError::ScopeNotGranted { .. })
+    ));
+    for outside in [
+        "/home/me",
+        "/home/me/notes-private",
+        "/home/me/notes/../.ssh/id_ed25519",
+        "/etc/passwd",
+    ] {
+        assert!(
+            matches!(
+                verifier.verify(&token, &read(outside), now, &NoRevocations),
+                Err(TokenError::ResourceNotGranted { .. })
+            ),
+            "{outside}"
+        );
+    }
+}
+
+#[test]
+fn ttl_beyond_the_maximum_is_refused_at_mint() {
+    let (minter, _) = setup();
+    let minted = minter.mint(&grant(), at(NOW), Duration::from_secs(24 * 3600));
+    assert!(matches!(minted, Err(TokenError::TtlTooLong(_))));
+}
+
+#[test]
+fn holder_can_narrow_the_resource() {
+    let (minter, verifier) = setup();
+    let token = CapabilityToken::parse(&mint(&minter), &minter.public_key()).unwrap();
+    let narrowed = token
+        .attenuate(&Restriction::ResourceWithin("/home/me/notes/work".into()))
+        .unwrap()
+        .to_base64();
+    let now = at(NOW);
+    assert!(
+        verifier
+            .verify(&narrowed, &read("/home/me/notes/work/a.md"), now, &NoRevocations)
+            .is_ok()
+    );
+    for refused in ["/home/me/notes/home.md", "/home/me/notes/workshop"] {
+        let result = verifier.verify(&narrowed, &read(refused), now, &NoRevocations);
+        assert!(matches!(result, Err(TokenError::Restricted(_))), "{refused}: {result:?}");
+    }
+}
+
+#[test]
+fn holder_can_shorten_the_lifetime() {
+    let (minter, verifier) = setup();
+    let token = CapabilityToken::parse(&mint(&minter), &minter.public_key()).unwrap();
+    let short = token
+        .attenuate(&Restriction::ExpiresAt(at(NOW + 10)))
+        .unwrap()
+        .to_base64();
+    let request = read("/home/me/notes");
+    assert!(verifier.verify(&short, &request, at(NOW + 9), &NoRevocations).is_ok());
+    assert!(matches!(
+        verifier.verify(&short, &request, at(NOW + 10), &NoRevocations),
+        Err(TokenError::Restricted(_))
+    ));
+}
+
+#[test]
+fn attenuation_cannot_widen_a_token() {
+    let (minter, verifier) = setup();
+    let token = CapabilityToken::parse(&mint(&minter), &minter.public_key()).unwrap();
+    let later = SystemTime::from(at(NOW + 86_400));
+    // A holder appends its own, broader grants and a far-off expiry.
+    let widened = token
+        .attenuate(&Restriction::ResourceWithin("/".into()))
+        .unwrap();
+    let widened = CapabilityToken::parse(&widened.to_base64(), &minter.public_key()).unwrap();
+    let text = append_raw(
+        &widened,
+        block!(
+            r#"grant("payments", "send", "/", "runner-1", {later}, "evil");
+               grant("shell", "write", "/", "runner-2", {later}, "evil");
+               grant("shell", "read", "/", "runner-1", {later}, "evil");"#,
+            later = later,
+        ),
+    );
+    let now = at(NOW);
+    let payments = Request {
+        tool: "payments",
+        scope: "send",
+        resource: "/bank",
+    };
+    assert!(matches!(
+        verifier.verify(&text, &payments, now, &NoRevocations),
+        Err(TokenError::ToolNotGranted { .. })
+    ));
+    assert!(matches!(
+        verifier.verify(&text, &read("/etc/shadow"), now, &NoRevocations),
+        Err(TokenError::ResourceNotGranted { .. })
+    ));
+    assert!(matches!(
+        verifier.verify(&text, &read("/home/me/notes"), at(NOW + 400), &NoRevocations),
+        Err(TokenError::Expired { .. })
+    ));
+    // The original grant still works through the appended blocks.
+    assert!(
+        verifier
+            .verify(&text, &read("/home/me/notes/a"), now, &NoRevocations)
+            .is_ok()
+    );
+}
+
+fn append_raw(token: &CapabilityToken, block: biscuit_auth::builder::BlockBuilder) -> String {
+    // The public API only appends checks; an attacker can append anything.
+    let root = biscuit_auth::KeyPair::new();
+    let _ = root;
+    let text = token.to_base64();
+    let unverified = biscuit_auth::UnverifiedBiscuit::from_base64(&text).unwrap();
+    unverified.append(block).unwrap().to_base64().unwrap()
+}
+
+#[test]
+fn revoked_token_is_refused_when_replayed() {
+    let (minter, verifier) = setup();
+    let store = TestStore::new();
+    let token = minter.mint(&grant(), at(NOW), DEFAULT_TTL).unwrap();
+    let text = token.to_base64();
+    let request = read("/home/me/notes");
+    assert!(verifier.verify(&text, &request, at(NOW), store.conn()).is_ok());
+    revoke(store.conn(), &token, "node finished", at(NOW + 1)).unwrap();
+    assert!(matches!(
+        verifier.verify(&text, &request, at(NOW + 2), store.conn()),
+        Err(TokenError::Revoked)
+    ));
+}
+
+#[test]
+fn revoking_a_token_revokes_what_was_attenuated_from_it_but_not_its_parent() {
+    let (minter, verifier) = setup();
+    let parent = minter.mint(&grant(), at(NOW), DEFAULT_TTL).unwrap();
+    let child = parent
+        .attenuate(&Restriction::ResourceWithin("/home/me/notes/a".into()))
+        .unwrap();
+    let request = read("/home/me/notes/a");
+
+    let mut revoked = HashSet::new();
+    revoked.insert(child.revocation_id());
+    assert!(verifier.verify(&parent.to_base64(), &request, at(NOW), &revoked).is_ok());
+    assert!(matches!(
+        verifier.verify(&child.to_base64(), &request, at(NOW), &revoked),
+        Err(TokenError::Revoked)
+    ));
+
+    let mut revoked = HashSet::new();
+    revoked.insert(parent.revocation_id());
+    assert!(matches!(
+        verifier.verify(&child.to_base64(), &request, at(NOW), &revoked),
+        Err(TokenError::Revoked)
+    ));
+}
+
+#[test]
+fn resource_coverage_respects_path_boundaries() {
+    assert!(resource_covers("/a", "/a"));
+    assert!(resource_covers("/a", "/a/b"));
+    assert!(resource_covers("/a/", "/a/b"));
+    assert!(!resource_covers("/a", "/ab"));
+    assert!(!resource_covers("/a", "/a/../b"));
+    assert!(resource_covers("inbox", "inbox"));
+    assert!(!resource_covers("inbox", "inbox2"));
+}
+
+#[test]
+fn signing_key_file_round_trips_through_mint_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.key");
+    let first = TokenMinter::new(SigningKey::load_or_create(&path).unwrap());
+    let token = mint(&first);
+    let reloaded = SigningKey::load_or_create(&path).unwrap();
+    let verifier = TokenVerifier::new(reloaded.public(), "runner-1");
+    assert!(
+        verifier
+            .verify(&token, &read("/home/me/notes"), at(NOW), &NoRevocations)
+            .is_ok()
+    );
+    assert!(!format!("{first:?}").contains(std::fs::read_to_string(&path).unwrap().trim()));
+}
