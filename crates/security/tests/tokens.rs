@@ -252,8 +252,6 @@ fn attenuation_cannot_widen_a_token() {
 
 fn append_raw(token: &CapabilityToken, block: biscuit_auth::builder::BlockBuilder) -> String {
     // The public API only appends checks; an attacker can append anything.
-    let root = biscuit_auth::KeyPair::new();
-    let _ = root;
     let text = token.to_base64();
     let unverified = biscuit_auth::UnverifiedBiscuit::from_base64(&text).unwrap();
     unverified.append(block).unwrap().to_base64().unwrap()
