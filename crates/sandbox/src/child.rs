@@ -203,7 +203,10 @@ fn mount(
     flags: MsFlags,
     data: Option<&CStr>,
 ) -> Step {
-    at(stage, nix::mount::mount(source, target, fstype, flags, data))
+    at(
+        stage,
+        nix::mount::mount(source, target, fstype, flags, data),
+    )
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -239,7 +242,11 @@ fn set_attr_recursive(stage: Stage, path: &CStr, attrs: u64) -> Step {
             std::mem::size_of::<MountAttr>(),
         )
     };
-    if rc < 0 { Err((stage, Errno::last())) } else { Ok(()) }
+    if rc < 0 {
+        Err((stage, Errno::last()))
+    } else {
+        Ok(())
+    }
 }
 
 /// Writes `data` to the file at `path` (for the `/proc/self/*_map` files).
@@ -297,10 +304,7 @@ impl ChildPlan {
             at(Stage::DropPrivileges, nix::unistd::setresuid(uid, uid, uid))?;
             // Changing uid cleared "dumpable", which makes /proc/self/* owned
             // by root; restore it so we may write our own id maps.
-            at(
-                Stage::DropPrivileges,
-                nix::sys::prctl::set_dumpable(true),
-            )?;
+            at(Stage::DropPrivileges, nix::sys::prctl::set_dumpable(true))?;
         }
         at(Stage::Unshare, nix::sched::unshare(self.unshare))?;
         if self.unshare.contains(nix::sched::CloneFlags::CLONE_NEWUSER) {
@@ -369,7 +373,14 @@ impl ChildPlan {
         at(Stage::PivotBase, nix::unistd::chdir(c"/"))?;
 
         let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
-        mount(Stage::BindRoot, Some(c"/oldroot"), c"/newroot", none, bind, none)?;
+        mount(
+            Stage::BindRoot,
+            Some(c"/oldroot"),
+            c"/newroot",
+            none,
+            bind,
+            none,
+        )?;
         if self.read_only_root {
             set_attr_recursive(
                 Stage::ReadOnlyRoot,

@@ -41,8 +41,8 @@ pub use namespace::NamespaceSandbox;
 pub use probe::{DEFAULT_SANDBOX_ID, ProbeReport, probe};
 pub use seccomp::DENIED_SYSCALLS;
 pub use spec::{
-    Captured, DEFAULT_PATH, ExitStatus, IsolationReport, Limits, Network, ResourceUsage,
-    RunOutput, RunSpec,
+    Captured, DEFAULT_PATH, ExitStatus, IsolationReport, Limits, Network, ResourceUsage, RunOutput,
+    RunSpec,
 };
 
 /// Something that runs a command in isolation.

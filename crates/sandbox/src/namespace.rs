@@ -129,7 +129,11 @@ impl NamespaceSandbox {
         (self.uid, self.gid)
     }
 
-    fn plan(&self, spec: &RunSpec, report_fd: i32) -> Result<(ChildPlan, Vec<PathBuf>), SandboxError> {
+    fn plan(
+        &self,
+        spec: &RunSpec,
+        report_fd: i32,
+    ) -> Result<(ChildPlan, Vec<PathBuf>), SandboxError> {
         let grants = canonical_grants(&spec.writable)?;
         let mut unshare = CloneFlags::CLONE_NEWUSER
             | CloneFlags::CLONE_NEWNS
@@ -236,7 +240,8 @@ impl Sandbox for NamespaceSandbox {
                 "the working directory must be absolute".into(),
             ));
         }
-        let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let (report_r, report_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         let (plan, grants) = self.plan(spec, report_w.as_raw_fd())?;
         let isolation = self.report(&plan, &grants);
 
@@ -260,7 +265,12 @@ impl Sandbox for NamespaceSandbox {
             Ok(child) => child,
             Err(e) => return Err(setup_error(&report_r, e)),
         };
-        let done = supervise(child, start, spec.limits.wall_clock, spec.limits.output_bytes)?;
+        let done = supervise(
+            child,
+            start,
+            spec.limits.wall_clock,
+            spec.limits.output_bytes,
+        )?;
         Ok(RunOutput {
             status: done.status,
             timed_out: done.timed_out,
@@ -324,7 +334,8 @@ fn environment(spec: &RunSpec) -> Vec<(OsString, OsString)> {
         .filter_map(|k| std::env::var_os(k).map(|v| (k.clone(), v)))
         .collect();
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
+    env.entry("PATH".into())
+        .or_insert_with(|| DEFAULT_PATH.into());
     env.into_iter().collect()
 }
 

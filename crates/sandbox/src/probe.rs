@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -134,7 +134,7 @@ fn probe_namespaces(is_root: bool) -> u8 {
         return 0;
     };
     let mut buf = [0u8; 1];
-    let mut reader = std::fs::File::from(OwnedFd::from(reader));
+    let mut reader = std::fs::File::from(reader);
     let got = reader.read(&mut buf).unwrap_or(0);
     let _ = child.wait();
     if got == 1 { buf[0] } else { 0 }
@@ -161,8 +161,8 @@ fn pidfd_works() -> bool {
 fn seccomp_works() -> bool {
     // SAFETY: PR_GET_SECCOMP only reads our own mode.
     let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
-    let actions = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
-        .unwrap_or_default();
+    let actions =
+        std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
     mode >= 0 && actions.split_whitespace().any(|a| a == "errno")
 }
 

@@ -82,10 +82,7 @@ fn arch() -> Result<seccompiler::TargetArch, SandboxError> {
         .map_err(|e| SandboxError::Seccomp(format!("{e:?}")))
 }
 
-fn compile(
-    rules: BTreeMap<i64, Vec<SeccompRule>>,
-    errno: u32,
-) -> Result<BpfProgram, SandboxError> {
+fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: u32) -> Result<BpfProgram, SandboxError> {
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,

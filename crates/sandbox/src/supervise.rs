@@ -80,7 +80,9 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 }
 
 fn remaining(deadline: Instant) -> PollTimeout {
-    let ms = deadline.saturating_duration_since(Instant::now()).as_millis();
+    let ms = deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis();
     PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
 }
 

@@ -75,7 +75,10 @@ fn command_cannot_write_outside_granted_dir() {
     );
     assert!(!Path::new(&host_tmp).exists(), "the host /tmp was written");
     assert!(!Path::new("/etc/opticlaw-escape").exists());
-    assert!(out.stderr.text().contains("Read-only file system"), "{out:?}");
+    assert!(
+        out.stderr.text().contains("Read-only file system"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -108,7 +111,10 @@ fn command_has_no_network() {
     let out = sb.run(&connect).unwrap();
     assert!(out.isolation.net_ns);
     assert!(!out.stdout.text().contains("connected"), "{out:?}");
-    assert!(listener.accept().is_err(), "the host listener saw a connection");
+    assert!(
+        listener.accept().is_err(),
+        "the host listener saw a connection"
+    );
 
     // The same command with the host network does connect: the test above
     // fails if the network namespace is missing.
@@ -160,7 +166,10 @@ fn runaway_command_is_killed_at_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3), "{out:?}");
     // The background child was in the same PID namespace and died with it.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(!granted.path().join("survivor").exists(), "a process outlived the timeout");
+    assert!(
+        !granted.path().join("survivor").exists(),
+        "a process outlived the timeout"
+    );
 }
 
 fn libc_sigkill() -> i32 {
@@ -206,10 +215,14 @@ fn ptrace_is_denied_by_seccomp() {
     #[cfg(target_arch = "aarch64")]
     const SYS_PTRACE: u32 = 117;
     // PTRACE_TRACEME succeeds for any process unless something forbids it.
-    let code = format!("my $r = syscall({SYS_PTRACE}, 0, 0, 0, 0); print \"r=$r errno=\", $!+0, \"\\n\"");
+    let code =
+        format!("my $r = syscall({SYS_PTRACE}, 0, 0, 0, 0); print \"r=$r errno=\", $!+0, \"\\n\"");
     let out = sb.run(&perl(&code)).unwrap();
     if !sb.probe_report().seccomp {
-        assert!(!out.isolation.seccomp, "report claims seccomp the probe did not find");
+        assert!(
+            !out.isolation.seccomp,
+            "report claims seccomp the probe did not find"
+        );
         return;
     }
     assert!(out.isolation.seccomp);
@@ -244,7 +257,9 @@ fn command_is_pid_1_and_sees_only_its_namespace() {
 fn host_secrets_and_devices_are_hidden() {
     let sb = sandbox();
     let out = sb
-        .run(&sh("cat /etc/shadow; ls /dev; test -e /dev/kvm && echo kvm-visible; id -u"))
+        .run(&sh(
+            "cat /etc/shadow; ls /dev; test -e /dev/kvm && echo kvm-visible; id -u",
+        ))
         .unwrap();
     let text = out.stdout.text();
     assert!(!text.contains("root:"), "{out:?}");
@@ -258,6 +273,9 @@ fn host_secrets_and_devices_are_hidden() {
 fn probe_measures_this_machine() {
     let report = opticlaw_sandbox::probe();
     println!("{report}");
-    assert!(report.user_ns && report.mount_ns && report.pid_ns, "{report}");
+    assert!(
+        report.user_ns && report.mount_ns && report.pid_ns,
+        "{report}"
+    );
     assert!(!report.kernel.is_empty());
 }
