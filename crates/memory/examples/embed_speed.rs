@@ -18,5 +18,8 @@ fn main() {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let s = Instant::now();
     e.embed(&refs).unwrap();
-    println!("batch of 64: {:.1} texts/s", 64.0 / s.elapsed().as_secs_f64());
+    println!(
+        "batch of 64: {:.1} texts/s",
+        64.0 / s.elapsed().as_secs_f64()
+    );
 }

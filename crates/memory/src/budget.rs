@@ -41,7 +41,14 @@ pub struct ContextRequest {
 impl ContextRequest {
     /// A request with the default confidence target (0.9).
     pub fn new(query: &str, budget_tokens: usize) -> Self {
-        Self { query: query.to_string(), budget_tokens, confidence_target: 0.9, thread_id: None, now: None, hints: RetrievalHints::default() }
+        Self {
+            query: query.to_string(),
+            budget_tokens,
+            confidence_target: 0.9,
+            thread_id: None,
+            now: None,
+            hints: RetrievalHints::default(),
+        }
     }
 }
 
@@ -96,7 +103,11 @@ pub struct ContextPack {
 impl ContextPack {
     /// The slices' text joined for a prompt.
     pub fn text(&self) -> String {
-        self.slices.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("\n")
+        self.slices
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -115,17 +126,36 @@ const TOP_HIT_PROBABILITY: f32 = 0.6;
 impl MemoryEngine {
     /// Choose the context for `req` (see the module docs).
     pub fn build_context(&self, req: &ContextRequest) -> Result<ContextPack> {
-        let query = Query { text: req.query.clone(), limit: 20, thread_id: req.thread_id.clone(), now: req.now, hints: req.hints.clone() };
+        let query = Query {
+            text: req.query.clone(),
+            limit: 20,
+            thread_id: req.thread_id.clone(),
+            now: req.now,
+            hints: req.hints.clone(),
+        };
         let hits = self.search(&query)?;
         let Some(top) = hits.first().map(|h| h.score) else {
-            return Ok(ContextPack { stop_reason: "no memory matches the query".into(), ..ContextPack::default() });
+            return Ok(ContextPack {
+                stop_reason: "no memory matches the query".into(),
+                ..ContextPack::default()
+            });
         };
         // Relevance falls with the square of the score ratio to the best hit.
-        let p: Vec<f32> = hits.iter().map(|h| TOP_HIT_PROBABILITY * (h.score / top).powi(2)).collect();
+        let p: Vec<f32> = hits
+            .iter()
+            .map(|h| TOP_HIT_PROBABILITY * (h.score / top).powi(2))
+            .collect();
         let mut candidates: Vec<Candidate> = Vec::new();
         // Summaries covering the hits, coarse levels first.
-        let hit_index: HashMap<i64, usize> = hits.iter().enumerate().map(|(i, h)| (h.memory.seq, i)).collect();
-        let threads: HashSet<&str> = hits.iter().filter_map(|h| h.memory.record.thread_id.as_deref()).collect();
+        let hit_index: HashMap<i64, usize> = hits
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.memory.seq, i))
+            .collect();
+        let threads: HashSet<&str> = hits
+            .iter()
+            .filter_map(|h| h.memory.record.thread_id.as_deref())
+            .collect();
         for t in threads {
             for s in self.summaries(t, None)? {
                 // A record the summary quotes is fully carried; one it only
@@ -136,15 +166,31 @@ impl MemoryEngine {
                     .sources
                     .iter()
                     .filter_map(|seq| hit_index.get(seq))
-                    .map(|&i| (i, if s.content.contains(hits[i].memory.content()) { 1.0 } else { gist }))
+                    .map(|&i| {
+                        (
+                            i,
+                            if s.content.contains(hits[i].memory.content()) {
+                                1.0
+                            } else {
+                                gist
+                            },
+                        )
+                    })
                     .collect();
                 if carries.is_empty() {
                     continue;
                 }
                 candidates.push(Candidate {
-                    source: SliceSource::Summary { summary_id: s.summary_id, level: s.level },
+                    source: SliceSource::Summary {
+                        summary_id: s.summary_id,
+                        level: s.level,
+                    },
                     tokens,
-                    why: format!("{} summary covering {} of the top hits", s.level.as_str(), carries.len()),
+                    why: format!(
+                        "{} summary covering {} of the top hits",
+                        s.level.as_str(),
+                        carries.len()
+                    ),
                     text: s.content,
                     carries,
                 });
@@ -153,7 +199,9 @@ impl MemoryEngine {
         for (i, h) in hits.iter().enumerate() {
             let text = h.memory.render();
             candidates.push(Candidate {
-                source: SliceSource::Record { memory_id: h.memory.id() },
+                source: SliceSource::Record {
+                    memory_id: h.memory.id(),
+                },
                 tokens: estimate_tokens(&text),
                 why: format!("hit #{} (p={:.2})", i + 1, p[i]),
                 text,
@@ -168,7 +216,10 @@ impl MemoryEngine {
             pack.confidence = confidence;
             if confidence >= req.confidence_target {
                 pack.target_met = true;
-                pack.stop_reason = format!("confidence {:.2} reached the target {:.2}", confidence, req.confidence_target);
+                pack.stop_reason = format!(
+                    "confidence {:.2} reached the target {:.2}",
+                    confidence, req.confidence_target
+                );
                 break;
             }
             let best = candidates
@@ -179,7 +230,12 @@ impl MemoryEngine {
                     let after: f32 = missing
                         .iter()
                         .enumerate()
-                        .map(|(h, m)| c.carries.iter().filter(|(ci, _)| *ci == h).fold(*m, |m, (_, share)| m * (1.0 - p[h] * share)))
+                        .map(|(h, m)| {
+                            c.carries
+                                .iter()
+                                .filter(|(ci, _)| *ci == h)
+                                .fold(*m, |m, (_, share)| m * (1.0 - p[h] * share))
+                        })
                         .product();
                     let gain = (1.0 - after) - confidence;
                     // Fewest slices: the largest gain wins; summaries get a
@@ -202,7 +258,13 @@ impl MemoryEngine {
                 missing[h] *= 1.0 - p[h] * share;
             }
             pack.tokens += c.tokens;
-            pack.slices.push(Slice { source: c.source.clone(), text: c.text.clone(), tokens: c.tokens, gain, why: c.why.clone() });
+            pack.slices.push(Slice {
+                source: c.source.clone(),
+                text: c.text.clone(),
+                tokens: c.tokens,
+                gain,
+                why: c.why.clone(),
+            });
         }
         Ok(pack)
     }

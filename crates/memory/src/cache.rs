@@ -22,7 +22,12 @@ fn cost(m: &StoredMemory) -> usize {
 impl HotCache {
     /// A cache holding at most `budget` bytes of records.
     pub fn new(budget: usize) -> Self {
-        Self { budget, used: 0, threads: HashMap::new(), lru: VecDeque::new() }
+        Self {
+            budget,
+            used: 0,
+            threads: HashMap::new(),
+            lru: VecDeque::new(),
+        }
     }
 
     /// Approximate bytes held.
@@ -57,7 +62,9 @@ impl HotCache {
         self.used += c;
         self.threads.entry(thread).or_default().push_back(m);
         while self.used > self.budget {
-            let Some(victim) = self.lru.front().cloned() else { break };
+            let Some(victim) = self.lru.front().cloned() else {
+                break;
+            };
             let q = self.threads.get_mut(&victim);
             match q.and_then(VecDeque::pop_front) {
                 Some(old) => self.used -= cost(&old),
@@ -71,7 +78,9 @@ impl HotCache {
 
     /// The last `n` cached records of `thread`, oldest first.
     pub fn recent(&self, thread: &str, n: usize) -> Vec<&StoredMemory> {
-        self.threads.get(thread).map_or_else(Vec::new, |q| q.iter().skip(q.len().saturating_sub(n)).collect())
+        self.threads.get(thread).map_or_else(Vec::new, |q| {
+            q.iter().skip(q.len().saturating_sub(n)).collect()
+        })
     }
 
     /// Drop a record (after it was forgotten).
@@ -132,6 +141,9 @@ mod tests {
             assert!(c.used_bytes() <= 2_000);
         }
         let recent = c.recent("b", 2);
-        assert_eq!(recent.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![97, 99]);
+        assert_eq!(
+            recent.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![97, 99]
+        );
     }
 }

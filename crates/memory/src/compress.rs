@@ -69,7 +69,12 @@ pub trait Summarizer {
     /// `"extractive"`, or the model used.
     fn method(&self) -> &str;
     /// Summarise `records` (time-ordered) at `level`.
-    fn summarize(&self, level: Level, records: &[StoredMemory], budget_tokens: usize) -> Result<String>;
+    fn summarize(
+        &self,
+        level: Level,
+        records: &[StoredMemory],
+        budget_tokens: usize,
+    ) -> Result<String>;
 }
 
 /// Picks the most salient, most central sentences, keeps them in time order.
@@ -81,7 +86,12 @@ impl Summarizer for ExtractiveSummarizer {
         "extractive"
     }
 
-    fn summarize(&self, _level: Level, records: &[StoredMemory], budget_tokens: usize) -> Result<String> {
+    fn summarize(
+        &self,
+        _level: Level,
+        records: &[StoredMemory],
+        budget_tokens: usize,
+    ) -> Result<String> {
         // Centrality: how many content words a record shares with the rest.
         let mut df: HashMap<String, usize> = HashMap::new();
         let bags: Vec<Vec<String>> = records
@@ -102,8 +112,12 @@ impl Summarizer for ExtractiveSummarizer {
             .zip(&bags)
             .enumerate()
             .map(|(i, (r, b))| {
-                let central = b.iter().map(|w| (df[w] as f32 - 1.0).min(3.0)).sum::<f32>() / (b.len() as f32 + 4.0);
-                (i, r.record.salience + 0.3 * central + if r.record.pinned { 1.0 } else { 0.0 })
+                let central = b.iter().map(|w| (df[w] as f32 - 1.0).min(3.0)).sum::<f32>()
+                    / (b.len() as f32 + 4.0);
+                (
+                    i,
+                    r.record.salience + 0.3 * central + if r.record.pinned { 1.0 } else { 0.0 },
+                )
             })
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -119,7 +133,11 @@ impl Summarizer for ExtractiveSummarizer {
             chosen.push(i);
         }
         chosen.sort_unstable();
-        Ok(chosen.into_iter().map(|i| records[i].render()).collect::<Vec<_>>().join("\n"))
+        Ok(chosen
+            .into_iter()
+            .map(|i| records[i].render())
+            .collect::<Vec<_>>()
+            .join("\n"))
     }
 }
 
@@ -163,7 +181,9 @@ fn insert_summary(
     content: &str,
     method: &str,
 ) -> Result<()> {
-    let (Some(first), Some(last)) = (records.first(), records.last()) else { return Ok(()) };
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Ok(());
+    };
     conn.execute(
         "INSERT INTO memory_summaries (thread_id, level, start_at, end_at, content, method, created_at, source_tokens)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -179,7 +199,9 @@ fn insert_summary(
         ],
     )?;
     let id = conn.last_insert_rowid();
-    let mut stmt = conn.prepare_cached("INSERT OR IGNORE INTO memory_summary_sources (summary_id, seq) VALUES (?1, ?2)")?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO memory_summary_sources (summary_id, seq) VALUES (?1, ?2)",
+    )?;
     for r in records {
         stmt.execute(params![id, r.seq])?;
     }
@@ -192,7 +214,8 @@ pub fn sessions(records: &[StoredMemory]) -> Vec<&[StoredMemory]> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..records.len() {
-        if records[i].occurred_at - records[i - 1].occurred_at > Duration::hours(SESSION_GAP_HOURS) {
+        if records[i].occurred_at - records[i - 1].occurred_at > Duration::hours(SESSION_GAP_HOURS)
+        {
             out.push(&records[start..i]);
             start = i;
         }
@@ -222,9 +245,13 @@ pub fn summaries(conn: &Connection, thread: &str, level: Option<Level>) -> Resul
         })
     })?;
     let mut out: Vec<Summary> = rows.collect::<rusqlite::Result<_>>()?;
-    let mut src = conn.prepare_cached("SELECT seq FROM memory_summary_sources WHERE summary_id = ?1 ORDER BY seq")?;
+    let mut src = conn.prepare_cached(
+        "SELECT seq FROM memory_summary_sources WHERE summary_id = ?1 ORDER BY seq",
+    )?;
     for s in &mut out {
-        s.sources = src.query_map([s.summary_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        s.sources = src
+            .query_map([s.summary_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
     }
     Ok(out)
 }
@@ -243,13 +270,22 @@ pub struct DecayPolicy {
 
 impl Default for DecayPolicy {
     fn default() -> Self {
-        Self { half_life_days: 30.0, forget_below: 0.05, require_summary: true }
+        Self {
+            half_life_days: 30.0,
+            forget_below: 0.05,
+            require_summary: true,
+        }
     }
 }
 
 /// The salience of a record after decay: halves every `half_life_days`
 /// since it last mattered (occurred or was retrieved), lifted by use.
-pub fn decayed_salience(salience: f32, days_idle: f32, access_count: u32, half_life_days: f32) -> f32 {
+pub fn decayed_salience(
+    salience: f32,
+    days_idle: f32,
+    access_count: u32,
+    half_life_days: f32,
+) -> f32 {
     let use_boost = 1.0 + (access_count as f32).ln_1p() * 0.5;
     (salience * use_boost * 0.5f32.powf(days_idle.max(0.0) / half_life_days)).min(1.0)
 }
@@ -257,24 +293,43 @@ pub fn decayed_salience(salience: f32, days_idle: f32, access_count: u32, half_l
 impl MemoryEngine {
     /// Write rolling summaries for `thread`: new complete micro windows, new
     /// closed sessions (meso), and the macro summary rebuilt. One transaction.
-    pub fn compact_thread(&mut self, thread: &str, summarizer: &dyn Summarizer, now: DateTime<Utc>) -> Result<CompactionReport> {
+    pub fn compact_thread(
+        &mut self,
+        thread: &str,
+        summarizer: &dyn Summarizer,
+        now: DateTime<Utc>,
+    ) -> Result<CompactionReport> {
         let records = crate::store::thread_records(&self.conn, thread, None, None)?;
         let existing = summaries(&self.conn, thread, None)?;
         let covered = |level: Level, first: &StoredMemory| {
-            existing.iter().any(|s| s.level == level && s.sources.first() == Some(&first.seq))
+            existing
+                .iter()
+                .any(|s| s.level == level && s.sources.first() == Some(&first.seq))
         };
         let mut report = CompactionReport::default();
         let tx = self.conn.unchecked_transaction()?;
-        for window in records.chunks(MICRO_WINDOW).filter(|w| w.len() == MICRO_WINDOW) {
+        for window in records
+            .chunks(MICRO_WINDOW)
+            .filter(|w| w.len() == MICRO_WINDOW)
+        {
             if !covered(Level::Micro, &window[0]) {
-                let text = summarizer.summarize(Level::Micro, window, Level::Micro.budget_tokens())?;
-                insert_summary(&tx, thread, Level::Micro, window, &text, summarizer.method())?;
+                let text =
+                    summarizer.summarize(Level::Micro, window, Level::Micro.budget_tokens())?;
+                insert_summary(
+                    &tx,
+                    thread,
+                    Level::Micro,
+                    window,
+                    &text,
+                    summarizer.method(),
+                )?;
                 report.micro += 1;
             }
         }
         let sess = sessions(&records);
         for (i, s) in sess.iter().enumerate() {
-            let closed = i + 1 < sess.len() || now - s[s.len() - 1].occurred_at > Duration::hours(SESSION_GAP_HOURS);
+            let closed = i + 1 < sess.len()
+                || now - s[s.len() - 1].occurred_at > Duration::hours(SESSION_GAP_HOURS);
             if closed && !covered(Level::Meso, &s[0]) {
                 let text = summarizer.summarize(Level::Meso, s, Level::Meso.budget_tokens())?;
                 insert_summary(&tx, thread, Level::Meso, s, &text, summarizer.method())?;
@@ -287,9 +342,20 @@ impl MemoryEngine {
                    (SELECT summary_id FROM memory_summaries WHERE thread_id = ?1 AND level = 'macro')",
                 [thread],
             )?;
-            tx.execute("DELETE FROM memory_summaries WHERE thread_id = ?1 AND level = 'macro'", [thread])?;
-            let text = summarizer.summarize(Level::Macro, &records, Level::Macro.budget_tokens())?;
-            insert_summary(&tx, thread, Level::Macro, &records, &text, summarizer.method())?;
+            tx.execute(
+                "DELETE FROM memory_summaries WHERE thread_id = ?1 AND level = 'macro'",
+                [thread],
+            )?;
+            let text =
+                summarizer.summarize(Level::Macro, &records, Level::Macro.budget_tokens())?;
+            insert_summary(
+                &tx,
+                thread,
+                Level::Macro,
+                &records,
+                &text,
+                summarizer.method(),
+            )?;
             report.macro_ = 1;
         }
         tx.commit()?;
@@ -311,7 +377,13 @@ impl MemoryEngine {
                    FROM memory_records r WHERE pinned = 0",
             )?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)? as f32, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, bool>(4)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, f64>(1)? as f32,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
             })?;
             let mut v = Vec::new();
             for row in rows {
@@ -335,4 +407,3 @@ impl MemoryEngine {
         Ok(victims.len())
     }
 }
-

@@ -33,14 +33,24 @@ impl DoctorReport {
 impl std::fmt::Display for DoctorReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for c in &self.checks {
-            writeln!(f, "[{}] {}: {}", if c.ok { "ok" } else { "missing" }, c.name, c.detail)?;
+            writeln!(
+                f,
+                "[{}] {}: {}",
+                if c.ok { "ok" } else { "missing" },
+                c.name,
+                c.detail
+            )?;
         }
         Ok(())
     }
 }
 
 fn check(name: &str, ok: bool, detail: String) -> Check {
-    Check { name: name.into(), ok, detail }
+    Check {
+        name: name.into(),
+        ok,
+        detail,
+    }
 }
 
 /// Environment checks that need no engine: the embeddings feature and the
@@ -53,7 +63,8 @@ pub fn doctor_environment() -> DoctorReport {
         if cfg!(feature = "embeddings") {
             "built with in-process embeddings (candle)".into()
         } else {
-            "built without `embeddings`: only full-text and graph retrieval, or an HTTP embedder".into()
+            "built without `embeddings`: only full-text and graph retrieval, or an HTTP embedder"
+                .into()
         },
     ));
     match find_model_dir() {
@@ -85,11 +96,19 @@ impl MemoryEngine {
     /// embedder, vectors missing for records.
     pub fn doctor(&self) -> DoctorReport {
         let mut report = doctor_environment();
-        let fts = self.conn.query_row("SELECT COUNT(*) FROM memory_fts", [], |r| r.get::<_, i64>(0));
-        report.checks.push(check("full-text index", fts.is_ok(), match fts {
-            Ok(n) => format!("FTS5 with {n} rows"),
-            Err(e) => format!("FTS5 unavailable: {e}"),
-        }));
+        let fts = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM memory_fts", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        report.checks.push(check(
+            "full-text index",
+            fts.is_ok(),
+            match fts {
+                Ok(n) => format!("FTS5 with {n} rows"),
+                Err(e) => format!("FTS5 unavailable: {e}"),
+            },
+        ));
         match self.embedder_model() {
             Some(m) => {
                 let missing: i64 = self
@@ -100,7 +119,11 @@ impl MemoryEngine {
                         |r| r.get(0),
                     )
                     .unwrap_or(-1);
-                report.checks.push(check("embedder", missing == 0, format!("{m}; {missing} records without a vector")));
+                report.checks.push(check(
+                    "embedder",
+                    missing == 0,
+                    format!("{m}; {missing} records without a vector"),
+                ));
             }
             None => report.checks.push(check(
                 "embedder",

@@ -51,7 +51,10 @@ pub struct MemoryEngine {
 impl std::fmt::Debug for MemoryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryEngine")
-            .field("embedder", &self.embedder.as_ref().map(|e| e.model_id().to_string()))
+            .field(
+                "embedder",
+                &self.embedder.as_ref().map(|e| e.model_id().to_string()),
+            )
             .field("vectors", &self.vectors)
             .finish()
     }
@@ -59,7 +62,9 @@ impl std::fmt::Debug for MemoryEngine {
 
 /// Decode bytes as record content, with a clear error for invalid UTF-8.
 pub fn content_from_bytes(bytes: Vec<u8>) -> Result<String> {
-    String::from_utf8(bytes).map_err(|e| MemoryError::InvalidUtf8 { offset: e.utf8_error().valid_up_to() })
+    String::from_utf8(bytes).map_err(|e| MemoryError::InvalidUtf8 {
+        offset: e.utf8_error().valid_up_to(),
+    })
 }
 
 /// Earlier turns of a thread indexed as a new episodic record's context.
@@ -86,7 +91,9 @@ impl MemoryEngine {
     /// [`MemoryEngine::open`] with a config.
     pub fn open_with(path: impl AsRef<Path>, config: EngineConfig) -> Result<Self> {
         let conn = Connection::open(path)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;")?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;",
+        )?;
         Self::from_connection(conn, config)
     }
 
@@ -98,7 +105,13 @@ impl MemoryEngine {
     /// Wrap an existing connection, applying [`crate::MIGRATIONS`].
     pub fn from_connection(conn: Connection, config: EngineConfig) -> Result<Self> {
         crate::schema::migrate(&conn)?;
-        Ok(Self { conn, embedder: None, vectors: None, hot: HotCache::new(config.hot_cache_bytes), config })
+        Ok(Self {
+            conn,
+            embedder: None,
+            vectors: None,
+            hot: HotCache::new(config.hot_cache_bytes),
+            config,
+        })
     }
 
     /// The underlying connection (read-only use by callers).
@@ -113,19 +126,33 @@ impl MemoryEngine {
         let dim = embedder.dim();
         let stored: Option<i64> = self
             .conn
-            .query_row("SELECT dim FROM memory_vectors WHERE model = ?1 LIMIT 1", [embedder.model_id()], |r| r.get(0))
+            .query_row(
+                "SELECT dim FROM memory_vectors WHERE model = ?1 LIMIT 1",
+                [embedder.model_id()],
+                |r| r.get(0),
+            )
             .ok();
         if let Some(d) = stored.filter(|&d| d as usize != dim) {
-            return Err(MemoryError::DimensionMismatch { expected: d as usize, actual: dim });
+            return Err(MemoryError::DimensionMismatch {
+                expected: d as usize,
+                actual: dim,
+            });
         }
         let probe = embedder.embed(&["dimension probe"])?;
         if probe.first().map(Vec::len) != Some(dim) {
-            return Err(MemoryError::DimensionMismatch { expected: dim, actual: probe.first().map_or(0, Vec::len) });
+            return Err(MemoryError::DimensionMismatch {
+                expected: dim,
+                actual: probe.first().map_or(0, Vec::len),
+            });
         }
         let mut index = VectorIndex::with_threshold(dim, self.config.hnsw_threshold);
         {
-            let mut stmt = self.conn.prepare("SELECT seq, vector FROM memory_vectors WHERE model = ?1")?;
-            let rows = stmt.query_map([embedder.model_id()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+            let mut stmt = self
+                .conn
+                .prepare("SELECT seq, vector FROM memory_vectors WHERE model = ?1")?;
+            let rows = stmt.query_map([embedder.model_id()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
             let mut all = Vec::new();
             for row in rows {
                 let (seq, blob) = row?;
@@ -145,14 +172,17 @@ impl MemoryEngine {
     }
 
     fn embed_missing(&mut self) -> Result<()> {
-        let Some(model) = self.embedder.as_ref().map(|e| e.model_id().to_string()) else { return Ok(()) };
+        let Some(model) = self.embedder.as_ref().map(|e| e.model_id().to_string()) else {
+            return Ok(());
+        };
         let missing: Vec<(i64, String)> = {
             let mut stmt = self.conn.prepare(
                 "SELECT seq, CASE WHEN speaker IS NULL THEN content ELSE speaker || ': ' || content END
                    FROM memory_records r WHERE NOT EXISTS
                    (SELECT 1 FROM memory_vectors v WHERE v.seq = r.seq AND v.model = ?1)",
             )?;
-            stmt.query_map([&model], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
+            stmt.query_map([&model], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
         };
         let mut pending = Vec::new();
         for chunk in missing.chunks(1024) {
@@ -177,20 +207,32 @@ impl MemoryEngine {
     }
 
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let Some(e) = &self.embedder else { return Ok(Vec::new()) };
+        let Some(e) = &self.embedder else {
+            return Ok(Vec::new());
+        };
         let vecs = e.embed(texts)?;
         if vecs.len() != texts.len() {
-            return Err(MemoryError::Embedder(format!("{} vectors for {} texts", vecs.len(), texts.len())));
+            return Err(MemoryError::Embedder(format!(
+                "{} vectors for {} texts",
+                vecs.len(),
+                texts.len()
+            )));
         }
         if let Some(bad) = vecs.iter().find(|v| v.len() != e.dim()) {
-            return Err(MemoryError::DimensionMismatch { expected: e.dim(), actual: bad.len() });
+            return Err(MemoryError::DimensionMismatch {
+                expected: e.dim(),
+                actual: bad.len(),
+            });
         }
         Ok(vecs)
     }
 
     fn prepare(&self, mut new: NewMemory, now: DateTime<Utc>) -> Result<PreparedRecord> {
         if new.content.len() > self.config.max_record_bytes {
-            return Err(MemoryError::Oversized { size: new.content.len(), limit: self.config.max_record_bytes });
+            return Err(MemoryError::Oversized {
+                size: new.content.len(),
+                limit: self.config.max_record_bytes,
+            });
         }
         if new.content.trim().is_empty() {
             return Err(MemoryError::Invalid("content is empty".into()));
@@ -203,7 +245,11 @@ impl MemoryEngine {
                 return Err(MemoryError::Invalid(format!("{name} {v} is outside 0..=1")));
             }
         }
-        let mut entities: Vec<String> = new.entities.iter().map(|e| crate::text::normalise_entity_key(e)).collect();
+        let mut entities: Vec<String> = new
+            .entities
+            .iter()
+            .map(|e| crate::text::normalise_entity_key(e))
+            .collect();
         entities.extend(crate::text::extract_entities(&new.content));
         if let Some(s) = &new.speaker {
             entities.push(crate::text::normalise_entity_key(&format!("person:{s}")));
@@ -215,11 +261,22 @@ impl MemoryEngine {
             (Some(t), opticlaw_core::MemoryType::Episodic) => self.hot.recent(t, CONTEXT_BEFORE),
             _ => Vec::new(),
         };
-        let next_of: Vec<i64> = before.iter().rev().take(CONTEXT_AFTER).map(|m| m.seq).collect();
-        let context = before.iter().map(|m| m.record.content.as_str()).collect::<Vec<_>>().join(" ");
-                Ok(PreparedRecord {
+        let next_of: Vec<i64> = before
+            .iter()
+            .rev()
+            .take(CONTEXT_AFTER)
+            .map(|m| m.seq)
+            .collect();
+        let context = before
+            .iter()
+            .map(|m| m.record.content.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(PreparedRecord {
             memory_id: new.memory_id.unwrap_or_else(Uuid::now_v7),
-            salience: new.salience.unwrap_or_else(|| crate::text::heuristic_salience(&new.content)),
+            salience: new
+                .salience
+                .unwrap_or_else(|| crate::text::heuristic_salience(&new.content)),
             occurred_at: new.occurred_at.unwrap_or(now),
             created_at: now,
             entities,
@@ -245,7 +302,10 @@ impl MemoryEngine {
     }
 
     /// [`MemoryEngine::add_batch`], naming the index of the record that failed.
-    pub(crate) fn add_batch_numbered(&mut self, news: Vec<NewMemory>) -> Result<Vec<StoredMemory>, (usize, MemoryError)> {
+    pub(crate) fn add_batch_numbered(
+        &mut self,
+        news: Vec<NewMemory>,
+    ) -> Result<Vec<StoredMemory>, (usize, MemoryError)> {
         let at = |i: usize| move |e: MemoryError| (i, e);
         let now = Utc::now();
         for new in &news {
@@ -254,7 +314,10 @@ impl MemoryEngine {
             }
         }
         let mut stored: Vec<StoredMemory> = Vec::with_capacity(news.len());
-        let tx = self.conn.unchecked_transaction().map_err(|e| (0, e.into()))?;
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| (0, e.into()))?;
         let mut prepared = Vec::with_capacity(news.len());
         let mut failure = None;
         for (i, new) in news.into_iter().enumerate() {
@@ -323,8 +386,9 @@ impl MemoryEngine {
             "SELECT {} FROM memory_records WHERE thread_id = ?1 ORDER BY occurred_at DESC, seq DESC LIMIT 4",
             store::RECORD_COLUMNS
         ))?;
-        let mut last: Vec<StoredMemory> =
-            stmt.query_map([thread], store::row_to_memory)?.collect::<rusqlite::Result<_>>()?;
+        let mut last: Vec<StoredMemory> = stmt
+            .query_map([thread], store::row_to_memory)?
+            .collect::<rusqlite::Result<_>>()?;
         last.reverse();
         for m in last {
             self.hot.push(m);
@@ -384,11 +448,18 @@ impl MemoryEngine {
     /// Hybrid search (see [`crate::retrieve`]).
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>> {
         let query_vector = match &self.embedder {
-            Some(e) if !query.text.trim().is_empty() => self.embed_texts(&[query.text.as_str()])?.pop(),
+            Some(e) if !query.text.trim().is_empty() => {
+                self.embed_texts(&[query.text.as_str()])?.pop()
+            }
             _ => None,
         };
-        Retriever { conn: &self.conn, vectors: self.vectors.as_ref(), query_vector, weights: &self.config.fusion }
-            .search(query)
+        Retriever {
+            conn: &self.conn,
+            vectors: self.vectors.as_ref(),
+            query_vector,
+            weights: &self.config.fusion,
+        }
+        .search(query)
     }
 
     /// Add a relation between two entities (`person:sam -works_at-> org:acme`).

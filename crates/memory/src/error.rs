@@ -26,7 +26,9 @@ pub enum MemoryError {
     #[error("invalid record: {0}")]
     Invalid(String),
     /// A vector had a different dimension than the index holds.
-    #[error("embedding dimension mismatch: index holds {expected}-dimensional vectors, got {actual}")]
+    #[error(
+        "embedding dimension mismatch: index holds {expected}-dimensional vectors, got {actual}"
+    )]
     DimensionMismatch {
         /// Dimension the index was created with.
         expected: usize,

@@ -19,7 +19,13 @@ pub struct Neighbour {
 
 /// Add (or strengthen) the relation `src -[relation]-> dst`, creating the
 /// entities as needed.
-pub fn relate(conn: &Connection, src: &str, relation: &str, dst: &str, now: DateTime<Utc>) -> Result<()> {
+pub fn relate(
+    conn: &Connection,
+    src: &str,
+    relation: &str,
+    dst: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let s = crate::store::upsert_entity(conn, &normalise_entity_key(src), now)?;
     let d = crate::store::upsert_entity(conn, &normalise_entity_key(dst), now)?;
     crate::store::add_relation_row(conn, s, relation, d, None, now)
@@ -30,7 +36,11 @@ pub fn relate(conn: &Connection, src: &str, relation: &str, dst: &str, now: Date
 pub fn neighbours(conn: &Connection, key: &str, max_depth: u32) -> Result<Vec<Neighbour>> {
     let key = normalise_entity_key(key);
     let Some(start): Option<i64> = conn
-        .query_row("SELECT entity_id FROM memory_entities WHERE key = ?1", [&key], |r| r.get(0))
+        .query_row(
+            "SELECT entity_id FROM memory_entities WHERE key = ?1",
+            [&key],
+            |r| r.get(0),
+        )
         .optional()?
     else {
         return Ok(Vec::new());
@@ -47,14 +57,22 @@ pub fn neighbours(conn: &Connection, key: &str, max_depth: u32) -> Result<Vec<Ne
           WHERE w.entity_id != ?1 GROUP BY e.key ORDER BY MIN(w.depth), e.key",
     )?;
     let rows = stmt.query_map(params![start, max_depth], |r| {
-        Ok(Neighbour { key: r.get(0)?, depth: r.get::<_, i64>(1)? as u32, relation: r.get(2)? })
+        Ok(Neighbour {
+            key: r.get(0)?,
+            depth: r.get::<_, i64>(1)? as u32,
+            relation: r.get(2)?,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Seqs of records linked to any of the entity keys, newest first, with the
 /// number of those entities each record mentions.
-pub fn records_for_entities(conn: &Connection, keys: &[String], limit: usize) -> Result<Vec<(i64, u32)>> {
+pub fn records_for_entities(
+    conn: &Connection,
+    keys: &[String],
+    limit: usize,
+) -> Result<Vec<(i64, u32)>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -81,7 +99,9 @@ pub fn entities_named(conn: &Connection, words: &[String]) -> Result<Vec<(String
     )?;
     let mut out = Vec::new();
     for w in words {
-        let rows = stmt.query_map([w], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let rows = stmt.query_map([w], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
         for row in rows {
             out.push(row?);
         }

@@ -59,9 +59,10 @@ pub struct ExportLine {
 impl MemoryEngine {
     /// Write every record as JSON Lines, oldest first; returns the count.
     pub fn export_jsonl(&self, mut out: impl Write) -> Result<usize> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {} FROM memory_records ORDER BY seq", crate::store::RECORD_COLUMNS))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {} FROM memory_records ORDER BY seq",
+            crate::store::RECORD_COLUMNS
+        ))?;
         let rows = stmt.query_map([], crate::store::row_to_memory)?;
         let mut n = 0;
         for row in rows {
@@ -104,8 +105,10 @@ impl MemoryEngine {
             if text.trim().is_empty() {
                 continue;
             }
-            let l: ExportLine = serde_json::from_str(text)
-                .map_err(|e| MemoryError::Import { line: line_no, message: e.to_string() })?;
+            let l: ExportLine = serde_json::from_str(text).map_err(|e| MemoryError::Import {
+                line: line_no,
+                message: e.to_string(),
+            })?;
             news.push((
                 line_no,
                 NewMemory {
@@ -128,7 +131,10 @@ impl MemoryEngine {
         let lines: Vec<usize> = news.iter().map(|(l, _)| *l).collect();
         let n = news.len();
         self.add_batch_numbered(news.into_iter().map(|(_, m)| m).collect())
-            .map_err(|(idx, e)| MemoryError::Import { line: lines.get(idx).copied().unwrap_or(0), message: e.to_string() })?;
+            .map_err(|(idx, e)| MemoryError::Import {
+                line: lines.get(idx).copied().unwrap_or(0),
+                message: e.to_string(),
+            })?;
         Ok(n)
     }
 }

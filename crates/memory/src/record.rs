@@ -84,7 +84,11 @@ impl NewMemory {
     }
 
     /// A fact, preference or concept with a confidence and a source.
-    pub fn semantic(content: impl Into<String>, confidence: f32, source: impl Into<String>) -> Self {
+    pub fn semantic(
+        content: impl Into<String>,
+        confidence: f32,
+        source: impl Into<String>,
+    ) -> Self {
         Self {
             confidence: Some(confidence),
             source: Some(source.into()),

@@ -53,7 +53,11 @@ pub struct Query {
 impl Query {
     /// A query for the `limit` best hits of `text`.
     pub fn new(text: impl Into<String>, limit: usize) -> Self {
-        Self { text: text.into(), limit, ..Self::default() }
+        Self {
+            text: text.into(),
+            limit,
+            ..Self::default()
+        }
     }
 }
 
@@ -152,15 +156,21 @@ impl Retriever<'_> {
         let time_range = q.hints.time_range;
         let soft_range = parsed.as_ref().map(|p| p.0);
         let time_words = parsed.map(|p| p.1).unwrap_or_default();
-        let terms: Vec<String> =
-            query_terms(&q.text).into_iter().filter(|t| !time_words.contains(t)).collect();
+        let terms: Vec<String> = query_terms(&q.text)
+            .into_iter()
+            .filter(|t| !time_words.contains(t))
+            .collect();
         let depth = self.weights.depth.max(q.limit);
         let query_words: Vec<String> = crate::text::words(&q.text);
         let asks_when = crate::timeparse::asks_when(&query_words);
 
         let fulltext_scored = self.fulltext(&terms, depth)?;
         let vector_scored: Vec<(i64, f32)> = match (self.vectors, &self.query_vector) {
-            (Some(idx), Some(v)) => idx.search(v, depth)?.into_iter().map(|h| (h.seq, h.score)).collect(),
+            (Some(idx), Some(v)) => idx
+                .search(v, depth)?
+                .into_iter()
+                .map(|h| (h.seq, h.score))
+                .collect(),
             _ => Vec::new(),
         };
         let fulltext: Vec<i64> = fulltext_scored.iter().map(|h| h.0).collect();
@@ -181,7 +191,10 @@ impl Retriever<'_> {
         add(&graph, w.graph, |s, r| s.graph = Some(r));
         if w.by_score {
             for (list, weight) in [(&fulltext_scored, w.fulltext), (&vector_scored, w.vector)] {
-                let (Some(hi), Some(lo)) = (list.first().map(|h| h.1), list.last().map(|h| h.1)) else { continue };
+                let (Some(hi), Some(lo)) = (list.first().map(|h| h.1), list.last().map(|h| h.1))
+                else {
+                    continue;
+                };
                 let span = (hi - lo).max(1e-6);
                 for &(seq, sc) in list.iter() {
                     if let Some(e) = fused.get_mut(&seq) {
@@ -197,7 +210,11 @@ impl Retriever<'_> {
             let top: Vec<i64> = first.iter().take(5).map(|x| x.0).collect();
             let expanded = self.expand(&terms, &top)?;
             if expanded.len() > terms.len() {
-                let second: Vec<i64> = self.fulltext(&expanded, depth)?.into_iter().map(|h| h.0).collect();
+                let second: Vec<i64> = self
+                    .fulltext(&expanded, depth)?
+                    .into_iter()
+                    .map(|h| h.0)
+                    .collect();
                 for (rank, &seq) in second.iter().enumerate() {
                     fused.entry(seq).or_default().0 += w.feedback / (w.k + rank as f32 + 1.0);
                 }
@@ -206,7 +223,11 @@ impl Retriever<'_> {
         if w.neighbour > 0.0 {
             let base: HashMap<i64, f32> = fused.iter().map(|(s, (v, _))| (*s, *v)).collect();
             for (seq, (v, _)) in fused.iter_mut() {
-                let n = base.get(&(seq - 1)).copied().unwrap_or(0.0).max(base.get(&(seq + 1)).copied().unwrap_or(0.0));
+                let n = base
+                    .get(&(seq - 1))
+                    .copied()
+                    .unwrap_or(0.0)
+                    .max(base.get(&(seq + 1)).copied().unwrap_or(0.0));
                 *v += w.neighbour * n;
             }
         }
@@ -230,7 +251,9 @@ impl Retriever<'_> {
                     score += top * 0.1;
                 }
                 if w.speaker_boost > 0.0
-                    && m.speaker.as_ref().is_some_and(|s| query_words.contains(&s.to_lowercase()))
+                    && m.speaker
+                        .as_ref()
+                        .is_some_and(|s| query_words.contains(&s.to_lowercase()))
                 {
                     score += top * w.speaker_boost;
                 }
@@ -245,10 +268,18 @@ impl Retriever<'_> {
                 }
                 let age_days = (now - m.occurred_at).num_hours().max(0) as f32 / 24.0;
                 score += top * 0.05 * (-age_days / 90.0).exp();
-                Some(Hit { memory: m, score, sources })
+                Some(Hit {
+                    memory: m,
+                    score,
+                    sources,
+                })
             })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.memory.seq.cmp(&a.memory.seq)));
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(b.memory.seq.cmp(&a.memory.seq))
+        });
         hits.truncate(q.limit);
         Ok(hits)
     }
@@ -274,27 +305,40 @@ impl Retriever<'_> {
 
     /// Full-text hits with their BM25 score (higher is better).
     fn fulltext(&self, terms: &[String], depth: usize) -> Result<Vec<(i64, f32)>> {
-        let Some(expr) = fts_or_query(terms) else { return Ok(Vec::new()) };
+        let Some(expr) = fts_or_query(terms) else {
+            return Ok(Vec::new());
+        };
         let mut stmt = self.conn.prepare_cached(
             "SELECT rowid, -bm25(memory_fts, 1.0, ?2) AS s FROM memory_fts WHERE memory_fts MATCH ?1
               ORDER BY s DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![expr, self.weights.context_column, depth as i64], |r| {
-            Ok((r.get(0)?, r.get::<_, f64>(1)? as f32))
-        })?;
+        let rows = stmt.query_map(
+            params![expr, self.weights.context_column, depth as i64],
+            |r| Ok((r.get(0)?, r.get::<_, f64>(1)? as f32)),
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn graph(&self, text: &str, hinted: &[String], depth: usize) -> Result<Vec<i64>> {
-        let mut keys: Vec<String> = hinted.iter().map(|k| crate::text::normalise_entity_key(k)).collect();
+        let mut keys: Vec<String> = hinted
+            .iter()
+            .map(|k| crate::text::normalise_entity_key(k))
+            .collect();
         let named = crate::graph::entities_named(self.conn, &query_terms(text))?;
-        let total: u64 = self.conn.query_row("SELECT COUNT(*) FROM memory_records", [], |r| r.get::<_, i64>(0))? as u64;
+        let total: u64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM memory_records", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
         // Only entities that single out a small part of memory carry signal.
         for (key, n) in named {
             if n > 0 && (n as f64) < (total as f64 * 0.05).max(3.0) && !keys.contains(&key) {
                 keys.push(key);
             }
         }
-        Ok(crate::graph::records_for_entities(self.conn, &keys, depth)?.into_iter().map(|(s, _)| s).collect())
+        Ok(crate::graph::records_for_entities(self.conn, &keys, depth)?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect())
     }
 }

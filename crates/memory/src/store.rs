@@ -113,7 +113,10 @@ pub fn insert_record(conn: &Connection, rec: &PreparedRecord) -> Result<i64> {
             [prev],
         )?;
     }
-    let speaker_entity = n.speaker.as_ref().map(|s| crate::text::normalise_entity_key(&format!("person:{s}")));
+    let speaker_entity = n
+        .speaker
+        .as_ref()
+        .map(|s| crate::text::normalise_entity_key(&format!("person:{s}")));
     let mut ids = Vec::with_capacity(rec.entities.len());
     for key in &rec.entities {
         let id = upsert_entity(conn, key, rec.created_at)?;
@@ -146,7 +149,11 @@ fn index_text(rec: &PreparedRecord) -> String {
 /// Find or create the entity with `key`; returns its id.
 pub fn upsert_entity(conn: &Connection, key: &str, now: DateTime<Utc>) -> Result<i64> {
     if let Some(id) = conn
-        .query_row("SELECT entity_id FROM memory_entities WHERE key = ?1", [key], |r| r.get(0))
+        .query_row(
+            "SELECT entity_id FROM memory_entities WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
         .optional()?
     {
         return Ok(id);
@@ -287,7 +294,11 @@ pub fn forget_seq_keep_summaries(conn: &Connection, seq: i64) -> Result<()> {
 fn delete_record(conn: &Connection, seq: i64, drop_summaries: bool) -> Result<()> {
     // Neighbours index this record's text as their context: strip it there.
     let row: Option<(Option<String>, String)> = conn
-        .query_row("SELECT thread_id, content FROM memory_records WHERE seq = ?1", [seq], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT thread_id, content FROM memory_records WHERE seq = ?1",
+            [seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     if let Some((Some(thread), content)) = row {
         let touched: Vec<i64> = conn
@@ -386,7 +397,8 @@ pub struct StoreStats {
 
 /// Count records, vectors, entities, relations and summaries.
 pub fn stats(conn: &Connection) -> Result<StoreStats> {
-    let count = |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+    let count =
+        |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
     Ok(StoreStats {
         episodic: count("SELECT COUNT(*) FROM memory_records WHERE kind = 'episodic'")?,
         semantic: count("SELECT COUNT(*) FROM memory_records WHERE kind = 'semantic'")?,

@@ -90,7 +90,11 @@ pub fn extract_entities(text: &str) -> Vec<String> {
 /// name becomes `name:<name>`.
 pub fn normalise_entity_key(key: &str) -> String {
     let key = key.trim().to_lowercase();
-    if key.contains(':') { key } else { format!("name:{key}") }
+    if key.contains(':') {
+        key
+    } else {
+        format!("name:{key}")
+    }
 }
 
 /// The display name part of an entity key.
@@ -115,8 +119,19 @@ pub fn heuristic_salience(text: &str) -> f32 {
         s += 0.1;
     }
     const MARKERS: &[&str] = &[
-        "always", "never", "remember", "important", "prefer", "allergic", "birthday", "deadline",
-        "password", "promise", "must", "plan", "decided",
+        "always",
+        "never",
+        "remember",
+        "important",
+        "prefer",
+        "allergic",
+        "birthday",
+        "deadline",
+        "password",
+        "promise",
+        "must",
+        "plan",
+        "decided",
     ];
     if ws.iter().any(|w| MARKERS.contains(&w.as_str())) {
         s += 0.2;

@@ -20,8 +20,18 @@ impl TimeRange {
 }
 
 const MONTHS: [&str; 12] = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
 ];
 
 fn day_start(d: NaiveDate) -> DateTime<Utc> {
@@ -35,7 +45,10 @@ fn month_range(year: i32, month: u32) -> Option<TimeRange> {
     } else {
         NaiveDate::from_ymd_opt(year, month + 1, 1)?
     };
-    Some(TimeRange { from: day_start(from), to: day_start(to) })
+    Some(TimeRange {
+        from: day_start(from),
+        to: day_start(to),
+    })
 }
 
 fn year_range(year: i32) -> Option<TimeRange> {
@@ -51,31 +64,61 @@ pub fn parse_time_range(query: &str, now: DateTime<Utc>) -> Option<(TimeRange, V
     let w = crate::text::words(query);
     let today = now.date_naive();
     let week_start = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
-    let found = |r: TimeRange, used: &[&str]| Some((r, used.iter().map(|s| s.to_string()).collect()));
+    let found =
+        |r: TimeRange, used: &[&str]| Some((r, used.iter().map(|s| s.to_string()).collect()));
     for i in 0..w.len() {
         let next = w.get(i + 1).map(String::as_str);
         let next2 = w.get(i + 2).map(String::as_str);
         match (w[i].as_str(), next) {
             ("yesterday", _) => {
                 let d = today - Duration::days(1);
-                return found(TimeRange { from: day_start(d), to: day_start(today) }, &["yesterday"]);
+                return found(
+                    TimeRange {
+                        from: day_start(d),
+                        to: day_start(today),
+                    },
+                    &["yesterday"],
+                );
             }
             ("today", _) => {
-                return found(TimeRange { from: day_start(today), to: now + Duration::seconds(1) }, &["today"]);
+                return found(
+                    TimeRange {
+                        from: day_start(today),
+                        to: now + Duration::seconds(1),
+                    },
+                    &["today"],
+                );
             }
             ("last" | "past" | "previous", Some("week")) => {
                 let from = day_start(week_start - Duration::days(7));
-                return found(TimeRange { from, to: day_start(week_start) }, &["last", "week"]);
+                return found(
+                    TimeRange {
+                        from,
+                        to: day_start(week_start),
+                    },
+                    &["last", "week"],
+                );
             }
             ("this", Some("week")) => {
-                return found(TimeRange { from: day_start(week_start), to: now + Duration::seconds(1) }, &["this", "week"]);
+                return found(
+                    TimeRange {
+                        from: day_start(week_start),
+                        to: now + Duration::seconds(1),
+                    },
+                    &["this", "week"],
+                );
             }
             ("last" | "past" | "previous", Some("month")) => {
-                let (y, m) = if today.month() == 1 { (today.year() - 1, 12) } else { (today.year(), today.month() - 1) };
+                let (y, m) = if today.month() == 1 {
+                    (today.year() - 1, 12)
+                } else {
+                    (today.year(), today.month() - 1)
+                };
                 return month_range(y, m).and_then(|r| found(r, &["last", "month"]));
             }
             ("this", Some("month")) => {
-                return month_range(today.year(), today.month()).and_then(|r| found(r, &["this", "month"]));
+                return month_range(today.year(), today.month())
+                    .and_then(|r| found(r, &["this", "month"]));
             }
             ("last" | "past" | "previous", Some("year")) => {
                 return year_range(today.year() - 1).and_then(|r| found(r, &["last", "year"]));
@@ -95,20 +138,28 @@ pub fn parse_time_range(query: &str, now: DateTime<Utc>) -> Option<(TimeRange, V
                 let centre = today - Duration::days(days);
                 let slack = (days / 4).max(1);
                 return found(
-                    TimeRange { from: day_start(centre - Duration::days(slack)), to: day_start(centre + Duration::days(slack + 1)) },
+                    TimeRange {
+                        from: day_start(centre - Duration::days(slack)),
+                        to: day_start(centre + Duration::days(slack + 1)),
+                    },
                     &[],
                 );
             }
             ("in" | "during" | "since", Some(m)) if MONTHS.contains(&m) => {
                 let month = MONTHS.iter().position(|x| *x == m)? as u32 + 1;
-                let year = match next2.and_then(|y| y.parse::<i32>().ok()).filter(|y| (1900..=2200).contains(y)) {
+                let year = match next2
+                    .and_then(|y| y.parse::<i32>().ok())
+                    .filter(|y| (1900..=2200).contains(y))
+                {
                     Some(y) => y,
                     None if month <= today.month() => today.year(),
                     None => today.year() - 1,
                 };
                 return month_range(year, month).and_then(|r| found(r, &[m]));
             }
-            ("in" | "during", Some(y)) if y.len() == 4 && y.parse::<i32>().is_ok_and(|y| (1900..=2200).contains(&y)) => {
+            ("in" | "during", Some(y))
+                if y.len() == 4 && y.parse::<i32>().is_ok_and(|y| (1900..=2200).contains(&y)) =>
+            {
                 return year_range(y.parse().ok()?).and_then(|r| found(r, &[]));
             }
             _ => {}
@@ -122,15 +173,48 @@ pub fn parse_time_range(query: &str, now: DateTime<Utc>) -> Option<(TimeRange, V
 pub fn asks_when(words: &[String]) -> bool {
     words.iter().enumerate().any(|(i, w)| {
         w == "when"
-            || (matches!(w.as_str(), "what" | "which") && words.get(i + 1).is_some_and(|n| matches!(n.as_str(), "year" | "month" | "day" | "date" | "time" | "week")))
+            || (matches!(w.as_str(), "what" | "which")
+                && words.get(i + 1).is_some_and(|n| {
+                    matches!(
+                        n.as_str(),
+                        "year" | "month" | "day" | "date" | "time" | "week"
+                    )
+                }))
             || (w == "how" && words.get(i + 1).is_some_and(|n| n == "long"))
     })
 }
 
 const TIME_WORDS: &[&str] = &[
-    "ago", "yesterday", "today", "tonight", "tomorrow", "weekend", "week", "month", "year", "last", "next",
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "morning", "evening",
-    "recently", "since", "soon", "later", "earlier", "summer", "winter", "spring", "autumn", "fall",
+    "ago",
+    "yesterday",
+    "today",
+    "tonight",
+    "tomorrow",
+    "weekend",
+    "week",
+    "month",
+    "year",
+    "last",
+    "next",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "morning",
+    "evening",
+    "recently",
+    "since",
+    "soon",
+    "later",
+    "earlier",
+    "summer",
+    "winter",
+    "spring",
+    "autumn",
+    "fall",
 ];
 
 /// Whether text states a time (a relative expression, a weekday, a month
@@ -173,8 +257,18 @@ mod tests {
     #[test]
     fn yesterday_and_days_ago_are_ranges_around_that_day() {
         let now = at(2024, 5, 15);
-        assert!(parse_time_range("yesterday", now).unwrap().0.contains(at(2024, 5, 14)));
-        assert!(parse_time_range("3 days ago", now).unwrap().0.contains(at(2024, 5, 12)));
+        assert!(
+            parse_time_range("yesterday", now)
+                .unwrap()
+                .0
+                .contains(at(2024, 5, 14))
+        );
+        assert!(
+            parse_time_range("3 days ago", now)
+                .unwrap()
+                .0
+                .contains(at(2024, 5, 12))
+        );
     }
 
     #[test]

@@ -51,7 +51,12 @@ impl std::fmt::Debug for VectorIndex {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
@@ -110,7 +115,10 @@ impl VectorIndex {
     /// Add (or replace) the vector of `seq`.
     pub fn insert(&mut self, seq: i64, vector: &[f32]) -> Result<()> {
         if vector.len() != self.dim {
-            return Err(MemoryError::DimensionMismatch { expected: self.dim, actual: vector.len() });
+            return Err(MemoryError::DimensionMismatch {
+                expected: self.dim,
+                actual: vector.len(),
+            });
         }
         let mut v = vector.to_vec();
         normalise(&mut v);
@@ -135,7 +143,10 @@ impl VectorIndex {
     /// Add (or replace) many vectors; HNSW insertion runs in parallel.
     pub fn insert_many(&mut self, items: &[(i64, Vec<f32>)]) -> Result<()> {
         if let Some(bad) = items.iter().find(|(_, v)| v.len() != self.dim) {
-            return Err(MemoryError::DimensionMismatch { expected: self.dim, actual: bad.1.len() });
+            return Err(MemoryError::DimensionMismatch {
+                expected: self.dim,
+                actual: bad.1.len(),
+            });
         }
         let mut fresh = Vec::with_capacity(items.len());
         for (seq, vector) in items {
@@ -155,7 +166,10 @@ impl VectorIndex {
                 for (seq, _) in &fresh {
                     self.tombstones.remove(seq);
                 }
-                let refs: Vec<(&[f32], usize)> = fresh.iter().map(|(s, v)| (v.as_slice(), *s as usize)).collect();
+                let refs: Vec<(&[f32], usize)> = fresh
+                    .iter()
+                    .map(|(s, v)| (v.as_slice(), *s as usize))
+                    .collect();
                 h.parallel_insert_slice(&refs);
             }
             None if self.ids.len() > self.threshold => self.build_hnsw(),
@@ -180,7 +194,9 @@ impl VectorIndex {
 
     /// Remove the vector of `seq` (a no-op when absent).
     pub fn remove(&mut self, seq: i64) {
-        let Some(p) = self.pos.remove(&seq) else { return };
+        let Some(p) = self.pos.remove(&seq) else {
+            return;
+        };
         let last = self.ids.len() - 1;
         if p != last {
             let moved = self.ids[last];
@@ -201,7 +217,10 @@ impl VectorIndex {
     /// The `k` most similar vectors to `query`, best first.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<VectorHit>> {
         if query.len() != self.dim {
-            return Err(MemoryError::DimensionMismatch { expected: self.dim, actual: query.len() });
+            return Err(MemoryError::DimensionMismatch {
+                expected: self.dim,
+                actual: query.len(),
+            });
         }
         let mut q = query.to_vec();
         normalise(&mut q);
@@ -210,7 +229,10 @@ impl VectorIndex {
             let hits = h.search(&q, want, (want * 2).max(64));
             return Ok(hits
                 .into_iter()
-                .map(|n| VectorHit { seq: n.d_id as i64, score: 1.0 - n.distance * n.distance / 2.0 })
+                .map(|n| VectorHit {
+                    seq: n.d_id as i64,
+                    score: 1.0 - n.distance * n.distance / 2.0,
+                })
                 .filter(|h| !self.tombstones.contains(&h.seq))
                 .take(k)
                 .collect());
@@ -223,7 +245,10 @@ impl VectorIndex {
             .data
             .chunks_exact(self.dim)
             .zip(&self.ids)
-            .map(|(v, &seq)| VectorHit { seq, score: dot(q, v) })
+            .map(|(v, &seq)| VectorHit {
+                seq,
+                score: dot(q, v),
+            })
             .collect();
         let k = k.min(hits.len());
         if k == 0 {
@@ -247,7 +272,9 @@ mod tests {
     use super::*;
 
     fn unit(i: usize, dim: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dim).map(|j| ((i * 31 + j * 7) % 13) as f32 - 6.0).collect();
+        let mut v: Vec<f32> = (0..dim)
+            .map(|j| ((i * 31 + j * 7) % 13) as f32 - 6.0)
+            .collect();
         normalise(&mut v);
         v
     }
@@ -267,7 +294,10 @@ mod tests {
     fn wrong_dimension_is_a_clear_error() {
         let mut idx = VectorIndex::new(8);
         let err = idx.insert(1, &[1.0; 9]).unwrap_err();
-        assert!(err.to_string().contains("index holds 8-dimensional vectors, got 9"));
+        assert!(
+            err.to_string()
+                .contains("index holds 8-dimensional vectors, got 9")
+        );
     }
 
     #[test]

@@ -20,10 +20,18 @@ fn minilm_embeddings_match_the_reference_implementation() {
     let reference: serde_json::Value =
         serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
     let sentences = reference["sentences"].as_array().unwrap();
-    let texts: Vec<&str> = sentences.iter().map(|s| s["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = sentences
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
     let got = embedder.embed(&texts).unwrap();
     for (s, v) in sentences.iter().zip(&got) {
-        let want: Vec<f32> = s["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> = s["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         let cos: f32 = want.iter().zip(v).map(|(a, b)| a * b).sum();
         assert!(cos >= 0.999, "{:?}: cosine {cos}", s["text"]);
     }

@@ -4,8 +4,8 @@ use chrono::{Duration, TimeZone, Utc};
 use opticlaw_core::MemoryType;
 use opticlaw_memory::budget::SliceSource;
 use opticlaw_memory::{
-    ContextRequest, DecayPolicy, EngineConfig, ExtractiveSummarizer, Level, MemoryEngine, MemoryError, NewMemory,
-    Query, RetrievalHints, TimeRange, content_from_bytes,
+    ContextRequest, DecayPolicy, EngineConfig, ExtractiveSummarizer, Level, MemoryEngine,
+    MemoryError, NewMemory, Query, RetrievalHints, TimeRange, content_from_bytes,
 };
 
 fn engine() -> (tempfile::TempDir, MemoryEngine) {
@@ -25,9 +25,22 @@ fn day(d: u32) -> chrono::DateTime<Utc> {
 #[test]
 fn records_of_all_three_kinds_keep_their_fields() {
     let (_d, mut e) = engine();
-    let ep = e.add(NewMemory::episodic("t1", "Sam", "I booked the flight to Lisbon", day(3))).unwrap();
-    let se = e.add(NewMemory::semantic("Sam prefers aisle seats", 0.8, "chat:t1").in_domain("travel")).unwrap();
-    let pr = e.add(NewMemory::procedural("To deploy: run make release, then tag the commit")).unwrap();
+    let ep = e
+        .add(NewMemory::episodic(
+            "t1",
+            "Sam",
+            "I booked the flight to Lisbon",
+            day(3),
+        ))
+        .unwrap();
+    let se = e
+        .add(NewMemory::semantic("Sam prefers aisle seats", 0.8, "chat:t1").in_domain("travel"))
+        .unwrap();
+    let pr = e
+        .add(NewMemory::procedural(
+            "To deploy: run make release, then tag the commit",
+        ))
+        .unwrap();
     let ep = e.get(ep.id()).unwrap().unwrap();
     assert_eq!(ep.kind(), MemoryType::Episodic);
     assert_eq!(ep.speaker.as_deref(), Some("Sam"));
@@ -36,8 +49,14 @@ fn records_of_all_three_kinds_keep_their_fields() {
     assert!(ep.record.entities.contains(&"person:sam".to_string()));
     assert!(ep.record.entities.contains(&"name:lisbon".to_string()));
     let se = e.get(se.id()).unwrap().unwrap();
-    assert_eq!((se.confidence, se.source.as_deref(), se.domain.as_deref()), (Some(0.8), Some("chat:t1"), Some("travel")));
-    assert_eq!(e.get(pr.id()).unwrap().unwrap().kind(), MemoryType::Procedural);
+    assert_eq!(
+        (se.confidence, se.source.as_deref(), se.domain.as_deref()),
+        (Some(0.8), Some("chat:t1"), Some("travel"))
+    );
+    assert_eq!(
+        e.get(pr.id()).unwrap().unwrap().kind(),
+        MemoryType::Procedural
+    );
     let s = e.stats().unwrap();
     assert_eq!((s.episodic, s.semantic, s.procedural), (1, 1, 1));
 }
@@ -46,10 +65,17 @@ fn records_of_all_three_kinds_keep_their_fields() {
 fn data_survives_reopening_and_migrations_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
-    let id = MemoryEngine::open(&path).unwrap().add(NewMemory::semantic("Sam likes tea", 0.9, "t")).unwrap().id();
+    let id = MemoryEngine::open(&path)
+        .unwrap()
+        .add(NewMemory::semantic("Sam likes tea", 0.9, "t"))
+        .unwrap()
+        .id();
     let e = MemoryEngine::open(&path).unwrap();
     assert!(e.get(id).unwrap().is_some());
-    assert_eq!(count(&e, "SELECT COUNT(*) FROM memory_schema_version"), opticlaw_memory::MIGRATIONS.len() as i64);
+    assert_eq!(
+        count(&e, "SELECT COUNT(*) FROM memory_schema_version"),
+        opticlaw_memory::MIGRATIONS.len() as i64
+    );
 }
 
 #[test]
@@ -57,18 +83,64 @@ fn forgetting_deletes_the_row_full_text_entry_entities_and_summaries() {
     let (_d, mut e) = engine();
     let mut ids = Vec::new();
     for i in 0..8 {
-        ids.push(e.add(NewMemory::episodic("t", "Ana", format!("turn {i} about the Zanzibar trip"), day(1) + Duration::minutes(i))).unwrap().id());
+        ids.push(
+            e.add(NewMemory::episodic(
+                "t",
+                "Ana",
+                format!("turn {i} about the Zanzibar trip"),
+                day(1) + Duration::minutes(i),
+            ))
+            .unwrap()
+            .id(),
+        );
     }
-    let secret = e.add(NewMemory::episodic("t", "Ana", "my bank PIN is 4321 for Quuxbank", day(2))).unwrap();
-    e.compact_thread("t", &ExtractiveSummarizer, day(9)).unwrap();
-    assert!(e.summaries("t", Some(Level::Macro)).unwrap()[0].content.contains("4321"));
+    let secret = e
+        .add(NewMemory::episodic(
+            "t",
+            "Ana",
+            "my bank PIN is 4321 for Quuxbank",
+            day(2),
+        ))
+        .unwrap();
+    e.compact_thread("t", &ExtractiveSummarizer, day(9))
+        .unwrap();
+    assert!(
+        e.summaries("t", Some(Level::Macro)).unwrap()[0]
+            .content
+            .contains("4321")
+    );
     e.forget(secret.id()).unwrap();
     assert!(e.get(secret.id()).unwrap().is_none());
-    assert_eq!(count(&e, "SELECT COUNT(*) FROM memory_fts WHERE memory_fts MATCH '4321'"), 0);
-    assert_eq!(count(&e, "SELECT COUNT(*) FROM memory_entities WHERE key = 'name:quuxbank'"), 0);
-    assert!(e.summaries("t", None).unwrap().iter().all(|s| !s.content.contains("4321")));
-    assert!(e.search(&Query::new("bank PIN", 10)).unwrap().iter().all(|h| h.memory.id() != secret.id()));
-    assert!(matches!(e.forget(secret.id()), Err(MemoryError::NotFound(_))));
+    assert_eq!(
+        count(
+            &e,
+            "SELECT COUNT(*) FROM memory_fts WHERE memory_fts MATCH '4321'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &e,
+            "SELECT COUNT(*) FROM memory_entities WHERE key = 'name:quuxbank'"
+        ),
+        0
+    );
+    assert!(
+        e.summaries("t", None)
+            .unwrap()
+            .iter()
+            .all(|s| !s.content.contains("4321"))
+    );
+    assert!(
+        e.search(&Query::new("bank PIN", 10))
+            .unwrap()
+            .iter()
+            .all(|h| h.memory.id() != secret.id())
+    );
+    assert!(matches!(
+        e.forget(secret.id()),
+        Err(MemoryError::NotFound(_))
+    ));
     // The micro summary of the other eight turns is untouched.
     assert_eq!(e.summaries("t", Some(Level::Micro)).unwrap().len(), 1);
 }
@@ -77,7 +149,8 @@ fn forgetting_deletes_the_row_full_text_entry_entities_and_summaries() {
 fn expired_records_are_never_returned_and_are_purged() {
     let (_d, mut e) = engine();
     let soon = Utc::now() + Duration::hours(1);
-    e.add(NewMemory::semantic("the door code is 1234", 0.9, "t").expires_at(soon)).unwrap();
+    e.add(NewMemory::semantic("the door code is 1234", 0.9, "t").expires_at(soon))
+        .unwrap();
     let mut q = Query::new("door code", 5);
     assert_eq!(e.search(&q).unwrap().len(), 1);
     q.now = Some(soon + Duration::minutes(1));
@@ -96,7 +169,8 @@ fn decay_forgets_idle_low_salience_records_but_never_pinned_ones() {
     let mut pinned = NewMemory::episodic("t", "Bo", "ok sure", old + Duration::minutes(1)).pinned();
     pinned.salience = Some(0.2);
     let pinned = e.add(pinned).unwrap();
-    e.compact_thread("t", &ExtractiveSummarizer, day(1)).unwrap();
+    e.compact_thread("t", &ExtractiveSummarizer, day(1))
+        .unwrap();
     let gone = e.decay_and_forget(&DecayPolicy::default(), day(1)).unwrap();
     assert_eq!(gone, 1);
     assert!(e.get(plain.id()).unwrap().is_none());
@@ -108,18 +182,39 @@ fn decay_forgets_idle_low_salience_records_but_never_pinned_ones() {
 #[test]
 fn oversized_and_invalid_records_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig { max_record_bytes: 100, ..EngineConfig::default() };
+    let config = EngineConfig {
+        max_record_bytes: 100,
+        ..EngineConfig::default()
+    };
     let mut e = MemoryEngine::open_with(dir.path().join("m.db"), config).unwrap();
     let err = e.add(NewMemory::procedural("x".repeat(101))).unwrap_err();
-    assert_eq!(err.to_string(), "record content is 101 bytes, over the limit of 100 bytes");
-    let batch = vec![NewMemory::procedural("fine"), NewMemory::procedural("y".repeat(500))];
+    assert_eq!(
+        err.to_string(),
+        "record content is 101 bytes, over the limit of 100 bytes"
+    );
+    let batch = vec![
+        NewMemory::procedural("fine"),
+        NewMemory::procedural("y".repeat(500)),
+    ];
     assert!(e.add_batch(batch).is_err());
-    assert_eq!(e.stats().unwrap().procedural, 0, "a failed batch writes nothing");
+    assert_eq!(
+        e.stats().unwrap().procedural,
+        0,
+        "a failed batch writes nothing"
+    );
     let mut bad = NewMemory::semantic("fact", 1.5, "t");
     bad.confidence = Some(1.5);
-    assert!(e.add(bad).unwrap_err().to_string().contains("confidence 1.5 is outside 0..=1"));
+    assert!(
+        e.add(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("confidence 1.5 is outside 0..=1")
+    );
     let utf8 = content_from_bytes(vec![b'o', b'k', 0xff, b'!']).unwrap_err();
-    assert_eq!(utf8.to_string(), "record content is not valid UTF-8 (first bad byte at offset 2)");
+    assert_eq!(
+        utf8.to_string(),
+        "record content is not valid UTF-8 (first bad byte at offset 2)"
+    );
 }
 
 #[test]
@@ -129,31 +224,68 @@ fn graph_traversal_follows_relations_both_ways() {
     e.relate("org:acme", "located_in", "place:berlin").unwrap();
     e.relate("person:kim", "works_at", "org:acme").unwrap();
     let one = e.neighbours("person:sam", 1).unwrap();
-    assert_eq!(one.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(), vec!["org:acme"]);
-    let two: Vec<String> = e.neighbours("person:sam", 2).unwrap().into_iter().map(|n| n.key).collect();
+    assert_eq!(
+        one.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(),
+        vec!["org:acme"]
+    );
+    let two: Vec<String> = e
+        .neighbours("person:sam", 2)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.key)
+        .collect();
     assert!(two.contains(&"place:berlin".to_string()) && two.contains(&"person:kim".to_string()));
 }
 
 #[test]
 fn speaker_mentions_build_the_entity_graph_at_ingest() {
     let (_d, mut e) = engine();
-    e.add(NewMemory::episodic("t", "Sam", "I went hiking with Priya near Zermatt", day(4))).unwrap();
-    let n: Vec<String> = e.neighbours("person:sam", 1).unwrap().into_iter().map(|n| n.key).collect();
+    e.add(NewMemory::episodic(
+        "t",
+        "Sam",
+        "I went hiking with Priya near Zermatt",
+        day(4),
+    ))
+    .unwrap();
+    let n: Vec<String> = e
+        .neighbours("person:sam", 1)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.key)
+        .collect();
     assert_eq!(n, vec!["name:priya", "name:zermatt"]);
 }
 
 #[test]
 fn hybrid_search_finds_facts_by_words_and_respects_hints() {
     let (_d, mut e) = engine();
-    e.add(NewMemory::episodic("t", "Sam", "We adopted a puppy named Biscuit", day(2))).unwrap();
-    e.add(NewMemory::episodic("t", "Sam", "The puppy chewed my shoes", day(20))).unwrap();
-    e.add(NewMemory::semantic("Sam's puppy is a beagle", 0.9, "t").in_domain("pets")).unwrap();
-    let hits = e.search(&Query::new("what is the puppy called?", 3)).unwrap();
+    e.add(NewMemory::episodic(
+        "t",
+        "Sam",
+        "We adopted a puppy named Biscuit",
+        day(2),
+    ))
+    .unwrap();
+    e.add(NewMemory::episodic(
+        "t",
+        "Sam",
+        "The puppy chewed my shoes",
+        day(20),
+    ))
+    .unwrap();
+    e.add(NewMemory::semantic("Sam's puppy is a beagle", 0.9, "t").in_domain("pets"))
+        .unwrap();
+    let hits = e
+        .search(&Query::new("what is the puppy called?", 3))
+        .unwrap();
     assert!(hits.iter().any(|h| h.memory.content().contains("Biscuit")));
     assert!(hits.iter().all(|h| h.sources.fulltext.is_some()));
     let mut q = Query::new("puppy", 5);
     q.hints = RetrievalHints {
-        time_range: Some(TimeRange { from: day(1), to: day(10) }),
+        time_range: Some(TimeRange {
+            from: day(1),
+            to: day(10),
+        }),
         kinds: vec![MemoryType::Episodic],
         ..RetrievalHints::default()
     };
@@ -165,14 +297,38 @@ fn hybrid_search_finds_facts_by_words_and_respects_hints() {
 #[test]
 fn time_words_in_a_query_prefer_records_from_that_time() {
     let (_d, mut e) = engine();
-    e.add(NewMemory::episodic("t", "Li", "we talked about the garden plan", Utc.with_ymd_and_hms(2024, 4, 10, 9, 0, 0).unwrap())).unwrap();
-    e.add(NewMemory::episodic("t", "Li", "we talked about the garden plan again", Utc.with_ymd_and_hms(2024, 5, 10, 9, 0, 0).unwrap())).unwrap();
+    e.add(NewMemory::episodic(
+        "t",
+        "Li",
+        "we talked about the garden plan",
+        Utc.with_ymd_and_hms(2024, 4, 10, 9, 0, 0).unwrap(),
+    ))
+    .unwrap();
+    e.add(NewMemory::episodic(
+        "t",
+        "Li",
+        "we talked about the garden plan again",
+        Utc.with_ymd_and_hms(2024, 5, 10, 9, 0, 0).unwrap(),
+    ))
+    .unwrap();
     let mut q = Query::new("what did we say about the garden in April?", 2);
     q.now = Some(day(20));
-    assert!(e.search(&q).unwrap()[0].memory.occurred_at.to_rfc3339().starts_with("2024-04-10"));
+    assert!(
+        e.search(&q).unwrap()[0]
+            .memory
+            .occurred_at
+            .to_rfc3339()
+            .starts_with("2024-04-10")
+    );
     q.text = "what did we say about the garden last week?".into();
     q.now = Some(day(17));
-    assert!(e.search(&q).unwrap()[0].memory.occurred_at.to_rfc3339().starts_with("2024-05-10"));
+    assert!(
+        e.search(&q).unwrap()[0]
+            .memory
+            .occurred_at
+            .to_rfc3339()
+            .starts_with("2024-05-10")
+    );
 }
 
 #[test]
@@ -180,13 +336,27 @@ fn compaction_writes_micro_meso_and_macro_summaries_incrementally() {
     let (_d, mut e) = engine();
     for s in 0..2 {
         for i in 0..10 {
-            e.add(NewMemory::episodic("t", "Jo", format!("session {s} turn {i} about Project Falcon milestones"), day(1 + s * 3) + Duration::minutes(i as i64))).unwrap();
+            e.add(NewMemory::episodic(
+                "t",
+                "Jo",
+                format!("session {s} turn {i} about Project Falcon milestones"),
+                day(1 + s * 3) + Duration::minutes(i as i64),
+            ))
+            .unwrap();
         }
     }
-    let r = e.compact_thread("t", &ExtractiveSummarizer, day(20)).unwrap();
+    let r = e
+        .compact_thread("t", &ExtractiveSummarizer, day(20))
+        .unwrap();
     assert_eq!((r.micro, r.meso, r.macro_), (2, 2, 1));
-    let again = e.compact_thread("t", &ExtractiveSummarizer, day(20)).unwrap();
-    assert_eq!((again.micro, again.meso, again.macro_), (0, 0, 1), "rolling: only new windows");
+    let again = e
+        .compact_thread("t", &ExtractiveSummarizer, day(20))
+        .unwrap();
+    assert_eq!(
+        (again.micro, again.meso, again.macro_),
+        (0, 0, 1),
+        "rolling: only new windows"
+    );
     for s in e.summaries("t", None).unwrap() {
         assert!(opticlaw_memory::text::estimate_tokens(&s.content) <= s.level.budget_tokens());
     }
@@ -196,33 +366,56 @@ fn compaction_writes_micro_meso_and_macro_summaries_incrementally() {
 fn budgeter_prefers_summaries_stays_in_budget_and_explains_itself() {
     let (_d, mut e) = engine();
     for i in 0..24 {
-        e.add(NewMemory::episodic("t", "Max", format!("note {i}: the Orion launch moved to week {i}"), day(1) + Duration::minutes(i))).unwrap();
+        e.add(NewMemory::episodic(
+            "t",
+            "Max",
+            format!("note {i}: the Orion launch moved to week {i}"),
+            day(1) + Duration::minutes(i),
+        ))
+        .unwrap();
     }
-    e.compact_thread("t", &ExtractiveSummarizer, day(20)).unwrap();
-    let pack = e.build_context(&ContextRequest::new("when is the Orion launch?", 300)).unwrap();
+    e.compact_thread("t", &ExtractiveSummarizer, day(20))
+        .unwrap();
+    let pack = e
+        .build_context(&ContextRequest::new("when is the Orion launch?", 300))
+        .unwrap();
     assert!(pack.tokens <= 300);
     assert!(!pack.slices.is_empty());
-    assert!(pack.slices.iter().any(|s| matches!(s.source, SliceSource::Summary { .. })), "{pack:#?}");
+    assert!(
+        pack.slices
+            .iter()
+            .any(|s| matches!(s.source, SliceSource::Summary { .. })),
+        "{pack:#?}"
+    );
     assert!(!pack.stop_reason.is_empty());
     assert!(pack.slices.iter().all(|s| !s.why.is_empty()));
-    let tiny = e.build_context(&ContextRequest::new("when is the Orion launch?", 5)).unwrap();
+    let tiny = e
+        .build_context(&ContextRequest::new("when is the Orion launch?", 5))
+        .unwrap();
     assert!(tiny.slices.is_empty() && !tiny.target_met);
-    let none = e.build_context(&ContextRequest::new("zebra quantum", 300)).unwrap();
+    let none = e
+        .build_context(&ContextRequest::new("zebra quantum", 300))
+        .unwrap();
     assert!(none.slices.is_empty());
 }
 
 #[test]
 fn export_then_import_reproduces_the_records() {
     let (_d, mut e) = engine();
-    e.add(NewMemory::episodic("t", "Sam", "first line", day(1))).unwrap();
-    e.add(NewMemory::semantic("Sam is vegetarian", 0.7, "t").pinned()).unwrap();
+    e.add(NewMemory::episodic("t", "Sam", "first line", day(1)))
+        .unwrap();
+    e.add(NewMemory::semantic("Sam is vegetarian", 0.7, "t").pinned())
+        .unwrap();
     let mut buf = Vec::new();
     assert_eq!(e.export_jsonl(&mut buf).unwrap(), 2);
     let (_d2, mut other) = engine();
     assert_eq!(other.import_jsonl(&buf[..]).unwrap(), 2);
     let mut again = Vec::new();
     other.export_jsonl(&mut again).unwrap();
-    assert_eq!(String::from_utf8(buf).unwrap(), String::from_utf8(again).unwrap());
+    assert_eq!(
+        String::from_utf8(buf).unwrap(),
+        String::from_utf8(again).unwrap()
+    );
 }
 
 #[test]
@@ -235,19 +428,38 @@ fn corrupt_import_names_the_line_and_imports_nothing() {
     assert_eq!(e.stats().unwrap().semantic, 0);
     let mut bytes = format!("{good}\n").into_bytes();
     bytes.extend_from_slice(b"\xff\xfe\n");
-    assert!(e.import_jsonl(&bytes[..]).unwrap_err().to_string().contains("line 2: not valid UTF-8"));
+    assert!(
+        e.import_jsonl(&bytes[..])
+            .unwrap_err()
+            .to_string()
+            .contains("line 2: not valid UTF-8")
+    );
     let dup = format!("{good}\n{good}\n");
-    assert!(e.import_jsonl(dup.as_bytes()).unwrap_err().to_string().starts_with("import line 2:"));
+    assert!(
+        e.import_jsonl(dup.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .starts_with("import line 2:")
+    );
     assert_eq!(e.stats().unwrap().semantic, 0);
 }
 
 #[test]
 fn hot_cache_holds_recent_thread_turns_within_its_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig { hot_cache_bytes: 4_000, ..EngineConfig::default() };
+    let config = EngineConfig {
+        hot_cache_bytes: 4_000,
+        ..EngineConfig::default()
+    };
     let mut e = MemoryEngine::open_with(dir.path().join("m.db"), config).unwrap();
     for i in 0..200 {
-        e.add(NewMemory::episodic(format!("t{}", i % 3), "A", format!("message number {i}"), day(1))).unwrap();
+        e.add(NewMemory::episodic(
+            format!("t{}", i % 3),
+            "A",
+            format!("message number {i}"),
+            day(1),
+        ))
+        .unwrap();
         assert!(e.hot_cache_bytes() <= 4_000);
     }
     let recent = e.recent("t2", 2);
@@ -260,6 +472,11 @@ fn doctor_says_what_is_missing_without_a_model() {
     let report = e.doctor();
     let embedder = report.checks.iter().find(|c| c.name == "embedder").unwrap();
     assert!(!embedder.ok && embedder.detail.contains("full-text + graph"));
-    assert!(report.checks.iter().any(|c| c.name == "full-text index" && c.ok));
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "full-text index" && c.ok)
+    );
     assert!(report.to_string().contains("[missing] embedder"));
 }

@@ -53,7 +53,9 @@ fn fake_server(responses: Vec<(u16, String)>) -> (String, thread::JoinHandle<Vec
 fn vectors(n: usize, dim: usize) -> String {
     let data: Vec<serde_json::Value> = (0..n)
         .map(|i| {
-            let v: Vec<f32> = (0..dim).map(|j| if j == i % dim { 3.0 } else { 0.0 }).collect();
+            let v: Vec<f32> = (0..dim)
+                .map(|j| if j == i % dim { 3.0 } else { 0.0 })
+                .collect();
             serde_json::json!({"object": "embedding", "index": i, "embedding": v})
         })
         .collect();
@@ -65,7 +67,10 @@ fn http_embedder_posts_inputs_and_returns_normalised_vectors() {
     let (url, server) = fake_server(vec![(200, vectors(2, 4))]);
     let e = HttpEmbedder::new(&url, "nomic-embed-text", 4).unwrap();
     let got = e.embed(&["alpha", "beta"]).unwrap();
-    assert_eq!(got, vec![vec![1.0, 0.0, 0.0, 0.0], vec![0.0, 1.0, 0.0, 0.0]]);
+    assert_eq!(
+        got,
+        vec![vec![1.0, 0.0, 0.0, 0.0], vec![0.0, 1.0, 0.0, 0.0]]
+    );
     let bodies = server.join().unwrap();
     let sent: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
     assert_eq!(sent["model"], "nomic-embed-text");
@@ -77,7 +82,16 @@ fn http_embedder_of_the_wrong_dimension_is_refused_clearly() {
     let (url, server) = fake_server(vec![(200, vectors(1, 3))]);
     let e = HttpEmbedder::new(&url, "m", 4).unwrap();
     let err = e.embed(&["x"]).unwrap_err();
-    assert!(matches!(err, MemoryError::DimensionMismatch { expected: 4, actual: 3 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            MemoryError::DimensionMismatch {
+                expected: 4,
+                actual: 3
+            }
+        ),
+        "{err}"
+    );
     server.join().unwrap();
 }
 
@@ -86,24 +100,48 @@ fn http_embedder_server_error_names_the_status() {
     let (url, server) = fake_server(vec![(500, "{\"error\":\"model not loaded\"}".into())]);
     let e = HttpEmbedder::new(&url, "m", 4).unwrap();
     let err = e.embed(&["x"]).unwrap_err().to_string();
-    assert!(err.contains("500") && err.contains("model not loaded"), "{err}");
+    assert!(
+        err.contains("500") && err.contains("model not loaded"),
+        "{err}"
+    );
     server.join().unwrap();
 }
 
 #[test]
 fn engine_refuses_an_embedder_whose_dimension_differs_from_stored_vectors() {
-    let (url, server) = fake_server(vec![(200, vectors(1, 4)), (200, vectors(1, 4)), (200, vectors(1, 4))]);
+    let (url, server) = fake_server(vec![
+        (200, vectors(1, 4)),
+        (200, vectors(1, 4)),
+        (200, vectors(1, 4)),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
     {
         let mut engine = MemoryEngine::open(&path).unwrap();
-        engine.set_embedder(Box::new(HttpEmbedder::new(&url, "m", 4).unwrap())).unwrap();
-        engine.add(NewMemory::semantic("the sky is blue", 0.9, "test")).unwrap();
+        engine
+            .set_embedder(Box::new(HttpEmbedder::new(&url, "m", 4).unwrap()))
+            .unwrap();
+        engine
+            .add(NewMemory::semantic("the sky is blue", 0.9, "test"))
+            .unwrap();
         assert_eq!(engine.stats().unwrap().vectors, 1);
         assert_eq!(engine.search(&Query::new("sky", 1)).unwrap().len(), 1);
     }
     server.join().unwrap();
     let mut engine = MemoryEngine::open(&path).unwrap();
-    let err = engine.set_embedder(Box::new(HttpEmbedder::new("http://127.0.0.1:9", "m", 8).unwrap())).unwrap_err();
-    assert!(matches!(err, MemoryError::DimensionMismatch { expected: 4, actual: 8 }), "{err}");
+    let err = engine
+        .set_embedder(Box::new(
+            HttpEmbedder::new("http://127.0.0.1:9", "m", 8).unwrap(),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MemoryError::DimensionMismatch {
+                expected: 4,
+                actual: 8
+            }
+        ),
+        "{err}"
+    );
 }

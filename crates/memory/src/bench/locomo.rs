@@ -100,12 +100,17 @@ impl fmt::Display for LocomoReport {
 }
 
 fn bad(path: &Path, message: impl Into<String>) -> MemoryError {
-    MemoryError::BenchInput { path: path.to_path_buf(), message: message.into() }
+    MemoryError::BenchInput {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 /// Parse LoCoMo's `1:56 pm on 8 May, 2023`.
 fn parse_session_time(s: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(s.trim(), "%I:%M %p on %d %B, %Y").ok().map(|t| t.and_utc())
+    NaiveDateTime::parse_from_str(s.trim(), "%I:%M %p on %d %B, %Y")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 struct Turn {
@@ -113,19 +118,24 @@ struct Turn {
     new: NewMemory,
 }
 
+/// A conversation as read: sessions of turns, questions, last turn's time.
+type Conversation = (Vec<Vec<Turn>>, Vec<Question>, DateTime<Utc>);
+
 struct Question {
     text: String,
     category: usize,
     evidence: Vec<String>,
 }
 
-fn read_conversation(path: &Path, thread: &str) -> Result<(Vec<Vec<Turn>>, Vec<Question>, DateTime<Utc>)> {
+fn read_conversation(path: &Path, thread: &str) -> Result<Conversation> {
     let text = std::fs::read_to_string(path)?;
     let v: Value = serde_json::from_str(&text).map_err(|e| bad(path, e.to_string()))?;
     let mut sessions = Vec::new();
     let mut last = DateTime::<Utc>::MIN_UTC;
     for n in 1.. {
-        let Some(turns) = v.get(format!("session_{n}")).and_then(Value::as_array) else { break };
+        let Some(turns) = v.get(format!("session_{n}")).and_then(Value::as_array) else {
+            break;
+        };
         let date = v
             .get(format!("session_{n}_date_time"))
             .and_then(Value::as_str)
@@ -133,10 +143,15 @@ fn read_conversation(path: &Path, thread: &str) -> Result<(Vec<Vec<Turn>>, Vec<Q
             .ok_or_else(|| bad(path, format!("session_{n}_date_time missing or unparsable")))?;
         let mut out = Vec::with_capacity(turns.len());
         for (i, t) in turns.iter().enumerate() {
-            let (Some(speaker), Some(dia_id), Some(body)) =
-                (t["speaker"].as_str(), t["dia_id"].as_str(), t["text"].as_str())
-            else {
-                return Err(bad(path, format!("session_{n} turn {i} lacks speaker, dia_id or text")));
+            let (Some(speaker), Some(dia_id), Some(body)) = (
+                t["speaker"].as_str(),
+                t["dia_id"].as_str(),
+                t["text"].as_str(),
+            ) else {
+                return Err(bad(
+                    path,
+                    format!("session_{n} turn {i} lacks speaker, dia_id or text"),
+                ));
             };
             // A shared photo is part of the turn as the assistant saw it.
             let content = match t.get("blip_caption").and_then(Value::as_str) {
@@ -145,7 +160,10 @@ fn read_conversation(path: &Path, thread: &str) -> Result<(Vec<Vec<Turn>>, Vec<Q
             };
             let at = date + Duration::seconds(i as i64 * 30);
             last = last.max(at);
-            out.push(Turn { dia_id: dia_id.to_string(), new: NewMemory::episodic(thread, speaker, content, at) });
+            out.push(Turn {
+                dia_id: dia_id.to_string(),
+                new: NewMemory::episodic(thread, speaker, content, at),
+            });
         }
         sessions.push(out);
     }
@@ -164,7 +182,11 @@ fn read_conversation(path: &Path, thread: &str) -> Result<(Vec<Vec<Turn>>, Vec<Q
             .collect();
         if (1..=4).contains(&category) && !evidence.is_empty() {
             if let Some(text) = q["question"].as_str() {
-                questions.push(Question { text: text.to_string(), category, evidence });
+                questions.push(Question {
+                    text: text.to_string(),
+                    category,
+                    evidence,
+                });
             }
         }
     }
@@ -194,7 +216,9 @@ pub fn locomo_with(
     for path in files {
         let thread = format!(
             "locomo-{}",
-            path.file_stem().and_then(|s| s.to_str()).unwrap_or("conversation")
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("conversation")
         );
         let (sessions, questions, last) = read_conversation(path, &thread)?;
         let mut engine = MemoryEngine::open_in_memory(config.clone())?;
@@ -216,37 +240,54 @@ pub fn locomo_with(
             }
         }
         // Rolling summaries, as the daemon writes them after a session.
-        engine.compact_thread(&thread, &crate::compress::ExtractiveSummarizer, last + Duration::days(1))?;
+        engine.compact_thread(
+            &thread,
+            &crate::compress::ExtractiveSummarizer,
+            last + Duration::days(1),
+        )?;
         ingest_secs += started.elapsed().as_secs_f64();
         let now = last + Duration::days(1);
         for q in &questions {
-            let query = Query { text: q.text.clone(), limit: 20, thread_id: Some(thread.clone()), now: Some(now), ..Query::default() };
+            let query = Query {
+                text: q.text.clone(),
+                limit: 20,
+                thread_id: Some(thread.clone()),
+                now: Some(now),
+                ..Query::default()
+            };
             let t0 = Instant::now();
             let hits = engine.search(&query)?;
             latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-            let ranked: Vec<&str> = hits.iter().filter_map(|h| dia_of_seq.get(&h.memory.seq)).map(String::as_str).collect();
+            let ranked: Vec<&str> = hits
+                .iter()
+                .filter_map(|h| dia_of_seq.get(&h.memory.seq))
+                .map(String::as_str)
+                .collect();
             let c = q.category - 1;
             for (ki, &k) in KS.iter().enumerate() {
-                let found = q.evidence.iter().filter(|e| ranked.iter().take(k).any(|r| r == e)).count();
+                let found = q
+                    .evidence
+                    .iter()
+                    .filter(|e| ranked.iter().take(k).any(|r| r == e))
+                    .count();
                 sums[c][ki] += found as f64 / q.evidence.len() as f64;
             }
             report.by_category[c].questions += 1;
-            let ctx = engine.build_context(&ContextRequest { now: Some(now), ..ContextRequest::new(&q.text, 2_000) })?;
+            let ctx = engine.build_context(&ContextRequest {
+                now: Some(now),
+                ..ContextRequest::new(&q.text, 2_000)
+            })?;
             tokens.push(ctx.tokens);
         }
         report.conversations += 1;
     }
-    for c in 0..4 {
-        let n = report.by_category[c].questions.max(1) as f64;
-        for k in 0..4 {
-            report.by_category[c].recall[k] = sums[c][k] / n;
-        }
+    for (cat, sum) in report.by_category.iter_mut().zip(&sums) {
+        let n = cat.questions.max(1) as f64;
+        cat.recall = sum.map(|s| s / n);
     }
     report.overall.questions = report.by_category.iter().map(|c| c.questions).sum();
-    for k in 0..4 {
-        let total: f64 = (0..4).map(|c| sums[c][k]).sum();
-        report.overall.recall[k] = total / report.overall.questions.max(1) as f64;
-    }
+    let n = report.overall.questions.max(1) as f64;
+    report.overall.recall = std::array::from_fn(|k| sums.iter().map(|s| s[k]).sum::<f64>() / n);
     report.ingest_per_sec = report.turns as f64 / ingest_secs.max(1e-9);
     latencies.sort_by(f64::total_cmp);
     report.query_p50_ms = super::percentile(&latencies, 50.0);

@@ -73,7 +73,10 @@ impl Rng {
     }
 }
 
-const SYLLABLES: [&str; 16] = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ber", "don", "fel", "gar", "hum", "jin", "pol", "wex"];
+const SYLLABLES: [&str; 16] = [
+    "ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ber", "don", "fel", "gar", "hum", "jin",
+    "pol", "wex",
+];
 
 fn word(i: usize) -> String {
     let mut w = String::new();
@@ -93,7 +96,12 @@ struct Zipf {
 impl Zipf {
     fn new(n: usize) -> Self {
         let mut acc = 0.0;
-        let mut cdf: Vec<f64> = (1..=n).map(|k| { acc += 1.0 / k as f64; acc }).collect();
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                acc += 1.0 / k as f64;
+                acc
+            })
+            .collect();
         cdf.iter_mut().for_each(|c| *c /= acc);
         Self { cdf }
     }
@@ -120,7 +128,10 @@ fn run(path: &std::path::Path, records: usize, dim: usize, queries: usize) -> Re
     let zipf = Zipf::new(vocab);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut engine = MemoryEngine::open_with(path, EngineConfig::default())?;
-    let start = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).single().unwrap_or_default();
+    let start = Utc
+        .with_ymd_and_hms(2020, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
     let t0 = Instant::now();
     let batch = 5_000;
     let mut done = 0;

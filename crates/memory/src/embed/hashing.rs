@@ -15,12 +15,17 @@ pub struct HashingEmbedder {
 impl HashingEmbedder {
     /// An embedder producing `dim`-dimensional vectors.
     pub fn new(dim: usize) -> Self {
-        Self { dim, id: format!("hashing-{dim}") }
+        Self {
+            dim,
+            id: format!("hashing-{dim}"),
+        }
     }
 }
 
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Embedder for HashingEmbedder {

@@ -102,7 +102,10 @@ impl Embedder for HttpEmbedder {
         let mut out = vec![Vec::new(); texts.len()];
         for (i, item) in parsed.data.into_iter().enumerate() {
             if item.embedding.len() != self.dim {
-                return Err(MemoryError::DimensionMismatch { expected: self.dim, actual: item.embedding.len() });
+                return Err(MemoryError::DimensionMismatch {
+                    expected: self.dim,
+                    actual: item.embedding.len(),
+                });
             }
             let slot = item.index.unwrap_or(i).min(texts.len() - 1);
             let mut v = item.embedding;

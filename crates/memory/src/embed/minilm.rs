@@ -28,7 +28,10 @@ pub struct MiniLmEmbedder {
 
 impl std::fmt::Debug for MiniLmEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MiniLmEmbedder").field("model_id", &self.model_id).field("dim", &self.dim).finish()
+        f.debug_struct("MiniLmEmbedder")
+            .field("model_id", &self.model_id)
+            .field("dim", &self.dim)
+            .finish()
     }
 }
 
@@ -46,8 +49,9 @@ impl MiniLmEmbedder {
             }
         }
         let cfg_text = std::fs::read_to_string(dir.join("config.json"))?;
-        let config: Config = serde_json::from_str(&cfg_text)
-            .map_err(|e| MemoryError::Embedder(format!("{}: {e}", dir.join("config.json").display())))?;
+        let config: Config = serde_json::from_str(&cfg_text).map_err(|e| {
+            MemoryError::Embedder(format!("{}: {e}", dir.join("config.json").display()))
+        })?;
         let dim = serde_json::from_str::<serde_json::Value>(&cfg_text)
             .ok()
             .and_then(|v| v["hidden_size"].as_u64())
@@ -55,9 +59,15 @@ impl MiniLmEmbedder {
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| err("tokenizer.json")(Box::new(e)))?;
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..Default::default()
+            }))
             .map_err(|e| err("tokenizer truncation")(Box::new(e)))?;
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
         let device = Device::Cpu;
         let weights: PathBuf = dir.join("model.safetensors");
         // SAFETY: the file is memory-mapped read-only and not modified while mapped.
@@ -65,7 +75,13 @@ impl MiniLmEmbedder {
             .map_err(|e| err("model.safetensors")(Box::new(e)))?;
         let model = BertModel::load(vb, &config).map_err(|e| err("loading BERT")(Box::new(e)))?;
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("bert");
-        Ok(Self { model, tokenizer, dim, model_id: format!("local:{name}"), device })
+        Ok(Self {
+            model,
+            tokenizer,
+            dim,
+            model_id: format!("local:{name}"),
+            device,
+        })
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {

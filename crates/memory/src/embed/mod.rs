@@ -57,7 +57,9 @@ pub fn local_embedder() -> std::result::Result<Box<dyn Embedder>, String> {
         let dir = find_model_dir().ok_or_else(|| {
             format!("no embedding model: run scripts/fetch-embedding-model or set OPTICLAW_EMBEDDING_MODEL_DIR (looked for {DEFAULT_MODEL_DIR})")
         })?;
-        MiniLmEmbedder::load(&dir).map(|e| Box::new(e) as Box<dyn Embedder>).map_err(|e| e.to_string())
+        MiniLmEmbedder::load(&dir)
+            .map(|e| Box::new(e) as Box<dyn Embedder>)
+            .map_err(|e| e.to_string())
     }
     #[cfg(not(feature = "embeddings"))]
     {
