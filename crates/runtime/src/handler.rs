@@ -8,7 +8,8 @@ use chrono::{DateTime, Local, Utc};
 use opticlaw_core::{EventEnvelope, ResponseKind, ResponsePacket, RuntimeState};
 use opticlaw_store::rusqlite::Connection;
 use opticlaw_store::{Completion, EventStatus, NewDeferredTask, NewReply, StoreError, ops};
-use opticlaw_triage::rules::{RuleAction, RuleDecision};
+use opticlaw_triage::TriageDecision;
+use opticlaw_triage::rules::RuleAction;
 use serde_json::json;
 
 use crate::answerer::{Answer, AnswerRequest};
@@ -71,8 +72,8 @@ async fn handle_event(
 ) -> Result<Vec<ResponsePacket>, StoreError> {
     let decision = runtime
         .shared
-        .rules
-        .evaluate(&event.content.text, Local::now().fixed_offset());
+        .triage()
+        .decide(&event.content.text, Local::now().fixed_offset());
     let mut context = runtime.answer_context();
     if decision.action == RuleAction::NeedsModel
         && let Some(answerer) = runtime.shared.answerer.clone()
@@ -141,7 +142,7 @@ pub(crate) fn apply_decision(
     conn: &Connection,
     seq: i64,
     event: &EventEnvelope,
-    decision: &RuleDecision,
+    decision: &TriageDecision,
     context: &AnswerContext,
 ) -> Result<Applied, StoreError> {
     let mut completion = Completion {
@@ -153,6 +154,8 @@ pub(crate) fn apply_decision(
         cancel: Vec::new(),
     };
     let text = respond(conn, event, &decision.action, context, &mut completion)?;
+    // Why it was answered this way: the rule, or the classifier's view.
+    completion.outcome["triage"] = decision.explanation_json();
     completion
         .replies
         .push(reply(event, ResponseKind::Reply, text));

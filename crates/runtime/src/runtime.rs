@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use opticlaw_core::{EventEnvelope, ResponsePacket, RuntimeState};
 use opticlaw_store::{EventStatus, StoreError, StoreHandle, StoreStats, ops};
-use opticlaw_triage::rules::{RuleAction, RuleDecision, RuleEngine};
+use opticlaw_triage::rules::{RuleAction, RuleEngine};
+use opticlaw_triage::{Triage, TriageDecision};
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -82,7 +83,10 @@ pub struct RuntimeStatus {
 
 pub(crate) struct Shared {
     pub store: StoreHandle,
-    pub rules: RuleEngine,
+    /// Rules first, then the tiny classifier. Built on the first message,
+    /// so start-up stays fast and small.
+    triage: std::sync::OnceLock<Triage>,
+    rules: Mutex<Option<RuleEngine>>,
     pub config: RuntimeConfig,
     pub queue: Mutex<PriorityQueue>,
     pub queue_ready: Notify,
@@ -131,7 +135,8 @@ impl Runtime {
         let (replies, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
             store,
-            rules,
+            triage: std::sync::OnceLock::new(),
+            rules: Mutex::new(Some(rules)),
             queue: Mutex::new(PriorityQueue::new(config.queue_capacity)),
             no_model_hint: Arc::from(config.no_model_hint.as_str()),
             answerer,
@@ -181,8 +186,8 @@ impl Runtime {
             return Err(SubmitError::ShuttingDown);
         }
         let decision = shared
-            .rules
-            .evaluate(&event.content.text, chrono::Local::now().fixed_offset());
+            .triage()
+            .decide(&event.content.text, chrono::Local::now().fixed_offset());
         if shared.config.process_events && decision.action != RuleAction::NeedsModel {
             return self.submit_fast(event, decision).await;
         }
@@ -229,7 +234,7 @@ impl Runtime {
     async fn submit_fast(
         &self,
         event: EventEnvelope,
-        decision: RuleDecision,
+        decision: TriageDecision,
     ) -> Result<Submission, SubmitError> {
         let shared = &self.shared;
         let context = self.answer_context();
@@ -432,6 +437,15 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+}
+
+impl Shared {
+    pub(crate) fn triage(&self) -> &Triage {
+        self.triage.get_or_init(|| {
+            let rules = self.rules.lock().unwrap().take().unwrap_or_default();
+            Triage::new(rules)
+        })
     }
 }
 

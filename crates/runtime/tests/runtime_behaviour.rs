@@ -313,3 +313,35 @@ async fn messages_no_rule_answers_go_to_the_answerer_and_its_outcome_is_stored()
         .unwrap();
     assert!(outcome.contains("\"model\":\"echo\""), "{outcome}");
 }
+
+#[tokio::test]
+async fn a_greeting_is_answered_by_the_classifier_and_the_reason_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = start(&dir.path().join("db"), RuntimeConfig::default()).await;
+    let submission = runtime
+        .submit(EventEnvelope::local_text("u", "t", "hello there"))
+        .await
+        .unwrap();
+    assert_eq!(
+        submission.status,
+        opticlaw_store::EventStatus::Done,
+        "fast path, no queue"
+    );
+    assert!(
+        submission.replies[0].text.contains("OptiClaw"),
+        "{}",
+        submission.replies[0].text
+    );
+    let outcome: String = runtime
+        .store()
+        .call(|c| Ok(c.query_row("SELECT outcome FROM events WHERE seq = 1", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    let outcome: serde_json::Value = serde_json::from_str(&outcome).unwrap();
+    assert_eq!(outcome["rule"], "intent:greeting");
+    assert_eq!(outcome["triage"]["route"], "FAST_REPLY");
+    assert!(
+        outcome["triage"]["intent"]["confidence"].as_f64().unwrap() > 0.0,
+        "{outcome}"
+    );
+}
