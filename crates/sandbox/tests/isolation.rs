@@ -279,3 +279,37 @@ fn probe_measures_this_machine() {
     );
     assert!(!report.kernel.is_empty());
 }
+
+#[test]
+fn cpu_hog_is_killed_by_cpu_limit() {
+    let sb = sandbox();
+    let spec = with_limits(sh("while :; do :; done"), |l| {
+        l.cpu_seconds = Some(1);
+        l.wall_clock = Duration::from_secs(10);
+    });
+    let out = sb.run(&spec).unwrap();
+    assert!(
+        !out.timed_out,
+        "the CPU limit, not the timeout, must stop it: {out:?}"
+    );
+    let xcpu = nix::sys::signal::Signal::SIGXCPU as i32;
+    assert!(
+        matches!(out.status, ExitStatus::Signaled(s) if s == xcpu || s == libc_sigkill()),
+        "{out:?}"
+    );
+    assert!(out.usage.user_cpu + out.usage.system_cpu >= Duration::from_millis(900));
+}
+
+#[test]
+fn setup_failure_is_fail_closed_and_names_the_stage() {
+    let sb = sandbox();
+    let err = sb
+        .run(&sh("echo ran").workdir("/nonexistent-opticlaw-dir"))
+        .unwrap_err();
+    match err {
+        opticlaw_sandbox::SandboxError::Setup { stage, .. } => {
+            assert_eq!(stage, "enter the working directory")
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+}
