@@ -145,6 +145,9 @@ pub struct GrantMount {
     pub target: CString,
     /// `/newroot/...` ancestors to create when the target lies on a tmpfs.
     pub mkdirs: Vec<CString>,
+    /// `O_PATH` descriptor the parent opened on the checked directory; the
+    /// bound target must be the same inode, or the grant moved in between.
+    pub pin_fd: RawFd,
 }
 
 /// Everything the child needs, computed in the parent.
@@ -312,10 +315,10 @@ impl ChildPlan {
             write_file(Stage::IdMaps, c"/proc/self/uid_map", &self.uid_map)?;
             write_file(Stage::IdMaps, c"/proc/self/gid_map", &self.gid_map)?;
         }
-        // SAFETY: we are the only thread of this process (the child of a
-        // fork), so fork cannot leave another thread's locks half-held beyond
-        // what the first fork already did; both branches continue with
-        // async-signal-safe calls only.
+        // SAFETY: this process is the single-threaded child of a fork, but
+        // locks other parent threads held at that fork may still look taken,
+        // so both branches continue with async-signal-safe calls only (the
+        // rule the whole hook follows); `fork` itself is async-signal-safe.
         match at(Stage::Fork, unsafe { nix::unistd::fork() })? {
             ForkResult::Child => self.command_process(),
             ForkResult::Parent { child } => forward_exit(child.as_raw()),
@@ -414,6 +417,9 @@ impl ChildPlan {
                 &grant.target,
                 MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
             )?;
+            if !same_inode(grant.pin_fd, &grant.target) {
+                return Err((Stage::Grant, Errno::EXDEV));
+            }
         }
         mount(
             Stage::MountProc,
@@ -512,6 +518,18 @@ fn join<'a>(buf: &'a mut [u8; 64], a: &CStr, b: &CStr) -> &'a CStr {
     buf[len] = 0;
     // The buffer holds exactly one NUL, at `len` (device names have none).
     CStr::from_bytes_with_nul(&buf[..=len]).unwrap_or(c"")
+}
+
+/// Whether `path` names the same inode as the descriptor `fd`.
+fn same_inode(fd: RawFd, path: &CStr) -> bool {
+    // SAFETY: `stat` is plain old data; both calls fill stack structs.
+    unsafe {
+        let mut a: libc::stat = std::mem::zeroed();
+        let mut b: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut a) == 0
+            && libc::stat(path.as_ptr(), &mut b) == 0
+            && (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    }
 }
 
 fn errno_of(e: &io::Error) -> Errno {

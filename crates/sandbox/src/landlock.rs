@@ -90,13 +90,23 @@ pub struct LandlockPlan {
     attr_size: usize,
     handled_fs: u64,
     scoped: u64,
-    rules: Vec<(CString, u64)>,
+    rules: Vec<(Target, u64)>,
+}
+
+/// What a rule names: a path opened in the child, or a directory descriptor
+/// the parent opened (inherited across `fork`, closed at `exec`).
+#[derive(Debug)]
+pub enum Target {
+    /// A path as seen inside the sandbox.
+    Path(CString),
+    /// An `O_PATH` descriptor pinning the directory's inode.
+    Fd(libc::c_int),
 }
 
 impl LandlockPlan {
-    /// Prepares a plan for ABI `abi` granting writes beneath `dirs` (paths as
-    /// seen inside the sandbox) and to `files` (device nodes such as `/dev/null`).
-    pub fn new(abi: u32, dirs: &[CString], files: &[CString]) -> Self {
+    /// Prepares a plan for ABI `abi` granting writes beneath `dirs` and to
+    /// `files` (device nodes such as `/dev/null`).
+    pub fn new(abi: u32, dirs: Vec<Target>, files: Vec<Target>) -> Self {
         let handled_fs = write_rights(abi);
         let file_rights = handled_fs & (ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE);
         let (attr_size, scoped) = match abi {
@@ -105,9 +115,9 @@ impl LandlockPlan {
             _ => (24, SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL),
         };
         let rules = dirs
-            .iter()
-            .map(|d| (d.clone(), handled_fs))
-            .chain(files.iter().map(|f| (f.clone(), file_rights)))
+            .into_iter()
+            .map(|d| (d, handled_fs))
+            .chain(files.into_iter().map(|f| (f, file_rights)))
             .collect();
         Self {
             abi,
@@ -155,12 +165,18 @@ impl LandlockPlan {
     }
 
     fn add_rules_and_restrict(&self, ruleset: libc::c_int) -> io::Result<()> {
-        for (path, access) in &self.rules {
-            // SAFETY: `path` is a valid NUL-terminated string owned by self.
-            let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-            if fd < 0 {
-                continue;
-            }
+        for (target, access) in &self.rules {
+            let (fd, owned) = match target {
+                Target::Fd(fd) => (*fd, false),
+                Target::Path(path) => {
+                    // SAFETY: `path` is a valid NUL-terminated string owned by self.
+                    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+                    if fd < 0 {
+                        continue;
+                    }
+                    (fd, true)
+                }
+            };
             let rule = PathBeneathAttr {
                 allowed_access: *access,
                 parent_fd: fd,
@@ -176,8 +192,10 @@ impl LandlockPlan {
                 )
             };
             let err = io::Error::last_os_error();
-            // SAFETY: `fd` was opened above and is closed once.
-            unsafe { libc::close(fd) };
+            if owned {
+                // SAFETY: `fd` was opened above and is closed once.
+                unsafe { libc::close(fd) };
+            }
             if rc < 0 {
                 return Err(err);
             }

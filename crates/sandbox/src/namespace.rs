@@ -15,7 +15,7 @@ use nix::sched::CloneFlags;
 use nix::sys::resource::{RLIM_INFINITY, Resource};
 
 use crate::child::{ChildPlan, DEVICE_PATHS, GrantMount, Stage};
-use crate::landlock::LandlockPlan;
+use crate::landlock::{LandlockPlan, Target};
 use crate::probe::{DEFAULT_SANDBOX_ID, ProbeReport, probe};
 use crate::seccomp::SeccompPlan;
 use crate::spec::{DEFAULT_PATH, IsolationReport, Network, RunOutput, RunSpec};
@@ -129,12 +129,18 @@ impl NamespaceSandbox {
         (self.uid, self.gid)
     }
 
+    /// Builds the child's plan. The returned descriptors pin the granted
+    /// directories and must stay open until the child has been spawned.
     fn plan(
         &self,
         spec: &RunSpec,
         report_fd: i32,
-    ) -> Result<(ChildPlan, Vec<PathBuf>), SandboxError> {
+    ) -> Result<(ChildPlan, Vec<PathBuf>, Vec<OwnedFd>), SandboxError> {
         let grants = canonical_grants(&spec.writable)?;
+        let pins = grants
+            .iter()
+            .map(|g| pin_dir(g))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut unshare = CloneFlags::CLONE_NEWUSER
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWPID
@@ -167,15 +173,20 @@ impl NamespaceSandbox {
             }
         }
         let landlock = self.probe.landlock_abi.map(|abi| {
-            let mut dirs = vec![c"/tmp".to_owned()];
-            dirs.extend(grants.iter().map(|g| cstring(g.as_os_str())));
-            let files: Vec<CString> = DEVICE_PATHS.iter().map(|&p| p.to_owned()).collect();
-            LandlockPlan::new(abi, &dirs, &files)
+            let mut dirs = vec![Target::Path(c"/tmp".to_owned())];
+            dirs.extend(pins.iter().map(|fd| Target::Fd(fd.as_raw_fd())));
+            let files = DEVICE_PATHS
+                .iter()
+                .map(|&p| Target::Path(p.to_owned()))
+                .collect();
+            LandlockPlan::new(abi, dirs, files)
         });
         let grant_mounts = grants
             .iter()
-            .map(|g| GrantMount {
+            .zip(&pins)
+            .map(|(g, fd)| GrantMount {
                 source: cstring(&prefixed("/oldroot", g)),
+                pin_fd: fd.as_raw_fd(),
                 target: cstring(&prefixed("/newroot", g)),
                 mkdirs: g
                     .ancestors()
@@ -204,7 +215,7 @@ impl NamespaceSandbox {
             seccomp: self.seccomp.clone(),
             report_fd,
         };
-        Ok((plan, grants))
+        Ok((plan, grants, pins))
     }
 
     fn report(&self, plan: &ChildPlan, grants: &[PathBuf]) -> IsolationReport {
@@ -242,7 +253,7 @@ impl Sandbox for NamespaceSandbox {
         }
         let (report_r, report_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-        let (plan, grants) = self.plan(spec, report_w.as_raw_fd())?;
+        let (plan, grants, pins) = self.plan(spec, report_w.as_raw_fd())?;
         let isolation = self.report(&plan, &grants);
 
         let mut cmd = Command::new(&program);
@@ -261,6 +272,7 @@ impl Sandbox for NamespaceSandbox {
         let spawned = cmd.spawn();
         drop(cmd);
         drop(report_w);
+        drop(pins);
         let child = match spawned {
             Ok(child) => child,
             Err(e) => return Err(setup_error(&report_r, e)),
@@ -304,14 +316,23 @@ fn prefixed(prefix: &str, path: &Path) -> OsString {
     s
 }
 
-/// Canonicalises granted directories (resolving symlinks in the parent, so a
-/// grant cannot be redirected by a link inside it), sorted parents first.
+/// Checks that granted directories are canonical absolute paths (no `..`,
+/// no symlinks), sorted parents first.
 fn canonical_grants(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, SandboxError> {
     let mut out = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let canon = dir.canonicalize().map_err(|e| {
             SandboxError::InvalidSpec(format!("granted dir {}: {e}", dir.display()))
         })?;
+        if canon != *dir {
+            // `../` or a symlink in a grant would grant something other than
+            // what the caller wrote (and what a token named): refuse.
+            return Err(SandboxError::InvalidSpec(format!(
+                "granted dir {} is not canonical (it resolves to {})",
+                dir.display(),
+                canon.display()
+            )));
+        }
         if !canon.is_dir() || canon == Path::new("/") {
             return Err(SandboxError::InvalidSpec(format!(
                 "granted dir {} must be a directory other than /",
@@ -323,6 +344,27 @@ fn canonical_grants(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, SandboxError> {
     out.sort_by_key(|p| p.components().count());
     out.dedup();
     Ok(out)
+}
+
+/// Opens a canonical granted directory as an `O_PATH` descriptor and checks
+/// that it is still the directory that was canonicalised (no component was
+/// swapped for a symlink in between).
+fn pin_dir(dir: &Path) -> Result<OwnedFd, SandboxError> {
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| SandboxError::InvalidSpec(format!("granted dir {}: {e}", dir.display())))?;
+    let seen = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    if seen != dir {
+        return Err(SandboxError::InvalidSpec(format!(
+            "granted dir {} moved to {} while being granted",
+            dir.display(),
+            seen.display()
+        )));
+    }
+    Ok(fd)
 }
 
 /// The command's environment: `env_allow` names taken from ours, then `env`,

@@ -313,3 +313,36 @@ fn setup_failure_is_fail_closed_and_names_the_stage() {
         other => panic!("expected a setup error, got {other:?}"),
     }
 }
+
+#[test]
+fn symlinked_or_dotted_grant_is_refused() {
+    let sb = sandbox();
+    let base = dir_for(&sb);
+    let link = base.path().join("etc-link");
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    let dotted = base.path().join("..").join("..");
+    for grant in [link, dotted] {
+        let err = sb.run(&sh("true").writable(&grant)).unwrap_err();
+        assert!(
+            matches!(err, opticlaw_sandbox::SandboxError::InvalidSpec(_)),
+            "{grant:?}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn symlink_inside_grant_does_not_escape() {
+    let sb = sandbox();
+    let granted = dir_for(&sb);
+    // Writable for the sandbox uid by permissions, reachable through a link.
+    let other = dir_for(&sb);
+    std::os::unix::fs::symlink(other.path(), granted.path().join("out")).unwrap();
+    let spec = sh("echo x > out/escape; ln -s /etc/passwd pw; echo x >> pw; echo done")
+        .writable(granted.path())
+        .workdir(granted.path());
+    let out = sb.run(&spec).unwrap();
+    assert_eq!(out.stdout.text(), "done\n", "{out:?}");
+    assert!(!other.path().join("escape").exists(), "{out:?}");
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(!passwd.ends_with("x\n"), "/etc/passwd was appended to");
+}
