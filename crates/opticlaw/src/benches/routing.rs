@@ -3,10 +3,10 @@
 //! context", and prints `no_llm_share=… tokens_per_msg=…
 //! always_large_tokens_per_msg=… ratio=… idle_calls=…` as its last line.
 //!
-//! The cheap path is the daemon's own rule layer ([`RuleEngine`] with the
-//! built-in rules): a message counts as answered without a model exactly
-//! when the daemon would answer it without one, i.e. when
-//! `evaluate(..).action != RuleAction::NeedsModel`.
+//! The cheap path is the daemon's own triage ([`Triage`]: the built-in rules,
+//! then the tiny classifier and its fast handlers): a message counts as
+//! answered without a model exactly when the daemon would answer it without
+//! one, i.e. when triage routes it to `FAST_REPLY`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use opticlaw_models::bench::{self, CheapPath};
-use opticlaw_triage::rules::{RuleAction, RuleEngine};
+use opticlaw_triage::{Route, Triage};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,35 +22,35 @@ pub struct Args {
     trace: Option<PathBuf>,
 }
 
-/// The daemon's rule layer as the bench's cheap path.
-pub struct RulesCheapPath {
-    rules: RuleEngine,
+/// The daemon's triage as the bench's cheap path.
+pub struct TriageCheapPath {
+    triage: Triage,
 }
 
-impl RulesCheapPath {
-    /// The built-in rules (slash commands, reminders), as a fresh daemon has.
+impl TriageCheapPath {
+    /// The built-in rules and the shipped classifier, as a fresh daemon has.
     pub fn builtin() -> Self {
         Self {
-            rules: RuleEngine::default(),
+            triage: Triage::default(),
         }
     }
 }
 
-impl CheapPath for RulesCheapPath {
+impl CheapPath for TriageCheapPath {
     fn answers(&self, text: &str) -> bool {
         let now = chrono::Local::now().fixed_offset();
-        self.rules.evaluate(text, now).action != RuleAction::NeedsModel
+        self.triage.decide(text, now).route == Route::FastReply
     }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let report = bench::routing_with(args.trace.as_deref(), Arc::new(RulesCheapPath::builtin()))
+    let report = bench::routing_with(args.trace.as_deref(), Arc::new(TriageCheapPath::builtin()))
         .with_context(|| match &args.trace {
-            Some(path) => format!("replaying {}", path.display()),
-            None => "replaying the repository's mixed trace".to_owned(),
-        })?;
+        Some(path) => format!("replaying {}", path.display()),
+        None => "replaying the repository's mixed trace".to_owned(),
+    })?;
     println!(
-        "messages={} answered_without_llm={} small_calls={} medium_calls={} large_calls={} (cheap path: the daemon's built-in rules)",
+        "messages={} answered_without_llm={} small_calls={} medium_calls={} large_calls={} (cheap path: the daemon's triage: rules, then the tiny classifier)",
         report.messages,
         report.answered_without_llm,
         report.small_calls,
@@ -66,10 +66,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rules_answer_commands_and_reminders_only() {
-        let cheap = RulesCheapPath::builtin();
+    fn triage_answers_commands_reminders_and_small_talk_only() {
+        let cheap = TriageCheapPath::builtin();
         assert!(cheap.answers("/help"));
         assert!(cheap.answers("remind me in 10 minutes to call Sam"));
+        assert!(cheap.answers("hello there"));
         assert!(!cheap.answers("What's the capital of Australia?"));
     }
 }
