@@ -132,6 +132,7 @@ impl MemoryEngine {
             thread_id: req.thread_id.clone(),
             now: req.now,
             hints: req.hints.clone(),
+            vector: None,
         };
         let hits = self.search(&query)?;
         let Some(top) = hits.first().map(|h| h.score) else {

@@ -46,7 +46,12 @@ pub struct MemoryEngine {
     pub(crate) vectors: Option<VectorIndex>,
     pub(crate) hot: HotCache,
     pub(crate) config: EngineConfig,
+    /// Recent query vectors (the budgeter searches again for the same text).
+    query_vectors: std::sync::Mutex<Vec<(String, Vec<f32>)>>,
 }
+
+/// Query vectors remembered.
+const QUERY_VECTOR_CACHE: usize = 32;
 
 impl std::fmt::Debug for MemoryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,6 +116,7 @@ impl MemoryEngine {
             vectors: None,
             hot: HotCache::new(config.hot_cache_bytes),
             config,
+            query_vectors: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -162,6 +168,9 @@ impl MemoryEngine {
         }
         self.vectors = Some(index);
         self.embedder = Some(embedder);
+        if let Ok(mut c) = self.query_vectors.lock() {
+            c.clear();
+        }
         self.embed_missing()?;
         Ok(())
     }
@@ -447,9 +456,10 @@ impl MemoryEngine {
 
     /// Hybrid search (see [`crate::retrieve`]).
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>> {
-        let query_vector = match &self.embedder {
-            Some(e) if !query.text.trim().is_empty() => {
-                self.embed_texts(&[query.text.as_str()])?.pop()
+        let query_vector = match (&self.embedder, &query.vector) {
+            (Some(_), Some(v)) => Some(v.clone()),
+            (Some(_), None) if !query.text.trim().is_empty() => {
+                Some(self.query_vector(&query.text)?)
             }
             _ => None,
         };
@@ -460,6 +470,35 @@ impl MemoryEngine {
             weights: &self.config.fusion,
         }
         .search(query)
+    }
+
+    /// The embedding of a query text with the attached embedder (cached for
+    /// recent texts); `None` without an embedder. Pass it as
+    /// [`Query::vector`] to search without embedding again.
+    pub fn embed_query(&self, text: &str) -> Result<Option<Vec<f32>>> {
+        match &self.embedder {
+            Some(_) => self.query_vector(text).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn query_vector(&self, text: &str) -> Result<Vec<f32>> {
+        let cached = self
+            .query_vectors
+            .lock()
+            .ok()
+            .and_then(|c| c.iter().find(|(t, _)| t == text).map(|(_, v)| v.clone()));
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let v = self.embed_texts(&[text])?.pop().unwrap_or_default();
+        if let Ok(mut c) = self.query_vectors.lock() {
+            if c.len() >= QUERY_VECTOR_CACHE {
+                c.remove(0);
+            }
+            c.push((text.to_string(), v.clone()));
+        }
+        Ok(v)
     }
 
     /// Add a relation between two entities (`person:sam -works_at-> org:acme`).

@@ -48,6 +48,10 @@ pub struct Query {
     /// Hints from triage.
     #[serde(default)]
     pub hints: RetrievalHints,
+    /// The query's embedding when the caller already has it (the same
+    /// message is usually embedded once for ingestion); computed otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
 }
 
 impl Query {

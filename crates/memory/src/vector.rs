@@ -180,7 +180,7 @@ impl VectorIndex {
 
     fn build_hnsw(&mut self) {
         let n = self.ids.len();
-        let h = Hnsw::<f32, DistL2>::new(16, n.max(1024) * 2, 16, 100, DistL2 {});
+        let h = Hnsw::<f32, DistL2>::new(12, n.max(1024) * 2, 16, 40, DistL2 {});
         let items: Vec<(&[f32], usize)> = self
             .ids
             .iter()
