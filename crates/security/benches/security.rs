@@ -1,1 +1,128 @@
-fn main() {}
+//! Token mint + verify and audit append. Prints one machine-readable last
+//! line: `mint_verify_us=… audit_append_us=…`.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use criterion::{Criterion, criterion_group};
+use opticlaw_security::audit;
+use opticlaw_security::keys::SigningKey;
+use opticlaw_security::token::{
+    DEFAULT_TTL, Grant, NoRevocations, Request, TokenMinter, TokenVerifier,
+};
+use opticlaw_store::{Store, Synchronous};
+use serde_json::json;
+
+fn grant() -> Grant {
+    Grant {
+        tool: "shell".into(),
+        scope: "read".into(),
+        resource: "/home/me/notes".into(),
+        audience: "runner-1".into(),
+        node: "task-7/node-2".into(),
+    }
+}
+
+const REQUEST: Request<'static> = Request {
+    tool: "shell",
+    scope: "read",
+    resource: "/home/me/notes/a.md",
+};
+
+fn mint_verify_once(minter: &TokenMinter, verifier: &TokenVerifier) {
+    let now = Utc::now();
+    let token = minter.mint(&grant(), now, DEFAULT_TTL).unwrap().to_base64();
+    verifier
+        .verify(&token, &REQUEST, now, &NoRevocations)
+        .unwrap();
+}
+
+fn open_store(dir: &tempfile::TempDir) -> Store {
+    Store::open_with(
+        &dir.path().join("bench.db"),
+        Synchronous::Normal,
+        &[opticlaw_security::COMPONENT],
+    )
+    .unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let minter = TokenMinter::new(SigningKey::ephemeral());
+    let verifier = TokenVerifier::new(minter.public_key(), "runner-1");
+    c.bench_function("token_mint_verify", |b| {
+        b.iter(|| mint_verify_once(&minter, &verifier))
+    });
+    let now = Utc::now();
+    let token = minter.mint(&grant(), now, DEFAULT_TTL).unwrap().to_base64();
+    c.bench_function("token_verify", |b| {
+        b.iter(|| {
+            verifier
+                .verify(&token, &REQUEST, now, &NoRevocations)
+                .unwrap()
+        })
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let action = json!({"tool": "shell", "scope": "read", "resource": "/home/me/notes/a.md"});
+    c.bench_function("audit_append", |b| {
+        b.iter(|| {
+            audit::append(
+                store.connection(),
+                "tool_action",
+                "runner-1",
+                &action,
+                Utc::now(),
+            )
+            .unwrap()
+        })
+    });
+}
+
+fn median_us(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1e6
+}
+
+/// The summary line, measured directly so it prints in any bench mode.
+fn summary() {
+    let minter = TokenMinter::new(SigningKey::ephemeral());
+    let verifier = TokenVerifier::new(minter.public_key(), "runner-1");
+    let mint_verify = (0..500)
+        .map(|_| {
+            let start = Instant::now();
+            mint_verify_once(&minter, &verifier);
+            start.elapsed()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let action = json!({"tool": "shell"});
+    let append = (0..500)
+        .map(|_| {
+            let start = Instant::now();
+            audit::append(
+                store.connection(),
+                "tool_action",
+                "runner-1",
+                &action,
+                Utc::now(),
+            )
+            .unwrap();
+            start.elapsed()
+        })
+        .collect();
+    println!(
+        "mint_verify_us={:.1} audit_append_us={:.1}",
+        median_us(mint_verify),
+        median_us(append)
+    );
+}
+
+criterion_group!(security, benches);
+
+fn main() {
+    security();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+}

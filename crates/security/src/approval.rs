@@ -146,11 +146,9 @@ pub fn request(
 
 /// One request, with its status as of `now`.
 pub fn get(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<Approval, ApprovalError> {
-    conn.query_row(
-        &format!("{SELECT} WHERE id = ?1"),
-        [id],
-        |row| Ok(read_row(row, now)),
-    )
+    conn.query_row(&format!("{SELECT} WHERE id = ?1"), [id], |row| {
+        Ok(read_row(row, now))
+    })
     .optional()?
     .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?
 }
@@ -234,6 +232,11 @@ pub fn ensure_approved(
         ApprovalStatus::Approved => {}
         ApprovalStatus::Expired => return Err(ApprovalError::Expired(id.to_owned())),
         _ => return Err(ApprovalError::NotApproved(id.to_owned())),
+    }
+    if approval.action_hash != action_hash(&approval.action) {
+        return Err(ApprovalError::Corrupt(format!(
+            "{id}: stored action does not match its hash"
+        )));
     }
     if approval.action_hash != action_hash(action) {
         return Err(ApprovalError::ActionMismatch(id.to_owned()));

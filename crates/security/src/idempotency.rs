@@ -8,6 +8,9 @@
 //! effect itself must honour the key (a provider's idempotency header, a
 //! message id the remote dedupes on, a lookup before acting): that is what
 //! turns "at least once" retries into exactly-once effects.
+//!
+//! One caller runs a given key at a time (the orchestrator runs each node
+//! once); the ledger makes restarts safe, not concurrent duplicates.
 
 use chrono::{DateTime, Utc};
 use opticlaw_store::rusqlite::{self, Connection, OptionalExtension, params};

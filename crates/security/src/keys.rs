@@ -77,11 +77,12 @@ impl SigningKey {
             source,
         };
         let text = Secret::new(fs::read_to_string(path).map_err(io)?);
-        let key = PrivateKey::from_bytes_hex(text.expose().trim(), Algorithm::Ed25519).map_err(
-            |_| KeyError::Invalid {
-                path: path.to_owned(),
-            },
-        )?;
+        let key =
+            PrivateKey::from_bytes_hex(text.expose().trim(), Algorithm::Ed25519).map_err(|_| {
+                KeyError::Invalid {
+                    path: path.to_owned(),
+                }
+            })?;
         Ok(Self {
             keypair: KeyPair::from(&key),
         })

@@ -156,10 +156,7 @@ mod tests {
         assert_eq!(policy.tier("shell", "read"), Ok(Tier::LowRisk));
         assert_eq!(policy.tier("shell", "write"), Ok(Tier::SideEffect));
         assert_eq!(policy.tier("payments", "send"), Ok(Tier::HighRisk));
-        assert_eq!(
-            Tier::HighRisk.requirement(),
-            Requirement::ApprovalWithTotp
-        );
+        assert_eq!(Tier::HighRisk.requirement(), Requirement::ApprovalWithTotp);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use biscuit_auth::error::{Format, Logic, Token as BiscuitError};
 use biscuit_auth::macros::{authorizer, biscuit, block};
-use biscuit_auth::{Biscuit, PublicKey};
+use biscuit_auth::{AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
 use opticlaw_store::rusqlite::{self, Connection, OptionalExtension, params};
 
@@ -24,6 +24,18 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
 /// The longest TTL a token may be minted with.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// Tokens longer than this (base64 characters) are refused unparsed.
+pub const MAX_TOKEN_LEN: usize = 8192;
+
+/// Bounds on one verification's Datalog run. Our tokens need a few facts
+/// and one iteration; the time bound is generous so that a busy machine
+/// does not refuse a good token (biscuit's default is 1 ms).
+const LIMITS: AuthorizerLimits = AuthorizerLimits {
+    max_facts: 256,
+    max_iterations: 16,
+    max_time: Duration::from_millis(50),
+};
 
 /// What one task node may do: one tool, one scope, one resource (a path
 /// or a name; a path also covers what lies beneath it), for one runner.
@@ -76,6 +88,8 @@ pub enum TokenError {
     ResourceNotGranted { granted: String, requested: String },
     #[error("a restriction on the token refuses this request: {0}")]
     Restricted(String),
+    #[error("verifying the token exceeded its limits: {0}")]
+    Limits(String),
     #[error("a TTL of {0:?} is longer than the allowed maximum")]
     TtlTooLong(Duration),
     #[error("could not sign the token: {0}")]
@@ -93,6 +107,12 @@ pub struct CapabilityToken {
 impl CapabilityToken {
     /// Parses a token and checks its signature chain against `root`.
     pub fn parse(text: &str, root: &PublicKey) -> Result<Self, TokenError> {
+        if text.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed(format!(
+                "{} characters, more than {MAX_TOKEN_LEN}",
+                text.len()
+            )));
+        }
         let biscuit = Biscuit::from_base64(text.trim(), *root).map_err(classify_parse_error)?;
         Ok(Self { biscuit })
     }
@@ -154,6 +174,13 @@ fn classify_parse_error(error: BiscuitError) -> TokenError {
         BiscuitError::Format(Format::Signature(_))
         | BiscuitError::Format(Format::SealedSignature)
         | BiscuitError::Format(Format::UnknownPublicKey) => TokenError::Forged,
+        other => TokenError::Malformed(other.to_string()),
+    }
+}
+
+fn classify_run_error(error: BiscuitError) -> TokenError {
+    match error {
+        BiscuitError::RunLimit(limit) => TokenError::Limits(limit.to_string()),
         other => TokenError::Malformed(other.to_string()),
     }
 }
@@ -322,8 +349,9 @@ impl TokenVerifier {
             scope = request.scope.to_owned(),
             resource = request.resource.to_owned(),
         )
+        .set_limits(LIMITS)
         .build(&token.biscuit)
-        .map_err(|error| TokenError::Malformed(error.to_string()))?;
+        .map_err(classify_run_error)?;
 
         // Only the authority block's facts are trusted by this query.
         let grants: Vec<(String, String, String, String, SystemTime, String)> = authorizer
@@ -331,7 +359,7 @@ impl TokenVerifier {
                 "g($tool, $scope, $resource, $audience, $expires, $node) <- \
                  grant($tool, $scope, $resource, $audience, $expires, $node)",
             )
-            .map_err(|error| TokenError::Malformed(error.to_string()))?;
+            .map_err(classify_run_error)?;
         let [(tool, scope, resource, audience, expires, node)] = <[_; 1]>::try_from(grants)
             .map_err(|found| {
                 TokenError::Malformed(format!("expected one grant, found {}", found.len()))
@@ -339,7 +367,9 @@ impl TokenVerifier {
         let expires_at = DateTime::<Utc>::from(expires);
 
         if now >= expires_at {
-            return Err(TokenError::Expired { expired_at: expires_at });
+            return Err(TokenError::Expired {
+                expired_at: expires_at,
+            });
         }
         if audience != self.runner {
             return Err(TokenError::WrongAudience {
@@ -370,7 +400,7 @@ impl TokenVerifier {
             Err(BiscuitError::FailedLogic(Logic::Unauthorized { checks, .. })) => {
                 return Err(TokenError::Restricted(format!("{checks:?}")));
             }
-            Err(other) => return Err(TokenError::Restricted(other.to_string())),
+            Err(other) => return Err(classify_run_error(other)),
         }
         Ok(Verified {
             grant: Grant {

@@ -118,8 +118,8 @@ impl Totp {
 }
 
 fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
-        .expect("HMAC takes keys of any length");
+    let mut mac =
+        <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
 }
@@ -150,7 +150,14 @@ fn decode_base32(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    const TIMES: [u64; 6] = [59, 1111111109, 1111111111, 1234567890, 2000000000, 20000000000];
+    const TIMES: [u64; 6] = [
+        59,
+        1111111109,
+        1111111111,
+        1234567890,
+        2000000000,
+        20000000000,
+    ];
 
     fn check(algorithm: TotpAlgorithm, seed: &[u8], expected: [&str; 6]) {
         let totp = Totp::with_params(seed.to_vec(), algorithm, 8, 30).unwrap();
@@ -164,7 +171,9 @@ mod tests {
         check(
             TotpAlgorithm::Sha1,
             b"12345678901234567890",
-            ["94287082", "07081804", "14050471", "89005924", "69279037", "65353130"],
+            [
+                "94287082", "07081804", "14050471", "89005924", "69279037", "65353130",
+            ],
         );
     }
 
@@ -173,7 +182,9 @@ mod tests {
         check(
             TotpAlgorithm::Sha256,
             b"12345678901234567890123456789012",
-            ["46119246", "68084774", "67062674", "91819424", "90698825", "77737706"],
+            [
+                "46119246", "68084774", "67062674", "91819424", "90698825", "77737706",
+            ],
         );
     }
 
@@ -182,7 +193,9 @@ mod tests {
         check(
             TotpAlgorithm::Sha512,
             b"1234567890123456789012345678901234567890123456789012345678901234",
-            ["90693936", "25091201", "99943326", "93441116", "38618901", "47863826"],
+            [
+                "90693936", "25091201", "99943326", "93441116", "38618901", "47863826",
+            ],
         );
     }
 

@@ -77,7 +77,10 @@ fn denied_request_cannot_be_approved_or_run() {
     assert_eq!(denied.status, ApprovalStatus::Denied);
     assert!(matches!(
         approval::approve(conn, &pending.id, &alice(), None, at(NOW + 2)),
-        Err(ApprovalError::AlreadyDecided { status: ApprovalStatus::Denied, .. })
+        Err(ApprovalError::AlreadyDecided {
+            status: ApprovalStatus::Denied,
+            ..
+        })
     ));
     assert!(matches!(
         approval::ensure_approved(conn, &pending.id, &request.action, at(NOW + 2)),
@@ -89,9 +92,13 @@ fn denied_request_cannot_be_approved_or_run() {
 fn approval_from_another_user_or_chat_is_refused() {
     let store = TestStore::new();
     let conn = store.conn();
-    let pending =
-        approval::request(conn, &send_email(Tier::SideEffect), at(NOW), DEFAULT_APPROVAL_TTL)
-            .unwrap();
+    let pending = approval::request(
+        conn,
+        &send_email(Tier::SideEffect),
+        at(NOW),
+        DEFAULT_APPROVAL_TTL,
+    )
+    .unwrap();
     let mallory = Principal {
         user_id: "mallory".into(),
         ..alice()
@@ -115,7 +122,9 @@ fn approval_from_another_user_or_chat_is_refused() {
         ));
     }
     assert_eq!(
-        approval::get(conn, &pending.id, at(NOW + 1)).unwrap().status,
+        approval::get(conn, &pending.id, at(NOW + 1))
+            .unwrap()
+            .status,
         ApprovalStatus::Pending
     );
 }
@@ -169,7 +178,10 @@ fn tier_three_needs_a_valid_unused_totp_code() {
             conn,
             &pending.id,
             &alice(),
-            Some(SecondFactor { totp: &totp, code: &stale }),
+            Some(SecondFactor {
+                totp: &totp,
+                code: &stale
+            }),
             now
         ),
         Err(ApprovalError::TotpInvalid)
@@ -201,7 +213,12 @@ fn tiers_zero_and_one_do_not_go_through_approval() {
     let store = TestStore::new();
     for tier in [Tier::ReadOnly, Tier::LowRisk] {
         assert!(matches!(
-            approval::request(store.conn(), &send_email(tier), at(NOW), DEFAULT_APPROVAL_TTL),
+            approval::request(
+                store.conn(),
+                &send_email(tier),
+                at(NOW),
+                DEFAULT_APPROVAL_TTL
+            ),
             Err(ApprovalError::NotRequired(_))
         ));
     }
@@ -213,5 +230,24 @@ fn unknown_request_is_not_found() {
     assert!(matches!(
         approval::approve(store.conn(), "nope", &alice(), None, at(NOW)),
         Err(ApprovalError::NotFound(_))
+    ));
+}
+
+#[test]
+fn action_edited_in_the_store_after_approval_is_refused() {
+    let store = TestStore::new();
+    let conn = store.conn();
+    let request = send_email(Tier::SideEffect);
+    let pending = approval::request(conn, &request, at(NOW), DEFAULT_APPROVAL_TTL).unwrap();
+    approval::approve(conn, &pending.id, &alice(), None, at(NOW + 1)).unwrap();
+    let forged = json!({"to": "mallory@example.com", "subject": "Hi", "body": "See you at 5"});
+    conn.execute(
+        "UPDATE security_approvals SET action = ?1 WHERE id = ?2",
+        opticlaw_store::rusqlite::params![forged.to_string(), pending.id],
+    )
+    .unwrap();
+    assert!(matches!(
+        approval::ensure_approved(conn, &pending.id, &forged, at(NOW + 2)),
+        Err(ApprovalError::Corrupt(_))
     ));
 }

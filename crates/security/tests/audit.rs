@@ -64,7 +64,12 @@ fn update_and_delete_are_refused_by_the_store() {
             .execute("UPDATE security_audit SET actor = 'x'", [])
             .is_err()
     );
-    assert!(store.conn().execute("DELETE FROM security_audit", []).is_err());
+    assert!(
+        store
+            .conn()
+            .execute("DELETE FROM security_audit", [])
+            .is_err()
+    );
 }
 
 #[test]
@@ -87,12 +92,18 @@ fn edited_record_is_named() {
 #[test]
 fn edited_actor_or_time_is_named() {
     let (store, raw) = log_of_five();
-    raw.execute("UPDATE security_audit SET at_ms = at_ms + 1 WHERE seq = 4", [])
-        .unwrap();
+    raw.execute(
+        "UPDATE security_audit SET at_ms = at_ms + 1 WHERE seq = 4",
+        [],
+    )
+    .unwrap();
     assert_eq!(first_bad(&store).map(|t| t.seq), Some(4));
     let (store, raw) = log_of_five();
-    raw.execute("UPDATE security_audit SET actor = 'someone' WHERE seq = 2", [])
-        .unwrap();
+    raw.execute(
+        "UPDATE security_audit SET actor = 'someone' WHERE seq = 2",
+        [],
+    )
+    .unwrap();
     assert_eq!(first_bad(&store).map(|t| t.seq), Some(2));
 }
 

@@ -85,11 +85,18 @@ fn no_step_is_duplicated_or_lost_whatever_the_crash_point() {
     for crash_at in 0..steps * 3 {
         let mut store = TestStore::new();
         let remote = RefCell::new(Remote::default());
-        assert!(run_plan(&store, &remote, steps, Some(crash_at)), "point {crash_at}");
+        assert!(
+            run_plan(&store, &remote, steps, Some(crash_at)),
+            "point {crash_at}"
+        );
         store.reopen();
         assert!(!run_plan(&store, &remote, steps, None));
         let performed = &remote.borrow().performed;
-        assert_eq!(performed.len(), steps, "crash point {crash_at}: {performed:?}");
+        assert_eq!(
+            performed.len(),
+            steps,
+            "crash point {crash_at}: {performed:?}"
+        );
         for step in 0..steps {
             let key = format!("plan-1/step-{step}");
             assert!(matches!(

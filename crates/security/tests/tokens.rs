@@ -51,7 +51,12 @@ fn token_authorizes_exactly_its_granted_request() {
     let (minter, verifier) = setup();
     let token = mint(&minter);
     let verified = verifier
-        .verify(&token, &read("/home/me/notes/todo.md"), at(NOW + 1), &NoRevocations)
+        .verify(
+            &token,
+            &read("/home/me/notes/todo.md"),
+            at(NOW + 1),
+            &NoRevocations,
+        )
         .unwrap();
     assert_eq!(verified.grant, grant());
     assert_eq!(verified.expires_at, at(NOW + 300));
@@ -95,7 +100,10 @@ fn garbage_is_refused_as_malformed() {
     let (_, verifier) = setup();
     for garbage in ["", "not a token", "AAAA"] {
         let refused = verifier.verify(garbage, &read("/x"), at(NOW), &NoRevocations);
-        assert!(matches!(refused, Err(TokenError::Malformed(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(TokenError::Malformed(_))),
+            "{refused:?}"
+        );
     }
 }
 
@@ -103,7 +111,12 @@ fn garbage_is_refused_as_malformed() {
 fn expired_token_is_refused() {
     let (minter, verifier) = setup();
     let token = mint(&minter);
-    let refused = verifier.verify(&token, &read("/home/me/notes"), at(NOW + 300), &NoRevocations);
+    let refused = verifier.verify(
+        &token,
+        &read("/home/me/notes"),
+        at(NOW + 300),
+        &NoRevocations,
+    );
     assert!(
         matches!(refused, Err(TokenError::Expired { expired_at }) if expired_at == at(NOW + 300)),
         "{refused:?}"
@@ -180,12 +193,20 @@ fn holder_can_narrow_the_resource() {
     let now = at(NOW);
     assert!(
         verifier
-            .verify(&narrowed, &read("/home/me/notes/work/a.md"), now, &NoRevocations)
+            .verify(
+                &narrowed,
+                &read("/home/me/notes/work/a.md"),
+                now,
+                &NoRevocations
+            )
             .is_ok()
     );
     for refused in ["/home/me/notes/home.md", "/home/me/notes/workshop"] {
         let result = verifier.verify(&narrowed, &read(refused), now, &NoRevocations);
-        assert!(matches!(result, Err(TokenError::Restricted(_))), "{refused}: {result:?}");
+        assert!(
+            matches!(result, Err(TokenError::Restricted(_))),
+            "{refused}: {result:?}"
+        );
     }
 }
 
@@ -198,7 +219,11 @@ fn holder_can_shorten_the_lifetime() {
         .unwrap()
         .to_base64();
     let request = read("/home/me/notes");
-    assert!(verifier.verify(&short, &request, at(NOW + 9), &NoRevocations).is_ok());
+    assert!(
+        verifier
+            .verify(&short, &request, at(NOW + 9), &NoRevocations)
+            .is_ok()
+    );
     assert!(matches!(
         verifier.verify(&short, &request, at(NOW + 10), &NoRevocations),
         Err(TokenError::Restricted(_))
@@ -239,7 +264,12 @@ fn attenuation_cannot_widen_a_token() {
         Err(TokenError::ResourceNotGranted { .. })
     ));
     assert!(matches!(
-        verifier.verify(&text, &read("/home/me/notes"), at(NOW + 400), &NoRevocations),
+        verifier.verify(
+            &text,
+            &read("/home/me/notes"),
+            at(NOW + 400),
+            &NoRevocations
+        ),
         Err(TokenError::Expired { .. })
     ));
     // The original grant still works through the appended blocks.
@@ -264,7 +294,11 @@ fn revoked_token_is_refused_when_replayed() {
     let token = minter.mint(&grant(), at(NOW), DEFAULT_TTL).unwrap();
     let text = token.to_base64();
     let request = read("/home/me/notes");
-    assert!(verifier.verify(&text, &request, at(NOW), store.conn()).is_ok());
+    assert!(
+        verifier
+            .verify(&text, &request, at(NOW), store.conn())
+            .is_ok()
+    );
     revoke(store.conn(), &token, "node finished", at(NOW + 1)).unwrap();
     assert!(matches!(
         verifier.verify(&text, &request, at(NOW + 2), store.conn()),
@@ -283,7 +317,11 @@ fn revoking_a_token_revokes_what_was_attenuated_from_it_but_not_its_parent() {
 
     let mut revoked = HashSet::new();
     revoked.insert(child.revocation_id());
-    assert!(verifier.verify(&parent.to_base64(), &request, at(NOW), &revoked).is_ok());
+    assert!(
+        verifier
+            .verify(&parent.to_base64(), &request, at(NOW), &revoked)
+            .is_ok()
+    );
     assert!(matches!(
         verifier.verify(&child.to_base64(), &request, at(NOW), &revoked),
         Err(TokenError::Revoked)
@@ -322,4 +360,14 @@ fn signing_key_file_round_trips_through_mint_and_verify() {
             .is_ok()
     );
     assert!(!format!("{first:?}").contains(std::fs::read_to_string(&path).unwrap().trim()));
+}
+
+#[test]
+fn oversized_token_is_refused_before_parsing() {
+    let (_, verifier) = setup();
+    let huge = "A".repeat(opticlaw_security::token::MAX_TOKEN_LEN + 1);
+    assert!(matches!(
+        verifier.verify(&huge, &read("/x"), at(NOW), &NoRevocations),
+        Err(TokenError::Malformed(_))
+    ));
 }
