@@ -118,6 +118,20 @@ impl RuleEngine {
                 "time" | "date" => decide("time", RuleAction::Reply(describe_now(now))),
                 "remind" => decide("remind", reminder_action(rest, now)),
                 "reminders" => decide("reminders", RuleAction::ListReminders),
+                // Recognised here so they never reach a model; what they act
+                // on (the memory engine, approvals) is not in the daemon yet,
+                // and the reply says so instead of pretending.
+                "memory" | "forget" | "approve" | "deny" => decide(
+                    &name,
+                    RuleAction::Reply(format!(
+                        "/{name} is not available yet: this build has no {} wired into the daemon.",
+                        if name == "memory" || name == "forget" {
+                            "memory engine"
+                        } else {
+                            "approval workflow"
+                        }
+                    )),
+                ),
                 "cancel" if !rest.is_empty() => {
                     decide("cancel", RuleAction::CancelReminder(rest.to_owned()))
                 }
