@@ -38,13 +38,19 @@ fn locomo_bench_scores_evidence_turns_and_ends_with_the_summary_line() {
     std::fs::write(&path, conversation().to_string()).unwrap();
     let no_model = || Err("none in this test".to_string());
     let report = locomo_with(&[path], &EngineConfig::default(), &no_model).unwrap();
-    assert_eq!(report.overall.questions, 2, "category 5 and questions without evidence are skipped");
+    assert_eq!(
+        report.overall.questions, 2,
+        "category 5 and questions without evidence are skipped"
+    );
     assert_eq!(report.turns, 5);
     assert_eq!(report.overall.recall[1], 1.0);
     let text = report.to_string();
     let last = text.lines().last().unwrap();
     assert!(last.starts_with("questions=2 recall@1="), "{last}");
-    assert!(last.contains(" recall@10=") && last.contains(" query_p95_ms="), "{last}");
+    assert!(
+        last.contains(" recall@10=") && last.contains(" query_p95_ms="),
+        "{last}"
+    );
 }
 
 #[test]
@@ -53,6 +59,11 @@ fn malformed_locomo_file_is_a_clear_error() {
     let path = dir.path().join("bad.json");
     std::fs::write(&path, r#"{"session_1": [], "qa": []}"#).unwrap();
     let no_model = || Err("none".to_string());
-    let err = locomo_with(&[path], &EngineConfig::default(), &no_model).unwrap_err().to_string();
-    assert!(err.contains("bad.json") && err.contains("session_1_date_time"), "{err}");
+    let err = locomo_with(&[path], &EngineConfig::default(), &no_model)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.json") && err.contains("session_1_date_time"),
+        "{err}"
+    );
 }
