@@ -44,6 +44,8 @@ CREATE VIRTUAL TABLE memory_fts USING fts5 (
     content, context,
     tokenize = 'porter unicode61 remove_diacritics 2'
 );
+-- Deletes remove a row's terms from the index at once, not at the next merge.
+INSERT INTO memory_fts (memory_fts, rank) VALUES ('secure-delete', 1);
 
 CREATE TABLE memory_vectors (
     seq    INTEGER PRIMARY KEY,
