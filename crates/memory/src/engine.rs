@@ -501,6 +501,15 @@ impl MemoryEngine {
         Ok(v)
     }
 
+    /// Record that these records were used (put in a prompt): decay counts
+    /// idle time from the last use, and frequent use lifts salience.
+    pub fn mark_used(&mut self, seqs: &[i64]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        store::touch(&tx, seqs, Utc::now())?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Add a relation between two entities (`person:sam -works_at-> org:acme`).
     pub fn relate(&mut self, src: &str, relation: &str, dst: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
