@@ -17,7 +17,15 @@ fn sandbox() -> NamespaceSandbox {
 /// that only the sandbox's own layers can stop a write. It lives outside
 /// `/tmp` (which the sandbox replaces with a private tmpfs anyway).
 fn dir_for(sandbox: &NamespaceSandbox) -> TempDir {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // The checkout may itself live under /tmp (CI clones anywhere), and the
+    // sandbox hides the host's /tmp: then use /var/tmp.
+    let target_tmp = env!("CARGO_TARGET_TMPDIR");
+    let base = if Path::new(target_tmp).starts_with("/tmp") {
+        "/var/tmp"
+    } else {
+        target_tmp
+    };
+    let dir = tempfile::tempdir_in(base).expect("tempdir");
     if nix::unistd::geteuid().is_root() {
         let (uid, gid) = sandbox.identity();
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
