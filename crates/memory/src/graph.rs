@@ -91,15 +91,17 @@ pub fn records_for_entities(
 }
 
 /// Entity keys whose name appears as a word in `words`, with the number of
-/// records each links to (rarer entities are more telling).
-pub fn entities_named(conn: &Connection, words: &[String]) -> Result<Vec<(String, u64)>> {
+/// records each links to, counted up to `cap` (rarer entities are more
+/// telling; counting stops early for common ones).
+pub fn entities_named(conn: &Connection, words: &[String], cap: u64) -> Result<Vec<(String, u64)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.key, (SELECT COUNT(*) FROM memory_record_entities re WHERE re.entity_id = e.entity_id)
+        "SELECT e.key, (SELECT COUNT(*) FROM (SELECT 1 FROM memory_record_entities re
+                          WHERE re.entity_id = e.entity_id LIMIT ?2))
            FROM memory_entities e WHERE e.name = ?1",
     )?;
     let mut out = Vec::new();
     for w in words {
-        let rows = stmt.query_map([w], |r| {
+        let rows = stmt.query_map(params![w, cap as i64], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
         })?;
         for row in rows {

@@ -328,15 +328,17 @@ impl Retriever<'_> {
             .iter()
             .map(|k| crate::text::normalise_entity_key(k))
             .collect();
-        let named = crate::graph::entities_named(self.conn, &query_terms(text))?;
-        let total: u64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM memory_records", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64;
+        // MAX(seq) is an O(log n) stand-in for the record count.
+        let total: u64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM memory_records",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
         // Only entities that single out a small part of memory carry signal.
+        let cap = (total as f64 * 0.05).max(3.0) as u64;
+        let named = crate::graph::entities_named(self.conn, &query_terms(text), cap)?;
         for (key, n) in named {
-            if n > 0 && (n as f64) < (total as f64 * 0.05).max(3.0) && !keys.contains(&key) {
+            if n > 0 && n < cap && !keys.contains(&key) {
                 keys.push(key);
             }
         }

@@ -60,7 +60,7 @@ CREATE TABLE memory_entities (
     name       TEXT    NOT NULL,
     created_at INTEGER NOT NULL
 );
-CREATE INDEX memory_entities_name ON memory_entities (name COLLATE NOCASE);
+CREATE INDEX memory_entities_name ON memory_entities (name);
 
 CREATE TABLE memory_record_entities (
     seq       INTEGER NOT NULL,
