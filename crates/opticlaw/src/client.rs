@@ -45,28 +45,11 @@ impl Client {
 
     /// Posts a message; returns the submission (`event_id`, `seq`, ...).
     pub async fn send(&self, thread_id: &str, text: &str) -> Result<Value> {
-        let response = self
+        let request = self
             .http
             .post(format!("{}/v1/local/messages", self.base))
-            .bearer_auth(&self.token)
-            .json(&json!({ "text": text, "thread_id": thread_id }))
-            .send()
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the daemon at {} (is `opticlaw serve` running?)",
-                    self.base
-                )
-            })?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "the daemon refused the message ({status}): {}",
-                body["error"]["message"]
-            );
-        }
-        Ok(body)
+            .json(&json!({ "text": text, "thread_id": thread_id }));
+        self.call_json(request).await
     }
 
     /// The thread's replies after `after`, then each new one as it comes.
@@ -117,9 +100,13 @@ impl Client {
     }
 
     async fn get_json(&self, path: &str) -> Result<Value> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.call_json(request).await
+    }
+
+    /// Sends an authorized request; the JSON body, or the daemon's error.
+    async fn call_json(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = request
             .bearer_auth(&self.token)
             .send()
             .await
