@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::framing::Frame;
-use super::wire::{Decoded, decimal, malformed, parse_arguments};
+use super::wire::{Decoded, decimal, function_tools, malformed, parse_arguments, role_name};
 use crate::types::{ChatDelta, ChatRequest, FinishReason, Role, ToolCall, Usage};
 
 pub const PATH: &str = "/api/chat";
@@ -20,7 +20,7 @@ pub fn body(request: &ChatRequest) -> Value {
         .messages
         .iter()
         .map(|m| {
-            let mut out = json!({ "role": role(m.role), "content": m.content });
+            let mut out = json!({ "role": role_name(m.role), "content": m.content });
             if !m.tool_calls.is_empty() {
                 out["tool_calls"] = m
                     .tool_calls
@@ -43,25 +43,9 @@ pub fn body(request: &ChatRequest) -> Value {
         "options": { "temperature": decimal(request.temperature), "num_predict": request.max_tokens },
     });
     if !request.tools.is_empty() {
-        body["tools"] = request
-            .tools
-            .iter()
-            .map(|t| {
-                json!({ "type": "function", "function": {
-                    "name": t.name, "description": t.description, "parameters": t.parameters } })
-            })
-            .collect();
+        body["tools"] = function_tools(&request.tools);
     }
     body
-}
-
-fn role(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    }
 }
 
 /// Decodes NDJSON lines (a non-streamed reply is one such line).

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::framing::Frame;
-use super::wire::{Decoded, decimal, malformed, parse_arguments};
+use super::wire::{Decoded, decimal, function_tools, malformed, parse_arguments, role_name};
 use crate::types::{ChatDelta, ChatRequest, FinishReason, Role, ToolCall, Usage};
 
 pub const PATH: &str = "/v1/chat/completions";
@@ -66,25 +66,9 @@ pub fn body(request: &ChatRequest, dialect: Dialect) -> Value {
         body["stream_options"] = json!({ "include_usage": true });
     }
     if !request.tools.is_empty() {
-        body["tools"] = request
-            .tools
-            .iter()
-            .map(|t| {
-                json!({ "type": "function", "function": {
-                    "name": t.name, "description": t.description, "parameters": t.parameters } })
-            })
-            .collect();
+        body["tools"] = function_tools(&request.tools);
     }
     body
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    }
 }
 
 #[derive(Debug, Default)]

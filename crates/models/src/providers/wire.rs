@@ -1,9 +1,9 @@
 //! Helpers shared by the protocol decoders.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::ModelError;
-use crate::types::ChatDelta;
+use crate::types::{ChatDelta, Role, ToolSpec};
 
 /// What a decoder makes of one frame.
 pub type Decoded = Result<Vec<ChatDelta>, ModelError>;
@@ -48,4 +48,26 @@ pub fn parse_arguments(
 /// `0.20000000298023224`).
 pub fn decimal(value: f32) -> f64 {
     value.to_string().parse().unwrap_or(f64::from(value))
+}
+
+/// The role as OpenAI-style chat APIs (OpenAI, Ollama) name it.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+/// Tools in the OpenAI `{"type":"function","function":{...}}` shape, which
+/// Ollama's `/api/chat` accepts too.
+pub fn function_tools(tools: &[ToolSpec]) -> Value {
+    tools
+        .iter()
+        .map(|t| {
+            json!({ "type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters } })
+        })
+        .collect()
 }
