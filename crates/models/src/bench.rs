@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ModelsConfig, Tier, TierConfig};
 use crate::execute::Providers;
 use crate::providers::{HttpProvider, Protocol, Provider, ProviderConfig, collect};
-use crate::replay::{ReplayServer, ScriptedReply, Trace, Turn};
+use crate::replay::{ReplayServer, Trace};
 use crate::router::ModelRouter;
 use crate::task::Task;
 use crate::types::{ChatRequest, Message, ToolSpec};
@@ -222,6 +222,7 @@ fn ladder(base_url: &str) -> ModelsConfig {
         protocol,
         base_url: base_url.into(),
         api_key_env: None,
+        api_key_keyring: None,
         api_key_file: None,
         locality: None,
         timeout_ms: 10_000,
@@ -270,29 +271,11 @@ pub fn estimate_complexity(domain: &str, text: &str) -> f32 {
     (base + (words / 400.0)).min(1.0)
 }
 
-fn scripted(reply: &str) -> Trace {
-    Trace {
-        name: "bench".into(),
-        description: String::new(),
-        repeat: true,
-        turns: vec![Turn {
-            protocol: None,
-            input: None,
-            request: None,
-            reply: ScriptedReply {
-                text: reply.to_owned(),
-                ..Default::default()
-            },
-            fault: None,
-        }],
-    }
-}
-
 async fn replay_mixed(
     trace: &MixedTrace,
     cheap: &dyn CheapPath,
 ) -> Result<RoutingReport, BenchError> {
-    let server = ReplayServer::start(scripted("")).await?;
+    let server = ReplayServer::start(Trace::repeating("")).await?;
     let config = ladder(&server.base_url());
     let providers = Providers::from_config(&config)?;
     let large = HttpProvider::new(&config.providers[1], None);
@@ -336,7 +319,7 @@ async fn replay_mixed(
             session = message.session;
             history.clear();
         }
-        server.set_trace(scripted(&message.reply));
+        server.set_trace(Trace::repeating(&message.reply));
 
         // Always large, full context.
         let mut full = vec![Message::system(&trace.agent_prompt)];

@@ -13,7 +13,8 @@
 //! name = "openai"
 //! protocol = "openai"
 //! base_url = "https://api.openai.com"
-//! api_key_env = "OPENAI_API_KEY"      # or api_key_file = "/home/me/.config/opticlaw/openai.key" (mode 0600)
+//! api_key_env = "OPENAI_API_KEY"      # or api_key_keyring = "openai" (OS keyring entry), or
+//!                                     # api_key_file = "/home/me/.config/opticlaw/openai.key" (mode 0600)
 //!
 //! [[models.tiers]]
 //! tier = "local_small"                # local_small | local_medium | cloud_primary | cloud_secondary
@@ -44,6 +45,9 @@
 //!
 //! [models.cache]
 //! capacity = 512
+//! semantic = false                    # also reuse replies to requests that mean the same
+//! semantic_threshold = 0.92           # cosine similarity of the last user message, 0..1
+//! # embedding_model_dir = ".cache/models/all-MiniLM-L6-v2"  # default: found as opticlaw-memory does
 //! ```
 
 use std::collections::BTreeMap;
@@ -176,15 +180,30 @@ impl Default for GateConfig {
     }
 }
 
-/// Result cache size.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Result cache size and its semantic layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     pub capacity: usize,
+    /// Turn on the semantic layer (the daemon then loads the embedding
+    /// model at start, and refuses to start without one).
+    pub semantic: bool,
+    /// Least cosine similarity between two last user messages for one's
+    /// cached reply to answer the other.
+    pub semantic_threshold: f32,
+    /// Directory of all-MiniLM-L6-v2 (as written by
+    /// `scripts/fetch-embedding-model`); `None` looks where opticlaw-memory
+    /// does (`$OPTICLAW_EMBEDDING_MODEL_DIR`, then `.cache/models/...`).
+    pub embedding_model_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { capacity: 512 }
+        Self {
+            capacity: 512,
+            semantic: false,
+            semantic_threshold: 0.92,
+            embedding_model_dir: None,
+        }
     }
 }

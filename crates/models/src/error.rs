@@ -56,6 +56,8 @@ pub enum ModelError {
     UnknownProvider(String),
     #[error("secret unavailable: {0}")]
     Secret(#[from] SecretError),
+    #[error("invalid model configuration: {0}")]
+    Config(String),
 }
 
 impl ModelError {
@@ -100,6 +102,7 @@ impl ModelError {
             Self::Exhausted { .. } => "exhausted",
             Self::UnknownProvider(_) => "unknown_provider",
             Self::Secret(_) => "secret",
+            Self::Config(_) => "config",
         }
     }
 }
@@ -136,6 +139,12 @@ pub enum SecretError {
     File { path: String, detail: String },
     #[error("the key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
     TooOpen { path: String, mode: u32 },
-    #[error("the key file {0} is empty")]
+    #[error("{0} is empty")]
     Empty(String),
+    #[error(
+        "the OS keyring has no key named {0} (store one with `opticlaw models add --api-key-keyring {0} --key-from-stdin`)"
+    )]
+    MissingKeyring(String),
+    #[error("the OS keyring entry {name} cannot be used: {detail}")]
+    Keyring { name: String, detail: String },
 }

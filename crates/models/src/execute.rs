@@ -14,6 +14,7 @@ use crate::error::ModelError;
 use crate::gate::GateDecision;
 use crate::providers::{self, HttpProvider, Provider};
 use crate::router::{ModelRouter, Selection, day_string};
+use crate::semantic::SemanticQuery;
 use crate::task::Task;
 use crate::types::{ChatRequest, ChatResponse, FinishReason, Message, Role, ToolCall, ToolMode};
 
@@ -70,6 +71,9 @@ pub struct Completed {
     pub response: ChatResponse,
     pub selection: Selection,
     pub from_cache: bool,
+    /// For a reply from the semantic cache layer: how similar the cached
+    /// request was (cosine, 0..1).
+    pub similarity: Option<f32>,
 }
 
 /// Everything a call produced, success or not: the daemon persists it in one
@@ -137,13 +141,31 @@ impl ModelRouter {
             }
         };
         let key = cache_key(request, &task.context);
-        if let Some(hit) = self.lock().cache.get(&key).cloned() {
+        let exact = self.lock().cache.get(&key).cloned();
+        let mut semantic = None;
+        let hit = match exact {
+            Some(hit) => Some(("cache", hit, None)),
+            None => {
+                semantic = self.embed_query(task, request).await;
+                semantic.as_ref().and_then(|(scope, vector)| {
+                    let guard = self.lock();
+                    let threshold = self.config.cache.semantic_threshold;
+                    guard
+                        .cache
+                        .get_similar(scope, vector, threshold)
+                        .map(|(hit, similarity)| ("semantic cache", hit.clone(), Some(similarity)))
+                })
+            }
+        };
+        if let Some((reason, hit, similarity)) = hit {
+            tracing::info!(task = %task.id, reason, similarity, "answered from the result cache");
+            // A hit spends nothing: no tokens, no cost.
             outcome.usage.push(self.usage_record(
                 task,
                 &first,
-                "cache",
+                reason,
                 "cache_hit",
-                &hit,
+                &nothing_spent(),
                 0.0,
                 0,
                 now,
@@ -152,6 +174,7 @@ impl ModelRouter {
                 response: hit,
                 selection: first,
                 from_cache: true,
+                similarity,
             });
             return outcome;
         }
@@ -215,9 +238,12 @@ impl ModelRouter {
                             .or_default();
                         b.on_success();
                         let b = b.clone();
-                        guard
-                            .cache
-                            .insert(key.clone(), response.clone(), &task.context);
+                        guard.cache.insert_with_vector(
+                            key.clone(),
+                            response.clone(),
+                            &task.context,
+                            semantic.take(),
+                        );
                         b
                     };
                     outcome.breakers.push((selection.provider.clone(), breaker));
@@ -225,23 +251,18 @@ impl ModelRouter {
                         response,
                         selection: selection.clone(),
                         from_cache: false,
+                        similarity: None,
                     });
                     return outcome;
                 }
                 Err(err) => {
                     tracing::warn!(task = %task.id, provider = %selection.provider, model = %selection.model, error = %err, "model call failed; falling back");
-                    let empty = ChatResponse {
-                        text: String::new(),
-                        tool_calls: Vec::new(),
-                        usage: Default::default(),
-                        finish_reason: FinishReason::Other,
-                    };
                     outcome.usage.push(self.usage_record(
                         task,
                         selection,
                         &reason,
                         err.kind(),
-                        &empty,
+                        &nothing_spent(),
                         0.0,
                         latency_ms,
                         end,
@@ -297,6 +318,28 @@ impl ModelRouter {
             ),
         });
         outcome
+    }
+
+    /// The semantic layer's `(scope, vector)` for `request`, when the layer
+    /// is on and the request ends with a user message. Embedding runs on the
+    /// blocking pool (a model forward pass would stall the event loop); a
+    /// failure only turns the layer off for this request.
+    async fn embed_query(&self, task: &Task, request: &ChatRequest) -> Option<(String, Vec<f32>)> {
+        let embedder = self.embedder.clone()?;
+        let query = SemanticQuery::of(request, &task.context, embedder.model_id())?;
+        let text = query.text;
+        let embedded = tokio::task::spawn_blocking(move || embedder.embed(&text)).await;
+        match embedded {
+            Ok(Ok(vector)) => Some((query.scope, vector)),
+            Ok(Err(err)) => {
+                tracing::warn!(task = %task.id, error = %err, "embedding the request failed; semantic cache skipped");
+                None
+            }
+            Err(err) => {
+                tracing::warn!(task = %task.id, error = %err, "the embedding task failed; semantic cache skipped");
+                None
+            }
+        }
     }
 
     fn check_reply(
@@ -365,6 +408,16 @@ impl ModelRouter {
             cost_usd,
             latency_ms,
         }
+    }
+}
+
+/// A reply that spent no tokens, for the records of cache hits and failures.
+fn nothing_spent() -> ChatResponse {
+    ChatResponse {
+        text: String::new(),
+        tool_calls: Vec::new(),
+        usage: Default::default(),
+        finish_reason: FinishReason::Other,
     }
 }
 

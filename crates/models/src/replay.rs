@@ -57,6 +57,25 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// One text reply, on whichever endpoint is called, as often as asked.
+    pub fn repeating(text: &str) -> Self {
+        Self {
+            name: "repeating".into(),
+            description: String::new(),
+            repeat: true,
+            turns: vec![Turn {
+                protocol: None,
+                input: None,
+                request: None,
+                reply: ScriptedReply {
+                    text: text.to_owned(),
+                    ..Default::default()
+                },
+                fault: None,
+            }],
+        }
+    }
+
     /// Reads a trace file.
     pub fn load(path: &Path) -> Result<Self, ReplayError> {
         let text = std::fs::read_to_string(path).map_err(|e| ReplayError::Read {

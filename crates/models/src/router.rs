@@ -29,6 +29,7 @@ use crate::config::{ModelsConfig, Price, Tier, TierConfig};
 use crate::error::{BudgetExceeded, ModelError};
 use crate::gate::{self, GateDecision, GateInputs};
 use crate::providers::Locality;
+use crate::semantic::RequestEmbedder;
 use crate::task::Task;
 use crate::types::ToolMode;
 
@@ -138,6 +139,8 @@ pub struct ModelRouter {
     localities: HashMap<String, Locality>,
     pub(crate) state: Mutex<State>,
     pub(crate) clock: Clock,
+    /// The semantic cache layer's embedder, when it is on.
+    pub(crate) embedder: Option<Arc<dyn RequestEmbedder>>,
 }
 
 /// The UTC day number of an instant.
@@ -175,6 +178,12 @@ impl ModelRouter {
                 return Err(ModelError::UnknownProvider(tier.provider.clone()));
             }
         }
+        let threshold = config.cache.semantic_threshold;
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(ModelError::Config(format!(
+                "models.cache.semantic_threshold: {threshold} is not in (0, 1]"
+            )));
+        }
         let mut tiers = config.tiers.clone();
         tiers.sort_by_key(|t| t.tier);
         let state = State {
@@ -191,7 +200,15 @@ impl ModelRouter {
             localities,
             state: Mutex::new(state),
             clock,
+            embedder: None,
         })
+    }
+
+    /// Turns on the semantic cache layer with `embedder` (see
+    /// [`crate::semantic`]); the threshold is `config.cache.semantic_threshold`.
+    pub fn with_embedder(mut self, embedder: Arc<dyn RequestEmbedder>) -> Self {
+        self.embedder = Some(embedder);
+        self
     }
 
     pub fn config(&self) -> &ModelsConfig {
