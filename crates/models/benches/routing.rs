@@ -16,6 +16,7 @@ fn router() -> ModelRouter {
         protocol,
         base_url: "http://127.0.0.1:9".into(),
         api_key_env: None,
+        api_key_keyring: None,
         api_key_file: None,
         locality: None,
         timeout_ms: 1_000,

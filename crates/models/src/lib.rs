@@ -17,6 +17,7 @@
 //!         protocol: Protocol::Ollama,
 //!         base_url: "http://127.0.0.1:11434".into(),
 //!         api_key_env: None,
+//!         api_key_keyring: None,
 //!         api_key_file: None,
 //!         locality: None,
 //!         timeout_ms: 30_000,
@@ -46,7 +47,7 @@ pub mod types;
 
 pub use error::{BudgetExceeded, ModelError, SecretError};
 pub use providers::{HttpProvider, Locality, Protocol, Provider, ProviderConfig};
-pub use secret::{Secret, SecretSource};
+pub use secret::{KEYRING_SERVICE, Secret, SecretSource};
 pub use types::{
     ChatDelta, ChatRequest, ChatResponse, FinishReason, Message, Role, ToolCall, ToolMode,
     ToolSpec, Usage,
@@ -60,6 +61,7 @@ pub mod config;
 mod execute;
 pub mod gate;
 pub mod router;
+pub mod semantic;
 mod task;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
@@ -68,6 +70,7 @@ pub use config::{BudgetConfig, CacheConfig, GateConfig, ModelsConfig, Price, Tie
 pub use execute::{Completed, Outcome, Providers, UsageRecord, confidence, shape_request};
 pub use gate::GateDecision;
 pub use router::{ModelRouter, Route, RouterSnapshot, Selection, SuccessStat};
-pub use task::Task;
+pub use semantic::RequestEmbedder;
+pub use task::{DEFAULT_DOMAIN, PRIVATE_DOMAINS, Task, TriageSignals};
 pub mod replay;
 pub mod tokens;

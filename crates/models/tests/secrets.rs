@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{fault_turn, ladder, request, text_turn, trace};
 use opticlaw_models::replay::{Fault, ReplayServer};
-use opticlaw_models::{ModelRouter, Protocol, Providers, Task, Tier};
+use opticlaw_models::{ModelRouter, Protocol, Providers, Secret, SecretSource, Task, Tier, secret};
 
 const KEY: &str = "sk-opticlaw-SECRET-4f9a2c77";
 
@@ -33,8 +33,46 @@ fn key_file(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// Where the full run's cloud providers take their key from.
+#[derive(Clone)]
+enum KeyFrom {
+    File(std::path::PathBuf),
+    Keyring(String),
+}
+
 #[test]
 fn key_never_appears_in_logs_errors_or_records_of_a_full_run() {
+    let dir = tempfile::tempdir().unwrap();
+    full_run_never_shows_the_key(KeyFrom::File(key_file(dir.path())));
+}
+
+/// An entry in the real kernel keyring, removed when dropped.
+struct KeyringEntry(String);
+
+impl Drop for KeyringEntry {
+    fn drop(&mut self) {
+        let _ = secret::delete_from_keyring(&self.0);
+    }
+}
+
+#[test]
+fn key_from_the_kernel_keyring_reaches_the_provider_and_shows_nowhere() {
+    let entry = KeyringEntry(format!("opticlaw-test-secrets-{}", std::process::id()));
+    assert!(!secret::keyring_has(&entry.0).unwrap());
+    // Missing: a clear error naming the entry and how to add it.
+    let err = SecretSource::Keyring(entry.0.clone()).load().unwrap_err();
+    assert!(
+        err.to_string().contains(&entry.0) && err.to_string().contains("--key-from-stdin"),
+        "{err}"
+    );
+    secret::store_in_keyring(&entry.0, &Secret::new(KEY)).unwrap();
+    assert!(secret::keyring_has(&entry.0).unwrap());
+    full_run_never_shows_the_key(KeyFrom::Keyring(entry.0.clone()));
+    assert!(secret::delete_from_keyring(&entry.0).unwrap());
+    assert!(!secret::keyring_has(&entry.0).unwrap());
+}
+
+fn full_run_never_shows_the_key(key_from: KeyFrom) {
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -42,8 +80,6 @@ fn key_never_appears_in_logs_errors_or_records_of_a_full_run() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let dir = tempfile::tempdir().unwrap();
-    let key_path = key_file(dir.path());
 
     let mut everything = String::new();
     let sent = tracing::subscriber::with_default(subscriber, || {
@@ -91,7 +127,10 @@ fn key_never_appears_in_logs_errors_or_records_of_a_full_run() {
                 .push(common::tier(Tier::LocalSmall, "dead", "llama", 0.95));
             for p in &mut config.providers {
                 if p.name != "ollama" {
-                    p.api_key_file = Some(key_path.clone());
+                    match &key_from {
+                        KeyFrom::File(path) => p.api_key_file = Some(path.clone()),
+                        KeyFrom::Keyring(name) => p.api_key_keyring = Some(name.clone()),
+                    }
                 }
             }
             let providers = Providers::from_config(&config).unwrap();

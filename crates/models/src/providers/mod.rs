@@ -112,6 +112,10 @@ pub struct ProviderConfig {
     /// Environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Name of the OS keyring entry holding the API key (see
+    /// [`crate::secret`]).
+    #[serde(default)]
+    pub api_key_keyring: Option<String>,
     /// File (mode 0600) holding the API key.
     #[serde(default)]
     pub api_key_file: Option<std::path::PathBuf>,
@@ -131,10 +135,11 @@ fn default_timeout_ms() -> u64 {
 impl ProviderConfig {
     /// Where the key comes from, if the provider needs one.
     pub fn key_source(&self) -> Option<SecretSource> {
-        match (&self.api_key_env, &self.api_key_file) {
-            (Some(var), _) => Some(SecretSource::Env(var.clone())),
-            (None, Some(path)) => Some(SecretSource::File(path.clone())),
-            (None, None) => None,
+        match (&self.api_key_env, &self.api_key_keyring, &self.api_key_file) {
+            (Some(var), _, _) => Some(SecretSource::Env(var.clone())),
+            (None, Some(name), _) => Some(SecretSource::Keyring(name.clone())),
+            (None, None, Some(path)) => Some(SecretSource::File(path.clone())),
+            (None, None, None) => None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub fn provider(name: &str, protocol: Protocol, base_url: &str, timeout_ms: u64)
         protocol,
         base_url: base_url.into(),
         api_key_env: None,
+        api_key_keyring: None,
         api_key_file: None,
         locality: None,
         timeout_ms,
