@@ -2,8 +2,13 @@
 //!
 //! [`ModelAnswerer`] plugs [`opticlaw_models::ModelRouter`] into the runtime
 //! as its [`Answerer`]: for a message the rule layer passed on, it builds a
-//! short request (a system prompt and the message), routes it as a `chat`
-//! task (complexity estimated from the text), runs the fallback chain, and
+//! short request (a system prompt and the message), routes it as a task
+//! shaped by triage's signals (the classifier's domain, under which each
+//! model's success is tracked; complexity from the text, the classifier's
+//! confidence and tool need; private data kept local for banking and card
+//! messages or ones holding an email address; an SLO for urgent ones),
+//! runs the fallback chain (result cache first, its semantic layer when
+//! `[models.cache] semantic = true`), and
 //! writes everything the call produced (gate decisions, usage, success
 //! statistics, breakers) to the store in one transaction with
 //! [`accounting::persist_outcome`]. The router's memory (today's spending,
@@ -21,19 +26,18 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use opticlaw_models::replay::{ReplayServer, Trace};
 use opticlaw_models::{
-    ChatRequest, Locality, Message, ModelError, ModelRouter, ModelsConfig, Protocol,
-    ProviderConfig, Providers, Task, Tier, TierConfig, accounting, bench, router, tokens,
+    CacheConfig, ChatRequest, Locality, Message, ModelError, ModelRouter, ModelsConfig, Protocol,
+    ProviderConfig, Providers, RequestEmbedder, Task, Tier, TierConfig, TriageSignals, accounting,
+    router, tokens,
 };
 use opticlaw_runtime::{Answer, AnswerFuture, AnswerRequest, Answerer};
 use opticlaw_store::StoreHandle;
+use opticlaw_triage::Explanation;
 use serde_json::json;
 
 /// The system prompt of every model request.
 pub const SYSTEM_PROMPT: &str =
     "You are OptiClaw, a concise personal assistant. Answer briefly and plainly.";
-
-/// The domain model tasks from chat messages are routed and scored under.
-pub const CHAT_DOMAIN: &str = "chat";
 
 /// Answers messages no rule answers with the configured models.
 #[derive(Clone)]
@@ -62,8 +66,11 @@ impl ModelAnswerer {
         providers: Providers,
         store: StoreHandle,
     ) -> Result<Self> {
-        let router =
+        let mut router =
             ModelRouter::new(models.clone()).context("the [models] section of config.toml")?;
+        if models.cache.semantic {
+            router = router.with_embedder(semantic_embedder(&models.cache)?);
+        }
         let day = router::day_string(chrono::Utc::now().timestamp_millis());
         let snapshot = store
             .call(move |conn| Ok(accounting::load_snapshot(conn, &day)?))
@@ -102,14 +109,19 @@ impl Answerer for ModelAnswerer {
 
 impl Inner {
     async fn answer(&self, request: AnswerRequest) -> Result<Answer, String> {
-        let AnswerRequest { event, seq, cancel } = request;
+        let AnswerRequest {
+            event,
+            seq,
+            cancel,
+            triage,
+        } = request;
         let text = event.content.text.trim();
         let chat = ModelAnswerer::request_for(text);
-        let mut task = Task::new(
+        let mut task = Task::from_signals(
             &format!("event-{seq}"),
             &event.user_id,
-            CHAT_DOMAIN,
-            bench::estimate_complexity(CHAT_DOMAIN, text),
+            text,
+            &signals(&triage),
         );
         task.est_input_tokens = tokens::estimate_request(&chat);
 
@@ -145,6 +157,9 @@ impl Inner {
                         "provider": done.selection.provider,
                         "model": done.selection.model,
                         "tier": done.selection.tier.as_str(),
+                        "domain": task.domain,
+                        "complexity": task.complexity,
+                        "private": task.private,
                         "from_cache": done.from_cache,
                         "input_tokens": response.usage.input_tokens,
                         "output_tokens": response.usage.output_tokens,
@@ -157,6 +172,64 @@ impl Inner {
                 Err(user_message(&err))
             }
         }
+    }
+}
+
+/// The memory engine's all-MiniLM-L6-v2 as the router's [`RequestEmbedder`].
+#[cfg(feature = "embeddings")]
+pub struct MiniLm(pub Box<dyn opticlaw_memory::embed::Embedder>);
+
+#[cfg(feature = "embeddings")]
+impl RequestEmbedder for MiniLm {
+    fn model_id(&self) -> &str {
+        self.0.model_id()
+    }
+
+    fn embed(&self, text: &str) -> std::result::Result<Vec<f32>, String> {
+        let mut vectors = self.0.embed(&[text]).map_err(|err| err.to_string())?;
+        vectors
+            .pop()
+            .ok_or_else(|| "the embedder returned no vector".to_owned())
+    }
+}
+
+/// The embedder of the semantic cache layer (`[models.cache] semantic =
+/// true`): MiniLM from `embedding_model_dir`, else where opticlaw-memory
+/// looks for it. Loaded once, at start; a missing model is an error that
+/// says how to fetch it.
+#[cfg(feature = "embeddings")]
+pub fn semantic_embedder(cache: &CacheConfig) -> Result<Arc<dyn RequestEmbedder>> {
+    use opticlaw_memory::embed::{MiniLmEmbedder, find_model_dir};
+    let dir = cache.embedding_model_dir.clone().or_else(find_model_dir).context(
+        "[models.cache] semantic = true needs the embedding model: run scripts/fetch-embedding-model, or set models.cache.embedding_model_dir or $OPTICLAW_EMBEDDING_MODEL_DIR",
+    )?;
+    let embedder = MiniLmEmbedder::load(&dir).with_context(|| {
+        format!(
+            "loading the embedding model of [models.cache] from {}",
+            dir.display()
+        )
+    })?;
+    tracing::info!(dir = %dir.display(), threshold = cache.semantic_threshold, "semantic result cache on");
+    Ok(Arc::new(MiniLm(Box::new(embedder))))
+}
+
+#[cfg(not(feature = "embeddings"))]
+pub fn semantic_embedder(_cache: &CacheConfig) -> Result<Arc<dyn RequestEmbedder>> {
+    anyhow::bail!(
+        "[models.cache] semantic = true needs opticlaw built with its `embeddings` feature"
+    )
+}
+
+/// Triage's view of a message, as the router takes it.
+pub fn signals(triage: &Explanation) -> TriageSignals {
+    let intent = triage.intent.as_ref();
+    TriageSignals {
+        domain: triage.hints.domain.clone(),
+        in_scope: intent.is_some_and(|i| i.in_scope),
+        confidence: intent.map_or(0.0, |i| i.confidence),
+        tool_needed: intent.map_or(0.0, |i| i.tool_needed),
+        urgency: intent.map_or(0.0, |i| i.urgency),
+        entities: triage.hints.entities.clone(),
     }
 }
 
@@ -245,6 +318,7 @@ pub fn replay_config(trace: &Trace, base_url: &str) -> ModelsConfig {
             protocol,
             base_url: base_url.to_owned(),
             api_key_env: None,
+            api_key_keyring: None,
             api_key_file: None,
             locality: Some(Locality::Local),
             timeout_ms: 30_000,
@@ -267,6 +341,61 @@ pub fn replay_config(trace: &Trace, base_url: &str) -> ModelsConfig {
 mod tests {
     use super::*;
     use opticlaw_models::BudgetExceeded;
+
+    /// The semantic cache layer with the real all-MiniLM-L6-v2 (fetched by
+    /// `scripts/fetch-embedding-model`, as `scripts/test` does; skipped
+    /// with a note when it is absent): a paraphrase hits, an unrelated
+    /// request and a different city miss, a changed source invalidates.
+    #[cfg(feature = "embeddings")]
+    #[tokio::test]
+    async fn semantic_cache_with_minilm_matches_paraphrases_only() {
+        use opticlaw_models::ContextSource;
+        if opticlaw_memory::embed::find_model_dir().is_none() {
+            eprintln!("skipped: no embedding model (run scripts/fetch-embedding-model)");
+            return;
+        }
+        let trace = Trace::repeating("Sunny and 21 °C.");
+        let server = ReplayServer::start(trace.clone()).await.unwrap();
+        let mut models = replay_config(&trace, &server.base_url());
+        models.cache.semantic = true;
+        let embedder = semantic_embedder(&models.cache).unwrap();
+        let providers = Providers::from_config(&models).unwrap();
+        let router = ModelRouter::new(models).unwrap().with_embedder(embedder);
+        let mut task = Task::new("t", "alice", opticlaw_models::DEFAULT_DOMAIN, 0.2);
+        task.context = vec![ContextSource {
+            source_id: "weather".into(),
+            version: "1".into(),
+        }];
+        let ask = |text: &str| ModelAnswerer::request_for(text);
+        let mut calls = Vec::new();
+        for text in [
+            "What's the weather like in Paris today?",
+            "How is the weather in Paris today?",
+            "Write a short poem about my cat",
+            "What's the weather like in London today?",
+        ] {
+            let outcome = router.complete(&task, &ask(text), &providers).await;
+            let done = outcome.result.unwrap();
+            calls.push((text, done.from_cache, done.similarity));
+        }
+        eprintln!("semantic cache with MiniLM: {calls:?}");
+        assert_eq!(
+            calls.iter().map(|c| c.1).collect::<Vec<_>>(),
+            [false, true, false, false],
+            "{calls:?}"
+        );
+        assert_eq!(server.request_count(), 3);
+        assert!(router.invalidate_source("weather") >= 1);
+        let again = router
+            .complete(
+                &task,
+                &ask("How is the weather in Paris today?"),
+                &providers,
+            )
+            .await;
+        assert!(!again.result.unwrap().from_cache);
+        assert_eq!(server.request_count(), 4);
+    }
 
     #[test]
     fn replay_config_takes_protocol_and_model_from_the_trace() {

@@ -172,6 +172,18 @@ fn query(home: &Home, sql: &str) -> Vec<Vec<Value>> {
         .unwrap()
 }
 
+/// Fails if any byte run of the store file or its WAL is `secret`.
+fn assert_not_in_store(home: &Home, secret: &str) {
+    let db = std::fs::read(home.path().join("data/opticlaw.db")).unwrap();
+    let wal = std::fs::read(home.path().join("data/opticlaw.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "key in the store"
+        );
+    }
+}
+
 fn texts(replies: &[Value]) -> Vec<String> {
     replies
         .iter()
@@ -368,14 +380,7 @@ fn provider_faults_give_clear_replies_and_complete_the_event() {
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("model call failed"), "{log_text}");
     assert!(!log_text.contains(KEY), "key in the daemon's log");
-    let db = std::fs::read(home.path().join("data/opticlaw.db")).unwrap();
-    let wal = std::fs::read(home.path().join("data/opticlaw.db-wal")).unwrap_or_default();
-    for bytes in [db, wal] {
-        assert!(
-            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
-            "key in the store"
-        );
-    }
+    assert_not_in_store(&home, KEY);
 }
 
 #[test]
@@ -459,9 +464,218 @@ fn models_cli_lists_adds_and_tests() {
     );
     assert_eq!(provider.requests().len(), 1);
 
+    // The test call is accounted: tokens, latency and its reason.
+    let rows = query(
+        &home,
+        "SELECT reason, outcome, model, input_tokens, output_tokens, cost_usd, latency_ms FROM model_usage",
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        rows[0][..3],
+        ["models test", "ok", "qwen2.5:1.5b"].map(Value::from)
+    );
+    assert!(rows[0][3].as_i64().unwrap() > 0 && rows[0][4].as_i64().unwrap() > 0);
+    assert!(rows[0][6].as_i64().unwrap() >= 0);
     let out = home.run(&["models", "usage"]);
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("No model calls recorded"),
-        "`models test` is not accounted"
+        text.contains("models test") && text.contains("qwen2.5:1.5b"),
+        "{text}"
+    );
+}
+
+/// An entry in the real kernel keyring, removed when dropped.
+struct KeyringEntry(String);
+
+impl Drop for KeyringEntry {
+    fn drop(&mut self) {
+        let _ = opticlaw_models::secret::delete_from_keyring(&self.0);
+    }
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn keyring_key_stored_by_models_add_reaches_the_provider_and_shows_nowhere() {
+    use std::io::Write;
+    const KEY: &str = "sk-keyring-71c3e0d9-never-print";
+    let entry = KeyringEntry(format!("opticlaw-test-cli-{}", std::process::id()));
+    let provider = ScriptedProvider::start(Trace::load(&fixture("hello_ollama.json")).unwrap());
+    let home = Home::init();
+    let mut outputs = String::new();
+
+    // `models add` reads the key from stdin and stores it in the keyring.
+    let mut add = home.command(&[
+        "models",
+        "add",
+        "--tier",
+        "local_small",
+        "--provider",
+        "local",
+        "--protocol",
+        "ollama",
+        "--base-url",
+        &provider.base_url(),
+        "--model",
+        "qwen2.5:1.5b",
+        "--max-tokens",
+        "256",
+        "--temperature",
+        "0.2",
+        "--api-key-keyring",
+        &entry.0,
+        "--key-from-stdin",
+    ]);
+    let mut child = add
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{KEY}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    outputs += &String::from_utf8_lossy(&out.stdout);
+    outputs += &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{outputs}");
+    assert!(outputs.contains(&format!(
+        "stored the key in the OS keyring as entry {}",
+        entry.0
+    )));
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    assert!(
+        config.contains(&format!("api_key_keyring = \"{}\"", entry.0)),
+        "{config}"
+    );
+    assert!(opticlaw_models::secret::keyring_has(&entry.0).unwrap());
+
+    for args in [
+        &["models", "list"][..],
+        &["models", "test"],
+        &["models", "usage"],
+    ] {
+        let out = home.run(args);
+        outputs += &String::from_utf8_lossy(&out.stdout);
+        outputs += &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {outputs}");
+    }
+    assert!(
+        outputs.contains(&format!("key from keyring entry {} (present)", entry.0)),
+        "{outputs}"
+    );
+
+    let log = home.path().join("daemon.log");
+    let daemon = serve(&home, &[], &[], Some(&log));
+    daemon.send("k", "What is the capital of Australia?");
+    let replies = texts(&daemon.wait_for_replies("k", 1, Duration::from_secs(10)));
+    assert_eq!(replies.len(), 1);
+    outputs += &replies.join("\n");
+    assert!(daemon.terminate().success());
+
+    // The provider got the key, from `models test` and from the daemon...
+    let sent = provider.requests();
+    assert_eq!(sent.len(), 2);
+    for request in &sent {
+        assert_eq!(request.headers["authorization"], format!("Bearer {KEY}"));
+        assert!(!request.body.to_string().contains(KEY), "key in a prompt");
+    }
+    // ...and no output, log, config or store byte holds it.
+    outputs += &std::fs::read_to_string(&log).unwrap();
+    outputs += &std::fs::read_to_string(home.config_file()).unwrap();
+    assert!(!outputs.contains(KEY), "key in an output");
+    assert_not_in_store(&home, KEY);
+}
+
+#[test]
+fn triage_signals_route_private_data_locally_and_track_success_by_domain() {
+    let provider = ScriptedProvider::start(Trace::load(&fixture("any_protocol.json")).unwrap());
+    let home = Home::init();
+    // A weak free local model and a strong cloud one on the same server.
+    models_add(
+        &home,
+        &[
+            "--tier",
+            "local_small",
+            "--provider",
+            "local",
+            "--protocol",
+            "ollama",
+            "--base-url",
+            &provider.base_url(),
+            "--model",
+            "tiny",
+            "--capability",
+            "0.1",
+        ],
+    );
+    models_add(
+        &home,
+        &[
+            "--tier",
+            "cloud_primary",
+            "--provider",
+            "cloud",
+            "--protocol",
+            "openai_compatible",
+            "--locality",
+            "cloud",
+            "--base-url",
+            &provider.base_url(),
+            "--model",
+            "big",
+            "--capability",
+            "0.95",
+        ],
+    );
+    let daemon = serve(&home, &[], &[], None);
+    let questions = [
+        // Out of scope, open-ended: too hard for the weak model, to the cloud.
+        "Explain why the sky looks blue at noon but red at sunset",
+        // Banking: private, so it stays local although the model is weak.
+        "How much money is in my checking account?",
+        // An email address is private too.
+        "Draft a note to sam.lee@example.com about the budget",
+    ];
+    for (i, question) in questions.iter().enumerate() {
+        daemon.send("p", question);
+        let replies = daemon.wait_for_replies("p", i + 1, Duration::from_secs(10));
+        assert_eq!(replies.len(), i + 1, "{replies:?}");
+    }
+    assert!(daemon.terminate().success());
+    let paths: Vec<String> = provider.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        ["/v1/chat/completions", "/api/chat", "/api/chat"],
+        "{paths:?}"
+    );
+
+    let outcomes = query(
+        &home,
+        "SELECT json_extract(outcome, '$.answer.model'), json_extract(outcome, '$.answer.domain'), json_extract(outcome, '$.answer.private') FROM events ORDER BY seq",
+    );
+    assert_eq!(
+        outcomes[0][..],
+        [json!("big"), json!("chat"), json!(0)],
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes[1][..],
+        [json!("tiny"), json!("banking"), json!(1)],
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[2][0], "tiny", "{outcomes:?}");
+    assert_eq!(outcomes[2][2], 1, "{outcomes:?}");
+    // The cloud rung was refused for privacy, with that reason recorded.
+    let refused = query(
+        &home,
+        "SELECT COUNT(*) FROM model_gate_decisions WHERE domain = 'banking' AND tier = 'cloud_primary' AND allowed = 0 AND reason = 'private data stays on local models'",
+    );
+    assert_eq!(refused[0][0], 1);
+    // Success is tracked per model and the classifier's domain.
+    let stats = query(
+        &home,
+        "SELECT model, domain, attempts, successes FROM model_success ORDER BY model, domain",
+    );
+    assert!(
+        stats.contains(&vec![json!("tiny"), json!("banking"), json!(1), json!(1)]),
+        "{stats:?}"
     );
 }

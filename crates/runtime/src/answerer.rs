@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use opticlaw_core::EventEnvelope;
+use opticlaw_triage::Explanation;
 use tokio_util::sync::CancellationToken;
 
 /// A message the rule layer could not answer.
@@ -15,6 +16,10 @@ pub struct AnswerRequest {
     pub seq: i64,
     /// Cancelled when the event is cancelled or the runtime stops.
     pub cancel: CancellationToken,
+    /// Why triage passed the message on: the classifier's view (intent,
+    /// confidence, tool need, urgency) and the hints (domain, entities),
+    /// for routing the model call.
+    pub triage: Explanation,
 }
 
 /// What the answerer produced.

@@ -84,6 +84,7 @@ async fn handle_event(
                 event: event.clone(),
                 seq,
                 cancel: token.clone(),
+                triage: decision.explanation(),
             })
             .await;
         runtime.shared.active_plan.fetch_sub(1, Ordering::Relaxed);

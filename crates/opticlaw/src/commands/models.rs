@@ -4,7 +4,8 @@
 //! `add` edits config.toml with `toml_edit`, so comments and layout are
 //! kept, and validates the result as the daemon would before writing it.
 //! `test` sends one tiny request straight to a tier's provider (no gate, no
-//! budget, not accounted). `usage` reads the store's `model_usage` table
+//! budget) and records it in `model_usage` with reason `models test`, so
+//! its tokens and cost show in `usage`. `usage` reads the store's `model_usage` table
 //! (the daemon may be running; nothing is written).
 
 use std::path::{Path, PathBuf};
@@ -14,8 +15,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use opticlaw_models::accounting::{self, UsageSummary};
 use opticlaw_models::{
-    ChatRequest, HttpProvider, Locality, Message, ModelsConfig, Protocol, Provider, ProviderConfig,
-    Tier, TierConfig, providers,
+    ChatRequest, HttpProvider, Locality, Message, ModelError, ModelsConfig, Protocol, Provider,
+    ProviderConfig, Secret, SecretSource, Tier, TierConfig, Usage, UsageRecord, providers, router,
+    secret,
 };
 use opticlaw_store::rusqlite::{self, OpenFlags};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
@@ -40,7 +42,10 @@ pub enum Command {
 #[command(after_help = "Examples:\n  \
     opticlaw models add --tier local_small --provider ollama --protocol ollama --model qwen2.5:1.5b\n  \
     opticlaw models add --tier cloud_primary --provider openai --protocol openai \\\n      \
-    --api-key-env OPENAI_API_KEY --model gpt-4o --price-in 2.5 --price-out 10")]
+    --api-key-env OPENAI_API_KEY --model gpt-4o --price-in 2.5 --price-out 10\n  \
+    read -rs KEY && printf '%s\\n' \"$KEY\" | opticlaw models add --tier cloud_secondary \\\n      \
+    --provider anthropic --protocol anthropic --api-key-keyring anthropic --key-from-stdin \\\n      \
+    --model claude-sonnet-4-5 --price-in 3 --price-out 15")]
 pub struct AddArgs {
     /// Rung of the fallback ladder: local_small, local_medium, cloud_primary or cloud_secondary
     #[arg(long, value_parser = parse_tier)]
@@ -58,8 +63,14 @@ pub struct AddArgs {
     #[arg(long, value_name = "URL")]
     base_url: Option<String>,
     /// Environment variable holding a new provider's API key
-    #[arg(long, value_name = "VAR", conflicts_with = "api_key_file")]
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["api_key_file", "api_key_keyring"])]
     api_key_env: Option<String>,
+    /// Name of the OS keyring entry holding a new provider's API key (Linux kernel keyring)
+    #[arg(long, value_name = "NAME", conflicts_with = "api_key_file")]
+    api_key_keyring: Option<String>,
+    /// Read the API key from standard input (one line) and store it in the keyring entry of --api-key-keyring
+    #[arg(long, requires = "api_key_keyring")]
+    key_from_stdin: bool,
     /// File (mode 0600) holding a new provider's API key
     #[arg(long, value_name = "PATH")]
     api_key_file: Option<PathBuf>,
@@ -187,14 +198,21 @@ fn load_models(home: &Home) -> Result<(Config, Option<ModelsConfig>)> {
 
 /// Where a provider's key comes from, and whether it is there (never the key).
 fn key_status(provider: &ProviderConfig) -> String {
-    match (&provider.api_key_env, &provider.api_key_file) {
-        (Some(var), _) => match std::env::var_os(var) {
+    match provider.key_source() {
+        Some(SecretSource::Env(var)) => match std::env::var_os(&var) {
             Some(v) if !v.is_empty() => format!("key from ${var} (set)"),
             _ => format!("key from ${var} (NOT set in this shell)"),
         },
-        (None, Some(path)) if path.exists() => format!("key from {}", path.display()),
-        (None, Some(path)) => format!("key from {} (MISSING)", path.display()),
-        (None, None) => "no key".to_owned(),
+        Some(SecretSource::Keyring(name)) => match secret::keyring_has(&name) {
+            Ok(true) => format!("key from keyring entry {name} (present)"),
+            Ok(false) => format!("key from keyring entry {name} (MISSING)"),
+            Err(err) => format!("key from keyring entry {name} (unreadable: {err})"),
+        },
+        Some(SecretSource::File(path)) if path.exists() => {
+            format!("key from {}", path.display())
+        }
+        Some(SecretSource::File(path)) => format!("key from {} (MISSING)", path.display()),
+        None => "no key".to_owned(),
     }
 }
 
@@ -350,6 +368,9 @@ fn add_to(text: &str, args: &AddArgs) -> Result<(String, Vec<String>)> {
             if let Some(var) = &args.api_key_env {
                 table.insert("api_key_env", value(var.as_str()));
             }
+            if let Some(name) = &args.api_key_keyring {
+                table.insert("api_key_keyring", value(name.as_str()));
+            }
             if let Some(path) = &args.api_key_file {
                 table.insert("api_key_file", value(path.display().to_string()));
             }
@@ -487,6 +508,13 @@ fn add(home: &Home, args: AddArgs) -> Result<ExitCode> {
         .context("the change would make config.toml invalid; nothing was written")?;
     let models = config.models.unwrap_or_default();
     check_models(&models).context("nothing was written")?;
+    if args.key_from_stdin {
+        let name = args.api_key_keyring.as_deref().unwrap_or_default();
+        let key = read_key_from_stdin()?;
+        secret::store_in_keyring(name, &key)
+            .context("storing the key in the OS keyring; nothing was written")?;
+        println!("stored the key in the OS keyring as entry {name}");
+    }
     write_atomically(&path, &new_text)?;
     for line in &done {
         println!("{line}");
@@ -507,6 +535,19 @@ fn add(home: &Home, args: AddArgs) -> Result<ExitCode> {
         args.tier.as_str()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of standard input, as a secret (the line is never echoed).
+fn read_key_from_stdin() -> Result<Secret> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the key from standard input")?;
+    let key = Secret::new(line.trim());
+    if key.expose().is_empty() {
+        bail!("--key-from-stdin: standard input held no key; nothing was written");
+    }
+    Ok(key)
 }
 
 /// Writes `text` to a sibling temporary file with `path`'s permissions, then
@@ -542,7 +583,7 @@ fn test_request() -> ChatRequest {
 }
 
 fn test(home: &Home, args: TestArgs) -> Result<ExitCode> {
-    let (_, models) = load_models(home)?;
+    let (config, models) = load_models(home)?;
     let models = models.unwrap_or_default();
     if models.tiers.is_empty() {
         bail!(
@@ -569,11 +610,23 @@ fn test(home: &Home, args: TestArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let store = opticlaw_store::Store::open_with(
+        &home.store_file(),
+        config.store.synchronous,
+        &crate::store_components(),
+    )
+    .context("opening the store to record the test calls")?;
     let mut failed = 0;
     for tier in &tiers {
         let label = format!("{} {}/{}", tier.tier.as_str(), tier.provider, tier.model);
-        match runtime.block_on(test_tier(&models, tier, args.timeout_ms)) {
-            Ok(report) => println!("{label}: ok, {report}"),
+        let started = Instant::now();
+        let result = runtime.block_on(test_tier(&models, tier, args.timeout_ms));
+        let record = test_usage(tier, &result, started.elapsed().as_millis() as u64);
+        if let Err(err) = accounting::record_usage(store.connection(), &record) {
+            eprintln!("warning: recording the test call of {label} in model_usage failed: {err}");
+        }
+        match result {
+            Ok(done) => println!("{label}: ok, {}", done.report),
             Err(err) => {
                 failed += 1;
                 println!("{label}: FAILED: {err:#}");
@@ -587,12 +640,51 @@ fn test(home: &Home, args: TestArgs) -> Result<ExitCode> {
     })
 }
 
+/// What one test call produced.
+struct TestCall {
+    usage: Usage,
+    cost_usd: f64,
+    /// Latency, tokens, cost and the start of the reply, for the user.
+    report: String,
+}
+
+/// The `model_usage` row of one test call, failed or not (a failed call
+/// may still have cost the provider's time; its tokens are unknown: 0).
+fn test_usage(tier: &TierConfig, result: &Result<TestCall>, latency_ms: u64) -> UsageRecord {
+    let at_ms = chrono::Utc::now().timestamp_millis();
+    let (usage, cost_usd, outcome) = match result {
+        Ok(done) => (done.usage, done.cost_usd, "ok"),
+        Err(err) => (
+            Usage::default(),
+            0.0,
+            err.downcast_ref::<ModelError>()
+                .map_or("error", ModelError::kind),
+        ),
+    };
+    UsageRecord {
+        at_ms,
+        day: router::day_string(at_ms),
+        task_id: format!("models-test-{at_ms}"),
+        user_id: "cli".to_owned(),
+        domain: "test".to_owned(),
+        provider: tier.provider.clone(),
+        model: tier.model.clone(),
+        tier: tier.tier.as_str().to_owned(),
+        reason: "models test".to_owned(),
+        outcome: outcome.to_owned(),
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cost_usd,
+        latency_ms,
+    }
+}
+
 /// One request to one tier's provider: latency, tokens, cost and the reply.
 async fn test_tier(
     models: &ModelsConfig,
     tier: &TierConfig,
     timeout: Option<u64>,
-) -> Result<String> {
+) -> Result<TestCall> {
     let mut config = models
         .providers
         .iter()
@@ -618,10 +710,14 @@ async fn test_tier(
     if reply.len() < response.text.trim().len() {
         reply.push('…');
     }
-    Ok(format!(
-        "{latency} ms, {} tokens in, {} out, ${cost:.6}: {reply:?}",
-        usage.input_tokens, usage.output_tokens
-    ))
+    Ok(TestCall {
+        usage,
+        cost_usd: cost,
+        report: format!(
+            "{latency} ms, {} tokens in, {} out, ${cost:.6}: {reply:?}",
+            usage.input_tokens, usage.output_tokens
+        ),
+    })
 }
 
 fn usage(home: &Home, args: UsageArgs) -> Result<ExitCode> {
