@@ -321,12 +321,16 @@ impl ModelRouter {
     }
 
     /// The semantic layer's `(scope, vector)` for `request`, when the layer
-    /// is on and the request ends with a user message. Embedding runs on the
+    /// is on, the task is not private and the request ends with a user
+    /// message. Embedding runs on the
     /// blocking pool (a model forward pass would stall the event loop); a
     /// failure only turns the layer off for this request.
     async fn embed_query(&self, task: &Task, request: &ChatRequest) -> Option<(String, Vec<f32>)> {
+        if task.private {
+            return None;
+        }
         let embedder = self.embedder.clone()?;
-        let query = SemanticQuery::of(request, &task.context, embedder.model_id())?;
+        let query = SemanticQuery::of(request, &task.context, &task.user_id, embedder.model_id())?;
         let text = query.text;
         let embedded = tokio::task::spawn_blocking(move || embedder.embed(&text)).await;
         match embedded {

@@ -5,8 +5,10 @@
 //!
 //! Only the last user message is compared by meaning. Everything else the
 //! reply depends on must be equal: the earlier messages (system prompt
-//! included), the tools, the hash of the context the request read, and the
-//! embedding model. Those form the entry's *scope*; a lookup only compares
+//! included), the tools, the hash of the context the request read, the
+//! embedding model, and the user (a near-duplicate of someone else's
+//! message may differ exactly in their private details, which the reply
+//! may repeat). Private tasks skip this layer altogether. Those form the entry's *scope*; a lookup only compares
 //! vectors within its own scope, so a changed source (a new version) never
 //! matches, and [`crate::ResultCache::invalidate_source`] drops semantic
 //! entries with the exact ones.
@@ -42,7 +44,12 @@ impl SemanticQuery {
     /// The query for `request` over `sources` with `model_id`'s vectors, or
     /// `None` when the request does not end with a user message (a tool
     /// result, say), which only the exact layer may answer.
-    pub fn of(request: &ChatRequest, sources: &[ContextSource], model_id: &str) -> Option<Self> {
+    pub fn of(
+        request: &ChatRequest,
+        sources: &[ContextSource],
+        user_id: &str,
+        model_id: &str,
+    ) -> Option<Self> {
         let (last, earlier) = request.messages.split_last()?;
         if last.role != Role::User {
             return None;
@@ -53,6 +60,8 @@ impl SemanticQuery {
         }
         let mut hasher = Sha256::new();
         hasher.update(model_id.as_bytes());
+        hasher.update([0x1f]);
+        hasher.update(user_id.as_bytes());
         hasher.update([0x1f]);
         hash_request_parts(&mut hasher, earlier, &request.tools, sources);
         Some(Self {
@@ -110,22 +119,31 @@ mod tests {
         let a = request(vec![Message::system("s"), Message::user("Hello there!")]);
         let b = request(vec![Message::system("s"), Message::user("hi")]);
         let other_system = request(vec![Message::system("t"), Message::user("hi")]);
-        let qa = SemanticQuery::of(&a, &[], "e").unwrap();
-        let qb = SemanticQuery::of(&b, &[], "e").unwrap();
+        let qa = SemanticQuery::of(&a, &[], "u", "e").unwrap();
+        let qb = SemanticQuery::of(&b, &[], "u", "e").unwrap();
         assert_eq!(qa.scope, qb.scope);
         assert_eq!(qa.text, "hello there");
         assert_ne!(
             qb.scope,
-            SemanticQuery::of(&other_system, &[], "e").unwrap().scope
+            SemanticQuery::of(&other_system, &[], "u", "e")
+                .unwrap()
+                .scope
         );
-        assert_ne!(qb.scope, SemanticQuery::of(&b, &[], "f").unwrap().scope);
+        assert_ne!(
+            qb.scope,
+            SemanticQuery::of(&b, &[], "u", "f").unwrap().scope
+        );
+        assert_ne!(
+            qb.scope,
+            SemanticQuery::of(&b, &[], "v", "e").unwrap().scope
+        );
         let source = ContextSource {
             source_id: "notes".into(),
             version: "2".into(),
         };
         assert_ne!(
             qb.scope,
-            SemanticQuery::of(&b, &[source], "e").unwrap().scope
+            SemanticQuery::of(&b, &[source], "u", "e").unwrap().scope
         );
     }
 
@@ -138,8 +156,8 @@ mod tests {
                 ..Message::user("{\"temp\": 20}")
             },
         ]);
-        assert!(SemanticQuery::of(&tool_result, &[], "e").is_none());
-        assert!(SemanticQuery::of(&request(vec![Message::user(" ?! ")]), &[], "e").is_none());
+        assert!(SemanticQuery::of(&tool_result, &[], "u", "e").is_none());
+        assert!(SemanticQuery::of(&request(vec![Message::user(" ?! ")]), &[], "u", "e").is_none());
     }
 
     #[test]

@@ -202,3 +202,46 @@ fn a_threshold_outside_zero_to_one_is_refused() {
     let err = ModelRouter::new(config).err().unwrap().to_string();
     assert!(err.contains("models.cache.semantic_threshold"), "{err}");
 }
+
+#[tokio::test]
+async fn another_users_paraphrase_and_private_tasks_never_hit() {
+    let (server, router, providers) = setup(0.92, embedder(false)).await;
+    let alice = task_reading("v1");
+    router
+        .complete(
+            &alice,
+            &request("What's the weather in Paris today?"),
+            &providers,
+        )
+        .await
+        .result
+        .unwrap();
+    // Bob's near-duplicate may differ in his own details: no reuse.
+    let bob = Task {
+        user_id: "bob".into(),
+        ..task_reading("v1")
+    };
+    let other = router
+        .complete(
+            &bob,
+            &request("How is the weather in Paris today"),
+            &providers,
+        )
+        .await;
+    assert!(!other.result.unwrap().from_cache);
+    assert_eq!(server.request_count(), 2);
+    // Private data: only an exact repeat may be reused.
+    let private = Task {
+        private: true,
+        ..task_reading("v1")
+    };
+    let first = router
+        .complete(&private, &request("My account 123 balance?"), &providers)
+        .await;
+    assert!(!first.result.unwrap().from_cache);
+    let paraphrase = router
+        .complete(&private, &request("balance of my account 123"), &providers)
+        .await;
+    assert!(!paraphrase.result.unwrap().from_cache);
+    assert_eq!(server.request_count(), 4);
+}

@@ -251,6 +251,7 @@ user_id = "owner"
 # name = "ollama"
 # protocol = "ollama"                 # ollama | openai_compatible | openai | anthropic
 # base_url = "http://127.0.0.1:11434"
+# (a cloud provider's key: api_key_env = "VAR", api_key_keyring = "NAME" or api_key_file = "PATH")
 # [[models.tiers]]
 # tier = "local_small"                # local_small | local_medium | cloud_primary | cloud_secondary
 # provider = "ollama"
@@ -259,6 +260,9 @@ user_id = "owner"
 # typical_latency_ms = 700
 # max_tokens = 512
 # native_tools = true
+# [models.cache]
+# semantic = true                     # reuse replies to requests that mean the same (needs
+#                                     # scripts/fetch-embedding-model); semantic_threshold = 0.92
 
 # Chat platforms (webhooks are served under /webhooks/<platform>):
 # [gateway.telegram]
