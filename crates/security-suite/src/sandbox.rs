@@ -204,9 +204,13 @@ pub fn run(env: &Env, attack: &SandboxAttack) -> Outcome {
         .replace("{outside}", &outside.display().to_string())
         .replace("{grant}", &grant.display().to_string())
         .replace("{home}", &env.daemon_home().display().to_string());
+    // As a runner must: the daemon's home is hidden. The host tree is
+    // visible read-only, and a daemon not running as root shares its uid
+    // with the sandbox, so file permissions alone would not stop a read.
     let spec = RunSpec::new(["/bin/bash", "-c", script.as_str()])
         .writable(&grant)
         .workdir(&grant)
+        .hidden(env.daemon_home())
         .limits(Limits {
             max_processes: Some(16),
             wall_clock: Duration::from_secs(5),
