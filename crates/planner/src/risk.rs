@@ -257,3 +257,105 @@ fn upstream(node: &TaskNode, seen: &HashMap<String, Seen>) -> (bool, BTreeSet<&'
     }
     (secret, sources)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{default_policy, default_tools};
+    use serde_json::json;
+
+    fn assessor() -> RiskAssessor {
+        RiskAssessor::new(
+            Policy::from_config(&default_policy()).unwrap(),
+            default_tools(),
+        )
+    }
+
+    fn graph(nodes: Vec<TaskNode>) -> TaskGraph {
+        TaskGraph {
+            task_id: uuid::Uuid::nil(),
+            goal: "g".into(),
+            nodes,
+        }
+    }
+
+    #[test]
+    fn a_low_tier_write_after_a_web_fetch_needs_approval() {
+        let mut plan = graph(vec![
+            nodes::tool(
+                "fetch",
+                &[],
+                "http",
+                "get",
+                "https://example.org",
+                json!({}),
+            ),
+            nodes::tool(
+                "note",
+                &["fetch"],
+                "file.write",
+                "append",
+                "notes/inbox.md",
+                json!({}),
+            ),
+        ]);
+        assessor().assess(&mut plan, &[]).unwrap();
+        let note = &plan.nodes[1];
+        assert_eq!(note.policy.trust_tier, Some(TrustTier::SideEffect));
+        assert!(note.policy.requires_approval);
+        assert_eq!(note.params["derived_from"], json!(["web"]));
+        // The fetch itself reads only: tier 1, no approval.
+        assert!(!plan.nodes[0].policy.requires_approval);
+    }
+
+    #[test]
+    fn a_secret_read_early_cannot_reach_the_network_later() {
+        let mut plan = graph(vec![
+            nodes::tool(
+                "key",
+                &[],
+                "file.read",
+                "read",
+                "~/.ssh/id_ed25519",
+                json!({}),
+            ),
+            nodes::reason("wrap", &["key"], "format it"),
+            nodes::tool(
+                "send",
+                &["wrap"],
+                "email",
+                "send",
+                "a@b.example",
+                json!({"body": "{wrap.output}"}),
+            ),
+        ]);
+        match assessor().assess(&mut plan, &[]) {
+            Err(PlanError::Refused { node, .. }) => assert_eq!(node, "send"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tool_the_policy_does_not_know_is_refused() {
+        let mut plan = graph(vec![nodes::tool(
+            "x",
+            &[],
+            "disk",
+            "format",
+            "/",
+            json!({}),
+        )]);
+        let error = assessor().assess(&mut plan, &[]).unwrap_err().to_string();
+        assert!(error.contains("denied by default"), "{error}");
+    }
+
+    #[test]
+    fn secret_and_network_patterns() {
+        assert!(mentions_secret("cat ~/.opticlaw/api_token"));
+        assert!(mentions_secret("echo $GITHUB_TOKEN"));
+        assert!(!mentions_secret("summarize notes/meeting.md"));
+        assert!(mentions_network("curl -X POST x"));
+        assert!(mentions_network("mail bob@example.org"));
+        assert!(!mentions_network("ls -la /tmp"));
+    }
+}

@@ -24,6 +24,11 @@ fn run(planner: &Planner, goal: &Goal, model: &SelfModel) -> opticlaw_planner::P
         .block_on(planner.plan(goal, model, None))
 }
 
+/// [`graph`] under another name, for tests whose local `graph` shadows it.
+fn graph_of(planned: &opticlaw_planner::Planned) -> &TaskGraph {
+    graph(planned)
+}
+
 fn graph(planned: &opticlaw_planner::Planned) -> &TaskGraph {
     match &planned.result {
         Ok(Decomposed::Graph(graph)) => graph,
@@ -167,6 +172,25 @@ fn unreliable_tool_gets_a_verify_node_its_dependents_wait_for() {
         "verify the output"
     );
     graph.validate().unwrap();
+
+    // A mitigation learnt later replaces the default one in the next plan.
+    let signature = model.failures[0].signature.clone();
+    assert!(
+        inspector::set_mitigation(
+            conn,
+            "file.write",
+            "append",
+            &signature,
+            "check free space first"
+        )
+        .unwrap()
+    );
+    let model = SelfModel::load(conn).unwrap();
+    let replanned = run(&Planner::with_defaults(), &goal, &model);
+    assert_eq!(
+        node(graph_of(&replanned), "save").params["mitigations"][0]["mitigation"],
+        "check free space first"
+    );
 }
 
 #[test]
