@@ -26,13 +26,13 @@ fn every_attack_is_stopped_and_nothing_leaks() {
 
 #[test]
 fn the_harness_notices_an_attack_that_gets_through() {
-    // A sandbox "escape" that is no escape: writing inside the grant is
-    // allowed, so checking for the file there must count it as ran.
+    // A control row whose script claims a connection: the harness must
+    // count it as ran, or a real escape could go unnoticed too.
     use opticlaw_security_suite::sandbox::{Escape, SandboxAttack};
     use opticlaw_security_suite::{Attack, Case, Family};
     let env = opticlaw_security_suite::Env::new().unwrap();
     let case = Case {
-        id: "control-write-inside-grant".into(),
+        id: "control-claims-a-connection".into(),
         family: Family::Sandbox,
         attack: Attack::Sandbox(SandboxAttack {
             escape: Escape::Network,
