@@ -15,7 +15,7 @@ use opticlaw_models::{
     ModelRouter, ModelsConfig, Protocol, ProviderConfig, Providers, Tier, TierConfig,
 };
 use opticlaw_planner::{
-    Decomposed, Goal, LlmDecomposer, PlanError, Planner, SelfModel, decision, llm,
+    Decomposed, Goal, LlmDecomposer, PlanError, Planned, Planner, SelfModel, decision, llm,
 };
 use opticlaw_store::{Store, Synchronous};
 use serde_json::{Value, json};
@@ -120,14 +120,12 @@ fn trace(turns: Vec<Turn>) -> Trace {
     }
 }
 
-#[tokio::test]
-async fn invalid_plan_gets_one_repair_naming_the_node_then_is_accounted() {
-    let server = ReplayServer::start(trace(vec![
-        plan_turn(dangling_plan()),
-        plan_turn(good_plan()),
-    ]))
-    .await
-    .unwrap();
+/// Plans `goal` with a model server that answers with `plans`, one per
+/// call; returns the result and the server (for the requests it got).
+async fn plan_with(plans: Vec<Value>, goal: &Goal) -> (Planned, ReplayServer) {
+    let server = ReplayServer::start(trace(plans.into_iter().map(plan_turn).collect()))
+        .await
+        .unwrap();
     let models = config(&server.base_url());
     let router = ModelRouter::new(models.clone()).unwrap();
     let providers = Providers::from_config(&models).unwrap();
@@ -135,11 +133,16 @@ async fn invalid_plan_gets_one_repair_naming_the_node_then_is_accounted() {
         router: &router,
         providers: &providers,
     };
-    let goal = Goal::from_user("evt-42", "alice", "what should I pack for Lisbon tomorrow?");
-
     let planned = Planner::with_defaults()
-        .plan(&goal, &SelfModel::default(), Some(&llm))
+        .plan(goal, &SelfModel::default(), Some(&llm))
         .await;
+    (planned, server)
+}
+
+#[tokio::test]
+async fn invalid_plan_gets_one_repair_naming_the_node_then_is_accounted() {
+    let goal = Goal::from_user("evt-42", "alice", "what should I pack for Lisbon tomorrow?");
+    let (planned, server) = plan_with(vec![dangling_plan(), good_plan()], &goal).await;
 
     let Ok(Decomposed::Graph(graph)) = &planned.result else {
         panic!("expected a plan, got {:?}", planned.result);
@@ -219,23 +222,8 @@ async fn invalid_plan_gets_one_repair_naming_the_node_then_is_accounted() {
 
 #[tokio::test]
 async fn a_second_invalid_plan_is_a_clear_failure() {
-    let server = ReplayServer::start(trace(vec![
-        plan_turn(dangling_plan()),
-        plan_turn(dangling_plan()),
-    ]))
-    .await
-    .unwrap();
-    let models = config(&server.base_url());
-    let router = ModelRouter::new(models.clone()).unwrap();
-    let providers = Providers::from_config(&models).unwrap();
-    let llm = LlmDecomposer {
-        router: &router,
-        providers: &providers,
-    };
     let goal = Goal::from_user("evt-43", "alice", "plan my week");
-    let planned = Planner::with_defaults()
-        .plan(&goal, &SelfModel::default(), Some(&llm))
-        .await;
+    let (planned, server) = plan_with(vec![dangling_plan(), dangling_plan()], &goal).await;
     match &planned.result {
         Err(PlanError::InvalidPlan { first, second }) => {
             assert!(first.contains("\"reply\""), "{first}");
@@ -252,23 +240,8 @@ async fn a_tool_outside_the_list_is_refused_by_validation() {
     let bad = json!({"task_id": "00000000-0000-7000-8000-000000000000", "goal": "x", "nodes": [
         node("wipe", "tool", &[], json!({"tool": "disk", "scope": "format", "resource": "/", "args": {}})),
     ]});
-    let server = ReplayServer::start(trace(vec![plan_turn(bad.clone()), plan_turn(bad)]))
-        .await
-        .unwrap();
-    let models = config(&server.base_url());
-    let router = ModelRouter::new(models.clone()).unwrap();
-    let providers = Providers::from_config(&models).unwrap();
-    let llm = LlmDecomposer {
-        router: &router,
-        providers: &providers,
-    };
-    let planned = Planner::with_defaults()
-        .plan(
-            &Goal::from_user("e", "alice", "free some space"),
-            &SelfModel::default(),
-            Some(&llm),
-        )
-        .await;
+    let goal = Goal::from_user("e", "alice", "free some space");
+    let (planned, _server) = plan_with(vec![bad.clone(), bad], &goal).await;
     let error = planned.result.unwrap_err().to_string();
     assert!(
         error.contains("node \"wipe\" uses tool \"disk\""),

@@ -135,53 +135,31 @@ pub fn run(env: &Env, attack: &ApprovalAttack) -> Outcome {
         p
     };
     let code = good_code.as_str();
+    // The attacker's approval of the pending request, as `by` with `code`.
+    let attempt = |by: &Principal, code: Option<&str>| {
+        approval::approve(
+            conn,
+            &pending.id,
+            by,
+            code.and_then(|c| factor(&totp, c)),
+            now,
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
+    };
     let step: Result<(), String> = match attack.forgery {
-        OtherUser => approval::approve(
-            conn,
-            &pending.id,
-            &by(|p| p.user_id = "mallory".into()),
-            factor(&totp, code),
-            now,
-        )
-        .map(drop)
-        .map_err(|e| e.to_string()),
-        OtherChat => approval::approve(
-            conn,
-            &pending.id,
-            &by(|p| p.chat_id = "chat-mallory".into()),
-            factor(&totp, code),
-            now,
-        )
-        .map(drop)
-        .map_err(|e| e.to_string()),
-        OtherSource => approval::approve(
-            conn,
-            &pending.id,
-            &by(|p| p.source = "slack".into()),
-            factor(&totp, code),
-            now,
-        )
-        .map(drop)
-        .map_err(|e| e.to_string()),
-        NoTotp => approval::approve(conn, &pending.id, &owner(), None, now)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        WrongTotp => {
-            let wrong = if good_code == "000000" {
-                "111111"
-            } else {
-                "000000"
-            };
-            approval::approve(conn, &pending.id, &owner(), factor(&totp, wrong), now)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
-        StaleTotp => {
-            let stale = totp.generate(unix(now - Duration::minutes(10)));
-            approval::approve(conn, &pending.id, &owner(), factor(&totp, &stale), now)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
+        OtherUser => attempt(&by(|p| p.user_id = "mallory".into()), Some(code)),
+        OtherChat => attempt(&by(|p| p.chat_id = "chat-mallory".into()), Some(code)),
+        OtherSource => attempt(&by(|p| p.source = "slack".into()), Some(code)),
+        NoTotp => attempt(&owner(), None),
+        WrongTotp => attempt(
+            &owner(),
+            Some(if code == "000000" { "111111" } else { "000000" }),
+        ),
+        StaleTotp => attempt(
+            &owner(),
+            Some(&totp.generate(unix(now - Duration::minutes(10)))),
+        ),
         ReplayedTotp => {
             // A legitimate approval of another action spends the code first.
             let other = ask(&action(attack.tool, 2));
@@ -192,9 +170,7 @@ pub fn run(env: &Env, attack: &ApprovalAttack) -> Outcome {
                     return broken(format!("setup: the first approval failed: {e}"));
                 }
             }
-            approval::approve(conn, &pending.id, &owner(), factor(&totp, code), now)
-                .map(drop)
-                .map_err(|e| e.to_string())
+            attempt(&owner(), Some(code))
         }
         SwappedAction | Denied | AfterExpiry | UnknownId | Pending => Ok(()),
     };

@@ -37,6 +37,26 @@ fn mint_verify_once(minter: &TokenMinter, verifier: &TokenVerifier) {
         .unwrap();
 }
 
+/// One bare Ed25519 sign + verify of a token-sized message: the floor of
+/// any format that signs each token with Ed25519.
+fn ed25519_sign_verify(key: &ed25519_dalek::SigningKey) {
+    use ed25519_dalek::{Signer, Verifier};
+    let message = [0u8; 200];
+    let signature = key.sign(&message);
+    key.verifying_key().verify(&message, &signature).unwrap()
+}
+
+fn append_once(store: &Store, action: &serde_json::Value) {
+    audit::append(
+        store.connection(),
+        "tool_action",
+        "runner-1",
+        action,
+        Utc::now(),
+    )
+    .unwrap();
+}
+
 fn open_store(dir: &tempfile::TempDir) -> Store {
     Store::open_with(
         &dir.path().join("bench.db"),
@@ -67,30 +87,14 @@ fn benches(c: &mut Criterion) {
     });
     // Context for the figures above: one bare Ed25519 sign + verify here.
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let message = [0u8; 200];
     c.bench_function("ed25519_sign_verify_baseline", |b| {
-        b.iter(|| {
-            use ed25519_dalek::{Signer, Verifier};
-            let signature = key.sign(&message);
-            key.verifying_key().verify(&message, &signature).unwrap()
-        })
+        b.iter(|| ed25519_sign_verify(&key))
     });
 
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir);
     let action = json!({"tool": "shell", "scope": "read", "resource": "/home/me/notes/a.md"});
-    c.bench_function("audit_append", |b| {
-        b.iter(|| {
-            audit::append(
-                store.connection(),
-                "tool_action",
-                "runner-1",
-                &action,
-                Utc::now(),
-            )
-            .unwrap()
-        })
-    });
+    c.bench_function("audit_append", |b| b.iter(|| append_once(&store, &action)));
 }
 
 fn median_us(mut samples: Vec<Duration>) -> f64 {
@@ -137,25 +141,12 @@ fn summary() {
             .unwrap();
     });
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let public = key.verifying_key();
-    let message = [0u8; 200];
-    let (ed25519, _) = measure(2000, || {
-        use ed25519_dalek::{Signer, Verifier};
-        let signature = key.sign(&message);
-        public.verify(&message, &signature).unwrap()
-    });
+    let (ed25519, _) = measure(2000, || ed25519_sign_verify(&key));
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir);
     let action = json!({"tool": "shell"});
     let (append, _) = measure(500, || {
-        audit::append(
-            store.connection(),
-            "tool_action",
-            "runner-1",
-            &action,
-            Utc::now(),
-        )
-        .unwrap();
+        append_once(&store, &action);
     });
     println!(
         "mint_verify_us={mint_verify:.1} mint_verify_cpu_us={mint_verify_cpu:.1} mint_us={mint:.1} \
