@@ -53,6 +53,11 @@ enum Command {
     /// Measure the assistant
     #[command(subcommand)]
     Bench(benches::BenchCommand),
+    /// Why this action? Every decision made for one request
+    Explain(commands::explain::Args),
+    /// Attack the security core: tokens, approvals, sandbox, prompt injection
+    #[command(subcommand)]
+    Security(commands::security::Command),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +73,8 @@ fn main() -> ExitCode {
         Command::Models(command) => commands::models::run(cli.home.as_deref(), command),
         Command::Triage(command) => commands::triage::run(command),
         Command::Bench(bench) => benches::run(bench),
+        Command::Explain(args) => commands::explain::run(cli.home.as_deref(), args),
+        Command::Security(command) => commands::security::run(command),
     };
     match result {
         Ok(code) => code,
@@ -79,13 +86,14 @@ fn main() -> ExitCode {
 }
 
 /// Every crate's tables that live in the daemon's store file, migrated at open.
-pub fn store_components() -> [opticlaw_store::Component; 2] {
+pub fn store_components() -> [opticlaw_store::Component; 3] {
     [
         channels::COMPONENT,
         opticlaw_store::Component {
             name: "models",
             migrations: opticlaw_models::accounting::MIGRATIONS,
         },
+        opticlaw_planner::COMPONENT,
     ]
 }
 

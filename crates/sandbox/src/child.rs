@@ -72,10 +72,11 @@ pub enum Stage {
     NoNewPrivs,
     Landlock,
     Seccomp,
+    Hide,
 }
 
 impl Stage {
-    const ALL: [Stage; 23] = [
+    const ALL: [Stage; 24] = [
         Stage::DropPrivileges,
         Stage::Unshare,
         Stage::IdMaps,
@@ -99,6 +100,7 @@ impl Stage {
         Stage::NoNewPrivs,
         Stage::Landlock,
         Stage::Seccomp,
+        Stage::Hide,
     ];
 
     /// Decodes the byte written to the report pipe.
@@ -132,6 +134,7 @@ impl Stage {
             Stage::NoNewPrivs => "set no_new_privs",
             Stage::Landlock => "enforce Landlock",
             Stage::Seccomp => "install seccomp filter",
+            Stage::Hide => "hide a directory under an empty tmpfs",
         }
     }
 }
@@ -167,6 +170,8 @@ pub struct ChildPlan {
     pub tmp_options: CString,
     /// Granted directories, parents before children.
     pub grants: Vec<GrantMount>,
+    /// `/newroot/<dir>` of each hidden directory.
+    pub hidden: Vec<CString>,
     /// Working directory inside the sandbox.
     pub workdir: CString,
     /// Bring up `lo` (only with a new network namespace).
@@ -420,6 +425,19 @@ impl ChildPlan {
             if !same_inode(grant.pin_fd, &grant.target) {
                 return Err((Stage::Grant, Errno::EXDEV));
             }
+        }
+        // Hidden directories (the daemon's home, key stores) become an
+        // empty read-only tmpfs: the host tree is visible read-only, and a
+        // command running as the daemon's own uid could read its secrets.
+        for target in &self.hidden {
+            mount(
+                Stage::Hide,
+                Some(c"tmpfs"),
+                target.as_c_str(),
+                Some(c"tmpfs"),
+                nosuid_nodev | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+                Some(c"mode=0555,size=4k"),
+            )?;
         }
         mount(
             Stage::MountProc,

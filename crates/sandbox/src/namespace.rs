@@ -137,6 +137,7 @@ impl NamespaceSandbox {
         report_fd: i32,
     ) -> Result<(ChildPlan, Vec<PathBuf>, Vec<OwnedFd>), SandboxError> {
         let grants = canonical_grants(&spec.writable)?;
+        let hidden = canonical_hidden(&spec.hidden, &grants)?;
         let pins = grants
             .iter()
             .map(|g| pin_dir(g))
@@ -208,6 +209,10 @@ impl NamespaceSandbox {
             read_only_root: spec.read_only_root,
             tmp_options: cstring(OsStr::new(&format!("mode=1777,size={TMP_SIZE}"))),
             grants: grant_mounts,
+            hidden: hidden
+                .iter()
+                .map(|h| cstring(&prefixed("/newroot", h)))
+                .collect(),
             workdir: cstring(spec.workdir.as_os_str()),
             loopback: no_network,
             rlimits,
@@ -343,6 +348,32 @@ fn canonical_grants(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, SandboxError> {
     }
     out.sort_by_key(|p| p.components().count());
     out.dedup();
+    Ok(out)
+}
+
+/// Checks that hidden directories are canonical directories that hold no
+/// granted directory (the grant would vanish under the tmpfs).
+fn canonical_hidden(dirs: &[PathBuf], grants: &[PathBuf]) -> Result<Vec<PathBuf>, SandboxError> {
+    let mut out = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let canon = dir
+            .canonicalize()
+            .map_err(|e| SandboxError::InvalidSpec(format!("hidden dir {}: {e}", dir.display())))?;
+        if canon != *dir || !canon.is_dir() || canon == Path::new("/") {
+            return Err(SandboxError::InvalidSpec(format!(
+                "hidden dir {} must be a canonical directory other than /",
+                dir.display()
+            )));
+        }
+        if let Some(grant) = grants.iter().find(|g| g.starts_with(&canon)) {
+            return Err(SandboxError::InvalidSpec(format!(
+                "hidden dir {} holds the granted dir {}",
+                dir.display(),
+                grant.display()
+            )));
+        }
+        out.push(canon);
+    }
     Ok(out)
 }
 

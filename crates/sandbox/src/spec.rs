@@ -72,6 +72,9 @@ pub struct RunSpec {
     pub workdir: PathBuf,
     /// Directories the command may write to (granted); must exist.
     pub writable: Vec<PathBuf>,
+    /// Directories replaced by an empty, read-only tmpfs: the daemon's
+    /// home, key stores. Must be canonical and hold no granted directory.
+    pub hidden: Vec<PathBuf>,
     /// Make the host tree read-only inside the sandbox (default `true`).
     /// When `false` the tree keeps its host mount flags, and only Landlock
     /// (where the kernel has it) stops writes outside the granted directories.
@@ -100,6 +103,7 @@ impl RunSpec {
             env_allow: Vec::new(),
             workdir: PathBuf::from("/tmp"),
             writable: Vec::new(),
+            hidden: Vec::new(),
             read_only_root: true,
             network: Network::None,
             limits: Limits::default(),
@@ -110,6 +114,12 @@ impl RunSpec {
     /// none was chosen yet).
     pub fn writable(mut self, dir: impl Into<PathBuf>) -> Self {
         self.writable.push(dir.into());
+        self
+    }
+
+    /// Hides `dir`: the command sees an empty directory there.
+    pub fn hidden(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.hidden.push(dir.into());
         self
     }
 

@@ -354,3 +354,51 @@ fn symlink_inside_grant_does_not_escape() {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     assert!(!passwd.ends_with("x\n"), "/etc/passwd was appended to");
 }
+
+#[test]
+fn hidden_dir_is_empty_inside_even_through_a_symlink_in_the_grant() {
+    let sb = sandbox();
+    let granted = dir_for(&sb);
+    let secrets = dir_for(&sb);
+    std::fs::write(secrets.path().join("api_token"), "s3cret-token\n").unwrap();
+    std::os::unix::fs::symlink(secrets.path().join("api_token"), granted.path().join("t")).unwrap();
+    let script = format!(
+        "cat {0}/api_token; cat t; ls -A {0} | wc -l; echo x > {0}/new",
+        secrets.path().display()
+    );
+    let spec = sh(&script)
+        .writable(granted.path())
+        .workdir(granted.path())
+        .hidden(secrets.path());
+    let out = sb.run(&spec).unwrap();
+    assert!(!out.stdout.text().contains("s3cret"), "{out:?}");
+    assert_eq!(out.stdout.text().trim(), "0", "{out:?}");
+    assert!(!secrets.path().join("new").exists());
+
+    // Without hiding, the same file is readable when permissions allow it:
+    // the test above fails if the tmpfs is missing.
+    std::fs::set_permissions(
+        secrets.path().join("api_token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let open = sb
+        .run(&sh(&format!("cat {}/api_token", secrets.path().display())))
+        .unwrap();
+    assert_eq!(open.stdout.text(), "s3cret-token\n", "{open:?}");
+}
+
+#[test]
+fn hiding_a_dir_that_holds_a_grant_is_refused() {
+    let sb = sandbox();
+    let outer = dir_for(&sb);
+    let inner = outer.path().join("work");
+    std::fs::create_dir(&inner).unwrap();
+    let err = sb
+        .run(&sh("true").writable(&inner).hidden(outer.path()))
+        .unwrap_err();
+    assert!(
+        matches!(&err, opticlaw_sandbox::SandboxError::InvalidSpec(m) if m.contains("holds the granted dir")),
+        "{err:?}"
+    );
+}

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use biscuit_auth::error::{Format, Logic, Token as BiscuitError};
-use biscuit_auth::macros::{authorizer, biscuit, block};
+use biscuit_auth::macros::{authorizer, biscuit, block, rule};
 use biscuit_auth::{AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
 use opticlaw_store::rusqlite::{self, Connection, OptionalExtension, params};
@@ -355,10 +355,12 @@ impl TokenVerifier {
 
         // Only the authority block's facts are trusted by this query.
         let grants: Vec<(String, String, String, String, SystemTime, String)> = authorizer
-            .query(
-                "g($tool, $scope, $resource, $audience, $expires, $node) <- \
-                 grant($tool, $scope, $resource, $audience, $expires, $node)",
-            )
+            // Parsed at compile time: a string rule would be parsed by
+            // biscuit's Datalog parser on every verification.
+            .query(rule!(
+                "g($tool, $scope, $resource, $audience, $expires, $node) <-
+                 grant($tool, $scope, $resource, $audience, $expires, $node)"
+            ))
             .map_err(classify_run_error)?;
         let [(tool, scope, resource, audience, expires, node)] = <[_; 1]>::try_from(grants)
             .map_err(|found| {

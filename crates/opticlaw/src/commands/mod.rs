@@ -1,8 +1,10 @@
 pub mod chat;
 pub mod doctor;
+pub mod explain;
 pub mod init;
 pub mod models;
 pub mod pairing;
+pub mod security;
 pub mod serve;
 pub mod status;
 pub mod triage;

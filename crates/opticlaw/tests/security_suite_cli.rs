@@ -1,0 +1,28 @@
+//! `opticlaw security suite` prints one line per case and the tally as its
+//! last, machine-readable line (the whole suite runs in
+//! `crates/security-suite/tests/suite.rs`; here a slice of it).
+
+mod common;
+
+use common::Home;
+
+#[test]
+fn security_suite_prints_the_tally_last() {
+    let home = Home::init();
+    let out = home.run(&["security", "suite", "--filter=-wrongaudience"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "five token grants, then the tally: {text}");
+    assert!(
+        lines[..5]
+            .iter()
+            .all(|l| l.starts_with("stopped") && l.contains("is for runner")),
+        "{text}"
+    );
+    assert_eq!(lines[5], "attacks=5 unauthorized=0 leaked=0");
+}

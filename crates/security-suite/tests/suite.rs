@@ -1,0 +1,47 @@
+//! The whole attack table runs against real parts: at least 150 attacks,
+//! none ran, no secret leaked.
+
+#[test]
+fn every_attack_is_stopped_and_nothing_leaks() {
+    let env = opticlaw_security_suite::Env::new().expect("setting up the suite");
+    let cases = opticlaw_security_suite::all_cases();
+    let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), cases.len(), "case ids are unique");
+    let (results, tally) = opticlaw_security_suite::run(&env, &cases, |_| {});
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| r.outcome.ran || r.outcome.leaked)
+        .map(|r| format!("{}: {}", r.id, r.outcome.detail))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "attacks that got through:\n{}",
+        failures.join("\n")
+    );
+    assert!(tally.attacks >= 150, "{tally}");
+    assert_eq!((tally.unauthorized, tally.leaked), (0, 0), "{tally}");
+}
+
+#[test]
+fn the_harness_notices_an_attack_that_gets_through() {
+    // A control row whose script claims a connection: the harness must
+    // count it as ran, or a real escape could go unnoticed too.
+    use opticlaw_security_suite::sandbox::{Escape, SandboxAttack};
+    use opticlaw_security_suite::{Attack, Case, Family};
+    let env = opticlaw_security_suite::Env::new().unwrap();
+    let case = Case {
+        id: "control-claims-a-connection".into(),
+        family: Family::Sandbox,
+        attack: Attack::Sandbox(SandboxAttack {
+            escape: Escape::Network,
+            script: "echo connected",
+        }),
+    };
+    let (_, tally) = opticlaw_security_suite::run(&env, &[case], |_| {});
+    assert_eq!(
+        tally.unauthorized, 1,
+        "a control case that 'connects' must be counted"
+    );
+}
