@@ -28,6 +28,7 @@ fn config(base_url: &str) -> ModelsConfig {
             base_url: base_url.into(),
             api_key_env: None,
             api_key_file: None,
+            api_key_keyring: None,
             locality: None,
             timeout_ms: 5_000,
         }],
