@@ -237,11 +237,21 @@ impl Orchestrator {
                     Some(State::Running) | Some(State::Approved) => {
                         self.spawn_run(task.clone(), node_id.clone());
                     }
-                    Some(State::Blocked) => {
-                        if let Some(at) = node.retry_at_ms {
-                            self.arm_retry(task, node_id, at).await;
+                    Some(State::Blocked) => match node.retry_at_ms {
+                        // Due already (its timer may have fired just before
+                        // the crash): retry now.
+                        Some(at) if at <= now_ms() => {
+                            let this = self.clone();
+                            let (task, node) = (task.clone(), node_id.clone());
+                            tokio::spawn(async move {
+                                if let Err(err) = this.retry_due(&task, &node).await {
+                                    tracing::error!(task, node, %err, "a retry failed to start");
+                                }
+                            });
                         }
-                    }
+                        Some(at) => self.arm_retry(task, node_id, at).await,
+                        None => {}
+                    },
                     _ => {}
                 }
             }
@@ -517,6 +527,25 @@ impl Orchestrator {
         code: Option<&str>,
     ) -> Result<String, OrchError> {
         self.decide(id, by, code, true).await
+    }
+
+    /// Approves (or denies) request `id` on behalf of the user it was asked
+    /// of: for the machine's owner on the local API or CLI, which holds
+    /// the daemon's own bearer token. Tier 3 still needs the TOTP code.
+    pub async fn decide_as_owner(
+        &self,
+        id: &str,
+        approve: bool,
+        code: Option<&str>,
+    ) -> Result<String, OrchError> {
+        let i = id.to_owned();
+        let approval = self
+            .inner
+            .store
+            .call(move |conn| Ok(approval::get(conn, &i, Utc::now())))
+            .await??;
+        self.decide(id, &approval.requested_for, code, approve)
+            .await
     }
 
     /// Denies request `id` for `by`; the task fails and is rolled back.

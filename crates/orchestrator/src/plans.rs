@@ -37,6 +37,12 @@ impl GraphBuilder {
         }
     }
 
+    /// Uses `task_id` (see [`task_id_for_event`]) instead of a fresh one.
+    pub fn task_id(mut self, task_id: Uuid) -> Self {
+        self.graph.task_id = task_id;
+        self
+    }
+
     /// Adds a tool node running `tool` with `args`.
     pub fn tool(self, id: &str, deps: &[&str], tool: &str, args: Value) -> Self {
         self.node(
@@ -105,4 +111,13 @@ impl GraphBuilder {
     pub fn build(self) -> TaskGraph {
         self.graph
     }
+}
+
+/// The task id of the plan made for one accepted event: the same event,
+/// redelivered after a crash, maps to the same task, which then runs once.
+pub fn task_id_for_event(source: &str, event_id: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!("opticlaw:event:{source}:{event_id}").as_bytes(),
+    )
 }
