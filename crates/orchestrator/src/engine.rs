@@ -289,9 +289,22 @@ impl Orchestrator {
         }
     }
 
-    /// Waits until the task is completed, failed or rolled back.
+    /// Waits until the task is completed, failed or rolled back (checking
+    /// only the task's own state after each change, then reading it whole).
     pub async fn wait_finished(&self, task: &str) -> Result<TaskView, OrchError> {
-        self.wait_for(task, |view| view.state.is_terminal()).await
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let t = task.to_owned();
+            let state = self
+                .inner
+                .store
+                .call(move |conn| Ok(journal::current(conn, &t, None)))
+                .await??;
+            if state.is_none_or(State::is_terminal) || changes.changed().await.is_err() {
+                return self.load(task).await;
+            }
+        }
     }
 
     fn bump(&self) {
@@ -308,9 +321,16 @@ impl Orchestrator {
     }
 
     fn spawn_run(&self, task: String, node: String) {
+        self.spawn_run_with(task, node, None);
+    }
+
+    /// Runs a node on its own tokio task; `view` saves re-reading the log
+    /// when the caller just read it (a stale view is harmless: every
+    /// transition re-checks the state it starts from).
+    fn spawn_run_with(&self, task: String, node: String, view: Option<TaskView>) {
         let this = self.clone();
         tokio::spawn(async move {
-            if let Err(err) = this.run_node(&task, &node).await {
+            if let Err(err) = this.run_node(&task, &node, view).await {
                 tracing::error!(task, node, %err, "running a node failed; it resumes on restart");
             }
             this.spawn_drive(task);
@@ -384,18 +404,8 @@ impl Orchestrator {
             }
         };
         if action.tier < Tier::SideEffect {
-            let moved = self
-                .node_to(
-                    &task,
-                    &node.id,
-                    State::Planned,
-                    State::Approved,
-                    json!({ "tier": action.tier.level() }),
-                )
-                .await?;
-            if moved {
-                self.spawn_run(task, node.id.clone());
-            }
+            // Approved and started in one transaction by `run_node`.
+            self.spawn_run_with(task, node.id.clone(), Some(view.clone()));
             return Ok(());
         }
         self.ask_approval(view, node, action).await
@@ -626,8 +636,16 @@ impl Orchestrator {
 
     /// Runs (or resumes) one node that is approved, running (after a
     /// crash) or due for a retry.
-    async fn run_node(&self, task: &str, node_id: &str) -> Result<(), OrchError> {
-        let view = self.load(task).await?;
+    async fn run_node(
+        &self,
+        task: &str,
+        node_id: &str,
+        view: Option<TaskView>,
+    ) -> Result<(), OrchError> {
+        let view = match view {
+            Some(view) => view,
+            None => self.load(task).await?,
+        };
         let Some(node) = view.graph.nodes.iter().find(|n| n.id == node_id).cloned() else {
             return Err(JournalError::UnknownNode {
                 task: task.to_owned(),
@@ -645,9 +663,11 @@ impl Orchestrator {
             ms => Duration::from_millis(ms),
         };
         // Enter `running`, fixing the prepared action and the attempt.
-        let (attempt, prepared) = match state.state {
-            Some(State::Running) => (state.attempt, state.prepared.clone()),
-            Some(from @ (State::Approved | State::Blocked)) => {
+        let (attempt, prepared, key_state) = match state.state {
+            Some(State::Running) => (state.attempt, state.prepared.clone(), None),
+            // Tier 0 and 1 clear without asking; 2 and 3 wait for approval.
+            Some(State::Planned) if action.tier >= Tier::SideEffect => return Ok(()),
+            Some(from @ (State::Planned | State::Approved | State::Blocked)) => {
                 let attempt = if from == State::Blocked {
                     state.attempt + 1
                 } else {
@@ -672,12 +692,26 @@ impl Orchestrator {
                 let shown = json!({ "task": task, "node": node_id, "tool": action.tool, "args": action.args });
                 let key = idempotency_key(task, node_id, state.run, attempt);
                 let detail = json!({ "attempt": attempt, "prepared": prepared, "key": key });
-                let (t, n) = (task.to_owned(), node_id.to_owned());
+                let (t, n, k) = (task.to_owned(), node_id.to_owned(), key.clone());
+                let tier = action.tier.level();
                 let entered = self
                     .inner
                     .store
                     .call(move |conn| {
-                        let run = || -> Result<(), OrchError> {
+                        let run = || -> Result<KeyState, OrchError> {
+                            let mut from = from;
+                            if from == State::Planned {
+                                journal::transition(
+                                    conn,
+                                    &t,
+                                    Some(&n),
+                                    Some(from),
+                                    State::Approved,
+                                    &json!({ "tier": tier }),
+                                    now_ms(),
+                                )?;
+                                from = State::Approved;
+                            }
                             if let Some(id) = &approval_id {
                                 // What runs is byte for byte what was approved.
                                 approval::ensure_approved(conn, id, &shown, Utc::now())?;
@@ -691,14 +725,15 @@ impl Orchestrator {
                                 &detail,
                                 now_ms(),
                             )?;
-                            Ok(())
+                            // The key is committed with `running`, before the call.
+                            Ok(idempotency::begin(conn, &k, Utc::now())?)
                         };
                         Ok(run())
                     })
                     .await?;
                 self.bump();
-                match entered {
-                    Ok(()) => {}
+                let key_state = match entered {
+                    Ok(key_state) => key_state,
                     Err(OrchError::Journal(JournalError::Conflict { .. })) => return Ok(()),
                     Err(OrchError::Approval(error)) => {
                         return self
@@ -706,8 +741,8 @@ impl Orchestrator {
                             .await;
                     }
                     Err(other) => return Err(other),
-                }
-                (attempt, prepared)
+                };
+                (attempt, prepared, Some(key_state))
             }
             _ => return Ok(()),
         };
@@ -716,7 +751,7 @@ impl Orchestrator {
             None => Ok(json!({ "note": non_tool_note(&node, &action) })),
             Some(runner) => {
                 let prepared = prepared.unwrap_or(Value::Null);
-                self.call_tool(task, node_id, runner, &prepared, &key, budget)
+                self.call_tool(task, node_id, runner, &prepared, &key, key_state, budget)
                     .await?
             }
         };
@@ -743,9 +778,11 @@ impl Orchestrator {
                     .await??;
                 self.bump();
                 // A sibling failed while this one ran: undo it too.
-                let view = self.load(task).await?;
-                if view.state.is_terminal() && !node.params["compensate"].is_null() {
-                    self.compensate(&view, &node).await?.ok();
+                if !node.params["compensate"].is_null() {
+                    let view = self.load(task).await?;
+                    if view.state.is_terminal() {
+                        self.compensate(&view, &node).await?.ok();
+                    }
                 }
                 Ok(())
             }
@@ -766,6 +803,7 @@ impl Orchestrator {
         runner: &Runner,
         prepared: &Value,
         key: &str,
+        key_state: Option<KeyState>,
         budget: Duration,
     ) -> Result<Result<Value, ToolError>, OrchError> {
         let tool = runner.tool();
@@ -789,12 +827,16 @@ impl Orchestrator {
         };
         // The key is committed before the call: a crash after this point
         // finds it and never repeats a side effect blindly.
-        let k = key.to_owned();
-        let state = self
-            .inner
-            .store
-            .call(move |conn| Ok(idempotency::begin(conn, &k, Utc::now())))
-            .await??;
+        let state = match key_state {
+            Some(state) => state,
+            None => {
+                let k = key.to_owned();
+                self.inner
+                    .store
+                    .call(move |conn| Ok(idempotency::begin(conn, &k, Utc::now())))
+                    .await??
+            }
+        };
         let resumed = match state {
             KeyState::Done { result } => {
                 return Ok(Ok(serde_json::from_str(&result).unwrap_or(Value::Null)));
@@ -920,7 +962,7 @@ impl Orchestrator {
             .get(node)
             .is_some_and(|n| n.state == Some(State::Blocked) && n.retry_at_ms.is_some());
         if waiting {
-            self.run_node(task, node).await?;
+            self.run_node(task, node, Some(view)).await?;
             self.spawn_drive(task.to_owned());
         }
         Ok(())
@@ -1107,7 +1149,15 @@ impl Orchestrator {
         };
         let budget = self.inner.config.default_budget;
         let result = self
-            .call_tool(&view.task_id, &node.id, runner, &prepared, &key, budget)
+            .call_tool(
+                &view.task_id,
+                &node.id,
+                runner,
+                &prepared,
+                &key,
+                None,
+                budget,
+            )
             .await?;
         let (t, n, k, tool) = (view.task_id.clone(), node.id.clone(), key, tool.to_owned());
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
@@ -1167,33 +1217,6 @@ impl Orchestrator {
         self.bump();
         self.spawn_drive(task.to_owned());
         Ok(())
-    }
-
-    async fn node_to(
-        &self,
-        task: &str,
-        node: &str,
-        from: State,
-        to: State,
-        detail: Value,
-    ) -> Result<bool, OrchError> {
-        let (t, n) = (task.to_owned(), node.to_owned());
-        let moved = self
-            .inner
-            .store
-            .call(move |conn| {
-                Ok(
-                    match journal::transition(conn, &t, Some(&n), Some(from), to, &detail, now_ms())
-                    {
-                        Ok(_) => Ok(true),
-                        Err(JournalError::Conflict { .. }) => Ok(false),
-                        Err(other) => Err(other),
-                    },
-                )
-            })
-            .await??;
-        self.bump();
-        Ok(moved)
     }
 
     async fn tell(&self, to: &Principal, text: String) {
