@@ -131,6 +131,16 @@ struct Inner {
     changed: watch::Sender<u64>,
 }
 
+/// One call of a node's tool: whose, under which idempotency key (and
+/// where that key stands, when the caller already stored it), how long.
+struct ToolAttempt<'a> {
+    task: &'a str,
+    node: &'a str,
+    key: &'a str,
+    key_state: Option<KeyState>,
+    budget: Duration,
+}
+
 /// What a node will do, as checked, approved and run.
 #[derive(Debug, Clone)]
 struct Action {
@@ -751,8 +761,14 @@ impl Orchestrator {
             None => Ok(json!({ "note": non_tool_note(&node, &action) })),
             Some(runner) => {
                 let prepared = prepared.unwrap_or(Value::Null);
-                self.call_tool(task, node_id, runner, &prepared, &key, key_state, budget)
-                    .await?
+                let attempt = ToolAttempt {
+                    task,
+                    node: node_id,
+                    key: &key,
+                    key_state,
+                    budget,
+                };
+                self.call_tool(attempt, runner, &prepared).await?
             }
         };
         if node.kind == NodeKind::Message
@@ -798,14 +814,17 @@ impl Orchestrator {
     /// store's; the inner one the call's.
     async fn call_tool(
         &self,
-        task: &str,
-        node_id: &str,
+        call: ToolAttempt<'_>,
         runner: &Runner,
         prepared: &Value,
-        key: &str,
-        key_state: Option<KeyState>,
-        budget: Duration,
     ) -> Result<Result<Value, ToolError>, OrchError> {
+        let ToolAttempt {
+            task,
+            node: node_id,
+            key,
+            key_state,
+            budget,
+        } = call;
         let tool = runner.tool();
         let resource = match tool.resource(prepared) {
             Ok(resource) => resource,
@@ -1150,13 +1169,15 @@ impl Orchestrator {
         let budget = self.inner.config.default_budget;
         let result = self
             .call_tool(
-                &view.task_id,
-                &node.id,
+                ToolAttempt {
+                    task: &view.task_id,
+                    node: &node.id,
+                    key: &key,
+                    key_state: None,
+                    budget,
+                },
                 runner,
                 &prepared,
-                &key,
-                None,
-                budget,
             )
             .await?;
         let (t, n, k, tool) = (view.task_id.clone(), node.id.clone(), key, tool.to_owned());
