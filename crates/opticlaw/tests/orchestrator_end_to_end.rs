@@ -17,9 +17,10 @@ fn granted_dir() -> (tempfile::TempDir, PathBuf) {
     std::fs::create_dir_all(base).unwrap();
     let dir = tempfile::tempdir_in(base).unwrap();
     let grant = dir.path().canonicalize().unwrap();
-    if nix::unistd::geteuid().is_root() {
-        // The sandbox runs commands as nobody when the daemon is root.
-        std::os::unix::fs::chown(&grant, Some(65534), Some(65534)).unwrap();
+    // The sandbox runs commands as its own identity (nobody when root).
+    if let Ok(sandbox) = opticlaw_sandbox::NamespaceSandbox::new() {
+        let (uid, gid) = sandbox.identity();
+        std::os::unix::fs::chown(&grant, Some(uid), Some(gid)).unwrap();
     }
     (dir, grant)
 }
@@ -149,6 +150,17 @@ fn run_waits_for_approval_in_the_same_chat_and_audit_verify_catches_edits() {
     let out = String::from_utf8_lossy(&verify.stdout).into_owned();
     assert!(verify.status.success(), "{out}");
     assert!(out.contains("intact"), "{out}");
+
+    // The signing key is in its own 0600 file and nowhere in the database.
+    let key = std::fs::read_to_string(home.path().join("data").join("token_signing.key")).unwrap();
+    let data = home.path().join("data");
+    let mut db_bytes = std::fs::read(data.join("opticlaw.db")).unwrap();
+    db_bytes.extend(std::fs::read(data.join("opticlaw.db-wal")).unwrap_or_default());
+    let db_text = String::from_utf8_lossy(&db_bytes);
+    assert!(
+        !db_text.contains(key.trim()),
+        "the signing key leaked into the store"
+    );
 
     // Edit one record behind the log's back (dropping the guard first).
     let db = home.path().join("data").join("opticlaw.db");

@@ -154,7 +154,7 @@ fn now_ms() -> i64 {
 }
 
 /// The idempotency key of one attempt of one node in one run.
-fn idempotency_key(task: &str, node: &str, run: u32, attempt: u32) -> String {
+pub fn idempotency_key(task: &str, node: &str, run: u32, attempt: u32) -> String {
     format!("orch/{task}/{node}/r{run}/a{attempt}")
 }
 
