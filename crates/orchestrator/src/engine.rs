@@ -87,6 +87,12 @@ pub enum OrchError {
     Approval(#[from] ApprovalError),
     #[error("approval request {0} belongs to no task")]
     UnknownApproval(String),
+    #[error("node {node} of task {task} is no longer waiting for approval (it is {state})")]
+    NotWaiting {
+        task: String,
+        node: String,
+        state: String,
+    },
     #[error("dead letter {0} does not exist or was already replayed")]
     NotDeadLettered(String),
     #[error("store: {0}")]
@@ -260,7 +266,16 @@ impl Orchestrator {
                             });
                         }
                         Some(at) => self.arm_retry(task, node_id, at).await,
-                        None => {}
+                        // Waiting for approval: fails it if it expired meanwhile.
+                        None => {
+                            let this = self.clone();
+                            let (task, node) = (task.clone(), node_id.clone());
+                            tokio::spawn(async move {
+                                if let Err(err) = this.retry_due(&task, &node).await {
+                                    tracing::error!(task, node, %err, "checking an approval failed");
+                                }
+                            });
+                        }
                     },
                     _ => {}
                 }
@@ -525,6 +540,9 @@ impl Orchestrator {
         if let Some(approval) = approval {
             let text = approval_prompt(&approval, &action);
             self.tell(&view.principal, text).await;
+            // One timer for the expiry: an unanswered request fails the node.
+            let expires = approval.expires_at.timestamp_millis();
+            self.arm_retry(&view.task_id, &node.id, expires).await;
         }
         // After the prompt: whoever waits for `blocked` can read it.
         self.bump();
@@ -589,6 +607,14 @@ impl Orchestrator {
                 let run = || -> Result<(String, String), OrchError> {
                     let (task, node) = journal::approval_subject(conn, &id)?
                         .ok_or_else(|| OrchError::UnknownApproval(id.clone()))?;
+                    let state = journal::current(conn, &task, Some(&node))?;
+                    if state != Some(State::Blocked) {
+                        return Err(OrchError::NotWaiting {
+                            task,
+                            node,
+                            state: state.map_or("unknown", State::as_str).to_owned(),
+                        });
+                    }
                     let now = Utc::now();
                     let result = if approve {
                         let factor = match (&totp, &code) {
@@ -974,15 +1000,31 @@ impl Orchestrator {
 
     /// A retry timer fired for `(task, node)`: runs the next attempt if the
     /// node is still waiting for it.
+    ///
+    /// The same timer marks an approval request's expiry: a node still
+    /// waiting for an approval that expired fails (and its task stops).
     pub async fn retry_due(&self, task: &str, node: &str) -> Result<(), OrchError> {
         let view = self.load(task).await?;
-        let waiting = view
-            .nodes
-            .get(node)
-            .is_some_and(|n| n.state == Some(State::Blocked) && n.retry_at_ms.is_some());
-        if waiting {
+        let Some(state) = view.nodes.get(node) else {
+            return Ok(());
+        };
+        if state.state != Some(State::Blocked) || view.state.is_terminal() {
+            return Ok(());
+        }
+        if state.retry_at_ms.is_some() {
             self.run_node(task, node, Some(view)).await?;
             self.spawn_drive(task.to_owned());
+        } else if let Some(id) = state.approval_id.clone() {
+            let status = self
+                .inner
+                .store
+                .call(move |conn| Ok(approval::get(conn, &id, Utc::now()).map(|a| a.status)))
+                .await??;
+            if status == approval::ApprovalStatus::Expired {
+                let reason = "the approval request expired";
+                self.refuse(task, node, Some(State::Blocked), reason)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -1065,12 +1107,18 @@ impl Orchestrator {
                 Err(error) => compensation_errors.push(format!("{}: {error}", node.id)),
             }
         }
-        let untouched: Vec<String> = view
+        // Nodes not started, or waiting (for approval or a retry), never
+        // start now; a running one finishes and is compensated then.
+        let untouched: Vec<(String, State)> = view
             .graph
             .nodes
             .iter()
-            .filter(|n| view.node(&n.id).state == Some(State::Planned))
-            .map(|n| n.id.clone())
+            .filter_map(|n| match view.node(&n.id).state {
+                Some(s @ (State::Planned | State::Approved | State::Blocked)) => {
+                    Some((n.id.clone(), s))
+                }
+                _ => None,
+            })
             .collect();
         let (t, f, r) = (task.to_owned(), failed_node.to_owned(), reason.to_owned());
         let end = if rolled_back > 0 {
@@ -1084,13 +1132,13 @@ impl Orchestrator {
             .store
             .call(move |conn| {
                 let run = || -> Result<bool, OrchError> {
-                    for id in &untouched {
+                    for (id, from) in &untouched {
                         let detail = json!({ "error": format!("not run: node {f} failed") });
                         match journal::transition(
                             conn,
                             &t,
                             Some(id),
-                            Some(State::Planned),
+                            Some(*from),
                             State::Failed,
                             &detail,
                             now_ms(),

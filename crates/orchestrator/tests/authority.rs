@@ -116,12 +116,9 @@ scope = "exec"
 tier = 3
 "#;
 
-fn approval_id(told: &Told) -> String {
-    let prompt = told
-        .texts()
-        .into_iter()
-        .find(|t| t.starts_with("Approval needed"))
-        .expect("the user was asked");
+/// The id in the approval prompt the user was sent.
+async fn approval_id(told: &Told) -> String {
+    let prompt = told.containing("Approval needed").await;
     let after = prompt.split("/approve ").nth(1).unwrap();
     after.split_whitespace().next().unwrap().to_owned()
 }
@@ -145,12 +142,12 @@ async fn tier_2_waits_for_the_same_user_in_the_same_chat() {
         .unwrap();
     assert_eq!(view.state, State::Blocked);
     assert!(!h.grant.join("note.txt").exists(), "ran before approval");
+    let id = approval_id(&h.told).await;
     let prompt = h.told.texts().join("\n");
     assert!(
         prompt.contains("file.write") && prompt.contains("note.txt") && prompt.contains("hello"),
         "{prompt}"
     );
-    let id = approval_id(&h.told);
 
     for intruder in [
         Principal {
@@ -209,7 +206,7 @@ async fn a_denied_action_never_runs() {
         .wait_for(&task, |v| v.node("w").state == Some(State::Blocked))
         .await
         .unwrap();
-    let id = approval_id(&h.told);
+    let id = approval_id(&h.told).await;
     h.orch.deny(&id, &alice()).await.unwrap();
     let view = h.orch.wait_finished(&task).await.unwrap();
     assert_eq!(view.state, State::Failed);
@@ -236,7 +233,7 @@ async fn tier_3_needs_a_fresh_totp_code() {
         .wait_for(&task, |v| v.node("s").state == Some(State::Blocked))
         .await
         .unwrap();
-    let id = approval_id(&h.told);
+    let id = approval_id(&h.told).await;
     assert!(h.told.texts().join("\n").contains("CODE"));
     assert!(matches!(
         h.orch.approve(&id, &alice(), None).await,
@@ -303,4 +300,28 @@ fn a_runner_refuses_tokens_for_another_runner_another_file_or_another_key() {
     ] {
         assert!(matches!(call(&token), Err(ToolError::Token(_))), "{token}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_expires_and_the_action_never_runs() {
+    let config = OrchestratorConfig {
+        approval_ttl: chrono::Duration::milliseconds(100),
+        ..OrchestratorConfig::default()
+    };
+    let h = harness(WRITE_TIER_2, config);
+    let graph = GraphBuilder::new("write")
+        .tool(
+            "w",
+            &[],
+            "file.write",
+            json!({ "path": "late.txt", "content": "x" }),
+        )
+        .build();
+    let task = h.orch.submit(graph, alice()).await.unwrap();
+    let view = h.orch.wait_finished(&task).await.unwrap();
+    assert_eq!(view.state, State::Failed);
+    assert!(view.node("w").error.as_ref().unwrap().contains("expired"));
+    let id = approval_id(&h.told).await;
+    assert!(h.orch.approve(&id, &alice(), None).await.is_err());
+    assert!(!h.grant.join("late.txt").exists());
 }

@@ -39,12 +39,7 @@ async fn a_chain_of_writes_runs_in_dependency_order_and_is_audited() {
     assert_eq!(view.node("c").output.as_ref().unwrap()["text"], "a\nb\n");
     let kinds = audit_kinds(&h.db);
     assert_eq!(kinds.iter().filter(|k| *k == "tool_action").count(), 3);
-    assert!(
-        h.told
-            .texts()
-            .iter()
-            .any(|t| t.starts_with("Done: append three lines"))
-    );
+    h.told.containing("Done: append three lines").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

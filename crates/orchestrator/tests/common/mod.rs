@@ -28,6 +28,18 @@ impl Notifier for Told {
 }
 
 impl Told {
+    /// The first message containing `needle`. Notices follow the state
+    /// change they report by a moment: polled, in tests only.
+    pub async fn containing(&self, needle: &str) -> String {
+        for _ in 0..500 {
+            if let Some(text) = self.texts().into_iter().find(|t| t.contains(needle)) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("nobody was told {needle:?}: {:?}", self.texts());
+    }
+
     pub fn texts(&self) -> Vec<String> {
         self.0
             .lock()
