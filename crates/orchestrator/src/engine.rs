@@ -806,25 +806,27 @@ impl Orchestrator {
             Ok(output) => {
                 let (t, n, k) = (task.to_owned(), node_id.to_owned(), key.clone());
                 let tool = action.tool.clone();
-                self.inner
+                let task_stopped = self
+                    .inner
                     .store
                     .call(move |conn| {
-                        let run = || -> Result<(), OrchError> {
+                        let run = || -> Result<bool, OrchError> {
                             idempotency::finish(conn, &k, &output.to_string(), Utc::now())?;
                             journal::transition(conn, &t, Some(&n), Some(State::Running), State::Completed, &json!({ "output": output, "key": k }), now_ms())?;
                             audit_append(conn, "tool_action", &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "completed" }))?;
-                            Ok(())
+                            // Read in the same transaction as the task's
+                            // close (see `fail_task`): one of the two sees
+                            // the other.
+                            Ok(journal::current(conn, &t, None)?.is_some_and(State::is_terminal))
                         };
                         Ok(run())
                     })
                     .await??;
                 self.bump();
                 // A sibling failed while this one ran: undo it too.
-                if !node.params["compensate"].is_null() {
+                if task_stopped && !node.params["compensate"].is_null() {
                     let view = self.load(task).await?;
-                    if view.state.is_terminal() {
-                        self.compensate(&view, &node).await?.ok();
-                    }
+                    self.compensate(&view, &node).await?.ok();
                 }
                 Ok(())
             }
@@ -1127,11 +1129,21 @@ impl Orchestrator {
             State::Failed
         };
         let errors = compensation_errors.clone();
+        // Nodes with an undo that were still running when `view` was read.
+        let running_with_undo: Vec<String> = view
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| {
+                !n.params["compensate"].is_null() && view.node(&n.id).state == Some(State::Running)
+            })
+            .map(|n| n.id.clone())
+            .collect();
         let closed = self
             .inner
             .store
             .call(move |conn| {
-                let run = || -> Result<bool, OrchError> {
+                let run = || -> Result<(bool, Vec<String>), OrchError> {
                     for (id, from) in &untouched {
                         let detail = json!({ "error": format!("not run: node {f} failed") });
                         match journal::transition(
@@ -1149,7 +1161,15 @@ impl Orchestrator {
                     }
                     let from = journal::current(conn, &t, None)?;
                     if from.is_none_or(State::is_terminal) {
-                        return Ok(false);
+                        return Ok((false, Vec::new()));
+                    }
+                    // Completed since `view` was read, before this close:
+                    // their completion did not see the task stopped.
+                    let mut finished_meanwhile = Vec::new();
+                    for id in &running_with_undo {
+                        if journal::current(conn, &t, Some(id))? == Some(State::Completed) {
+                            finished_meanwhile.push(id.clone());
+                        }
                     }
                     let detail =
                         json!({ "failed_node": f, "error": r, "compensation_errors": errors });
@@ -1163,12 +1183,31 @@ impl Orchestrator {
                             &json!({ "task": t, "node": f, "reason": r }),
                         )?;
                     }
-                    Ok(true)
+                    Ok((true, finished_meanwhile))
                 };
                 Ok(run())
             })
             .await??;
         self.bump();
+        let (closed, finished_meanwhile) = closed;
+        if !finished_meanwhile.is_empty() {
+            let view = self.load(task).await?;
+            for node in view
+                .graph
+                .nodes
+                .iter()
+                .filter(|n| finished_meanwhile.contains(&n.id))
+            {
+                if let Err(error) = self.compensate(&view, node).await? {
+                    tracing::warn!(
+                        task,
+                        node = node.id,
+                        error,
+                        "rolling back a late step failed"
+                    );
+                }
+            }
+        }
         if closed {
             let mut text = format!("Task {task} stopped: node {failed_node} failed: {reason}.");
             if rolled_back > 0 {

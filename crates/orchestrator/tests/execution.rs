@@ -219,3 +219,36 @@ async fn a_node_past_its_budget_fails_with_a_timeout() {
     let error = view.node("slow").error.clone().unwrap();
     assert!(error.contains("200 ms"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sibling_still_running_when_the_task_fails_is_rolled_back_when_it_finishes() {
+    if !sandbox_available() {
+        eprintln!("skipped: the namespace sandbox is unavailable here");
+        return;
+    }
+    let h = harness(LOW_POLICY, fast_retries(1));
+    let graph = GraphBuilder::new("race")
+        .tool_with_undo(
+            "slow",
+            &[],
+            (
+                "shell",
+                json!({ "command": "sleep 0.3; echo done > slow.txt" }),
+            ),
+            ("shell", json!({ "command": "rm slow.txt" })),
+        )
+        .tool("fail", &[], "file.read", json!({ "path": "missing.txt" }))
+        .build();
+    let task = h.orch.submit(graph, alice()).await.unwrap();
+    let view = h
+        .orch
+        .wait_for(&task, |v| v.node("slow").state == Some(State::RolledBack))
+        .await
+        .unwrap();
+    assert!(view.state.is_terminal());
+    assert_eq!(view.node("fail").state, Some(State::Failed));
+    assert!(
+        !h.grant.join("slow.txt").exists(),
+        "the late step was not undone"
+    );
+}
