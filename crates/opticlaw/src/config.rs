@@ -352,6 +352,7 @@ user_id = "owner"
 # short-lived capability token, audited (`opticlaw audit verify`):
 # [tools]
 # granted_dirs = ["/home/me/assistant"]   # absolute, existing, no symlinks
+#   (a daemon running as root runs commands as `nobody`: make them writable by it)
 # shell_network = false
 # max_attempts = 3
 # retry_base_ms = 1000
