@@ -135,6 +135,9 @@ struct Inner {
     config: OrchestratorConfig,
     /// Bumped after every change, for callers that wait for a state.
     changed: watch::Sender<u64>,
+    /// Tasks whose failure is being handled: one handler per task, so two
+    /// nodes failing at once never compensate anything twice.
+    failing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// One call of a node's tool: whose, under which idempotency key (and
@@ -183,6 +186,7 @@ impl Orchestrator {
                 timers: parts.timers,
                 config: parts.config,
                 changed: watch::channel(0).0,
+                failing: Default::default(),
             }),
         }
     }
@@ -371,6 +375,17 @@ impl Orchestrator {
         }
         if view.state == State::Planned {
             self.task_to(task, State::Running, json!({})).await?;
+        }
+        // A node failed and the task was not closed (a crash came between
+        // the two): close it now; compensations already done are skipped
+        // by their idempotency keys.
+        if let Some((id, node)) = view
+            .nodes
+            .iter()
+            .find(|(_, n)| n.state == Some(State::Failed))
+        {
+            let reason = node.error.clone().unwrap_or_else(|| "failed".into());
+            return self.fail_task(task, id, &reason, true).await;
         }
         if view
             .nodes
@@ -1087,6 +1102,23 @@ impl Orchestrator {
         reason: &str,
         dead_letter: bool,
     ) -> Result<(), OrchError> {
+        if !self.inner.failing.lock().unwrap().insert(task.to_owned()) {
+            return Ok(());
+        }
+        let result = self
+            .fail_task_once(task, failed_node, reason, dead_letter)
+            .await;
+        self.inner.failing.lock().unwrap().remove(task);
+        result
+    }
+
+    async fn fail_task_once(
+        &self,
+        task: &str,
+        failed_node: &str,
+        reason: &str,
+        dead_letter: bool,
+    ) -> Result<(), OrchError> {
         let view = self.load(task).await?;
         let mut completed: Vec<(&TaskNode, i64)> = view
             .graph
@@ -1249,9 +1281,27 @@ impl Orchestrator {
             "{}/compensate",
             idempotency_key(&view.task_id, &node.id, state.run, state.attempt)
         );
-        let prepared = match runner.tool().prepare(&spec["args"]) {
-            Ok(prepared) => prepared,
-            Err(error) => return Ok(Err(error.to_string())),
+        // Prepared once and stored before the call, like a node's own call:
+        // a compensation interrupted by a crash replays the same action.
+        let k = key.clone();
+        let stored = self
+            .inner
+            .store
+            .call(move |conn| Ok(journal::prepared(conn, &k)))
+            .await??;
+        let prepared = match stored {
+            Some(prepared) => prepared,
+            None => {
+                let prepared = match runner.tool().prepare(&spec["args"]) {
+                    Ok(prepared) => prepared,
+                    Err(error) => return Ok(Err(error.to_string())),
+                };
+                let k = key.clone();
+                self.inner
+                    .store
+                    .call(move |conn| Ok(journal::prepare_once(conn, &k, &prepared)))
+                    .await??
+            }
         };
         let budget = self.inner.config.default_budget;
         let result = self

@@ -374,6 +374,34 @@ pub fn approval_subject(
         .optional()?)
 }
 
+/// The prepared action stored under an idempotency key, if any.
+pub fn prepared(conn: &Connection, key: &str) -> Result<Option<Value>, JournalError> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT args FROM orch_prepared WHERE key = ?1",
+            [key],
+            |row| row.get(0),
+        )
+        .optional()?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| JournalError::Corrupt {
+            task: key.to_owned(),
+            message: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
+/// Stores `args` under `key` unless something is stored already, and
+/// returns what is stored: the first preparation wins.
+pub fn prepare_once(conn: &Connection, key: &str, args: &Value) -> Result<Value, JournalError> {
+    conn.execute(
+        "INSERT INTO orch_prepared (key, args) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        params![key, args.to_string()],
+    )?;
+    Ok(prepared(conn, key)?.unwrap_or_else(|| args.clone()))
+}
+
 /// A task that failed for good, waiting for a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {

@@ -47,5 +47,10 @@ pub const COMPONENT: opticlaw_store::Component = opticlaw_store::Component {
         );
         CREATE INDEX orch_dead_letters_open ON orch_dead_letters (at_ms)
             WHERE replayed_ms IS NULL;
+
+        CREATE TABLE orch_prepared (
+            key  TEXT PRIMARY KEY,
+            args TEXT NOT NULL
+        );
     "#],
 };

@@ -103,3 +103,80 @@ async fn an_interrupted_shell_command_is_not_run_again_after_a_restart() {
     assert_eq!(letters.len(), 1, "a person decides: it is dead-lettered");
     told.containing("dead-letter").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_whose_task_was_never_closed_is_rolled_back_once_after_a_restart() {
+    let h = harness(LOW_POLICY, OrchestratorConfig::default());
+    let file = h.grant.join("log.txt");
+    std::fs::write(&file, "a\n").unwrap();
+    let append = |text: &str| json!({ "path": "log.txt", "content": text, "mode": "append" });
+    let graph = GraphBuilder::new("half done")
+        .tool_with_undo(
+            "a",
+            &[],
+            ("file.write", append("a\n")),
+            ("file.write", append("undo a\n")),
+        )
+        .tool("b", &["a"], "file.read", json!({ "path": "missing.txt" }))
+        .build();
+    let task = graph.task_id.to_string();
+    let t = task.clone();
+    // `a` completed, `b` failed, then the crash: the task is still running.
+    h.orch
+        .store()
+        .call(move |conn| {
+            let step = |node: &str, from, to, detail: Value| {
+                journal::transition(conn, &t, Some(node), Some(from), to, &detail, 1).unwrap();
+            };
+            journal::insert_task(conn, &graph, &alice(), 1).unwrap();
+            journal::transition(
+                conn,
+                &t,
+                None,
+                Some(State::Planned),
+                State::Running,
+                &Value::Null,
+                1,
+            )
+            .unwrap();
+            step("a", State::Planned, State::Approved, Value::Null);
+            step(
+                "a",
+                State::Approved,
+                State::Running,
+                json!({ "attempt": 1 }),
+            );
+            step(
+                "a",
+                State::Running,
+                State::Completed,
+                json!({ "output": {} }),
+            );
+            step("b", State::Planned, State::Approved, Value::Null);
+            step(
+                "b",
+                State::Approved,
+                State::Running,
+                json!({ "attempt": 1 }),
+            );
+            step(
+                "b",
+                State::Running,
+                State::Failed,
+                json!({ "error": "missing.txt does not exist" }),
+            );
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    for _ in 0..2 {
+        let (restarted, _) = open(&h.db, &h.grant, LOW_POLICY, OrchestratorConfig::default());
+        restarted.resume_all().await.unwrap();
+        let view = restarted.wait_finished(&task).await.unwrap();
+        assert_eq!(view.state, State::RolledBack);
+        assert_eq!(view.node("a").state, Some(State::RolledBack));
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "a\nundo a\n");
+    assert_eq!(h.orch.dead_letters(true).await.unwrap().len(), 1);
+}
