@@ -99,6 +99,12 @@ impl Client {
         }
     }
 
+    /// Posts `body` to `path` of the local API.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        let request = self.http.post(format!("{}{path}", self.base)).json(body);
+        self.call_json(request).await
+    }
+
     async fn get_json(&self, path: &str) -> Result<Value> {
         let request = self.http.get(format!("{}{path}", self.base));
         self.call_json(request).await

@@ -20,7 +20,44 @@ pub struct Config {
     /// Chat platform bridges (`[gateway.slack]`, `[gateway.telegram]`, ...).
     pub gateway: Option<opticlaw_gateway::GatewayConfig>,
     pub rules: Vec<PatternRuleConfig>,
+    /// What tools may touch (`[tools]`).
+    pub tools: ToolsConfig,
+    /// Trust tier per tool and scope (`[[policy]]`); anything unlisted is denied.
+    pub policy: Vec<opticlaw_security::tier::PolicyRule>,
 }
+
+/// `[tools]`: the orchestrator's tool runners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Directories `shell`, `file.read` and `file.write` may use: absolute,
+    /// existing and canonical (no symlink). Empty: tools touch no file.
+    pub granted_dirs: Vec<PathBuf>,
+    /// Whether a shell command that asks for the network may have it.
+    pub shell_network: bool,
+    /// Attempts per step before its task goes to the dead-letter queue.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds, doubled for each further attempt.
+    pub retry_base_ms: u64,
+    /// A file (mode 0600) holding the base32 TOTP seed that tier 3
+    /// approvals need; without it, tier 3 actions cannot be approved.
+    pub totp_secret_file: Option<PathBuf>,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self {
+            granted_dirs: Vec::new(),
+            shell_network: false,
+            max_attempts: 3,
+            retry_base_ms: 1000,
+            totp_secret_file: None,
+        }
+    }
+}
+
+/// The tools the daemon runs, by name (what `[[policy]]` entries may name).
+pub const KNOWN_TOOLS: [&str; 3] = ["shell", "file.read", "file.write"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -178,10 +215,51 @@ impl Config {
         {
             return fail("models", err.to_string());
         }
+        if let Err((key, message)) = self.validate_tools() {
+            return fail(&key, message);
+        }
         for (index, rule) in self.rules.iter().enumerate() {
             if let Err(err) = regex_check(&rule.pattern) {
                 return fail(&format!("rules[{index}].pattern"), err);
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[tools]` and `[[policy]]`: each error names the entry at fault.
+    fn validate_tools(&self) -> Result<(), (String, String)> {
+        for (index, dir) in self.tools.granted_dirs.iter().enumerate() {
+            if let Err(err) =
+                opticlaw_orchestrator::tools::GrantedDirs::new(std::slice::from_ref(dir))
+            {
+                return Err((format!("tools.granted_dirs[{index}]"), err.to_string()));
+            }
+        }
+        if !(1..=10).contains(&self.tools.max_attempts) {
+            return Err((
+                "tools.max_attempts".into(),
+                "must be between 1 and 10".into(),
+            ));
+        }
+        for (index, rule) in self.policy.iter().enumerate() {
+            if !KNOWN_TOOLS.contains(&rule.tool.as_str()) {
+                return Err((
+                    format!("policy[{index}].tool"),
+                    format!(
+                        "unknown tool {:?}; the daemon runs {}",
+                        rule.tool,
+                        KNOWN_TOOLS.join(", ")
+                    ),
+                ));
+            }
+        }
+        let policy = opticlaw_security::PolicyConfig {
+            policy: self.policy.clone(),
+        };
+        if let Err(err) = opticlaw_security::Policy::from_config(&policy) {
+            return Err(("policy".into(), err.to_string()));
         }
         Ok(())
     }
@@ -273,6 +351,31 @@ user_id = "owner"
 # name = "wifi"
 # pattern = "(?i)wi-?fi password"
 # reply = "It's on the fridge."
+
+# Tools the assistant may use (/run, /read and plans), each call with a
+# short-lived capability token, audited (`opticlaw audit verify`):
+# [tools]
+# granted_dirs = ["/home/me/assistant"]   # absolute, existing, no symlinks
+#   (a daemon running as root runs commands as `nobody`: make them writable by it)
+# shell_network = false
+# max_attempts = 3
+# retry_base_ms = 1000
+# totp_secret_file = "/home/me/.opticlaw/totp.secret"   # base32, mode 0600; tier 3
+#
+# Trust tier per tool and scope; anything not listed is refused.
+# 0 read-only, 1 low risk, 2 asks you first, 3 asks plus a TOTP code.
+# [[policy]]
+# tool = "file.read"
+# scope = "read"
+# tier = 1
+# [[policy]]
+# tool = "file.write"
+# scope = "write"
+# tier = 2
+# [[policy]]
+# tool = "shell"
+# scope = "exec"
+# tier = 2
 "#;
 
 #[cfg(test)]
@@ -281,6 +384,44 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/home/u/.opticlaw/config.toml"))
+    }
+
+    #[test]
+    fn tools_and_policy_errors_name_the_entry() {
+        let path = Path::new("config.toml");
+        let err = Config::parse("[tools]\ngranted_dirs = [\"/no/such/dir\"]\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tools.granted_dirs[0]") && err.contains("/no/such/dir"),
+            "{err}"
+        );
+        let err = Config::parse(
+            "[[policy]]\ntool = \"browser\"\nscope = \"*\"\ntier = 1\n",
+            path,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 2, key `policy[0].tool`") && err.contains("browser"),
+            "{err}"
+        );
+        let twice = "[[policy]]\ntool = \"shell\"\nscope = \"exec\"\ntier = 1\n".repeat(2);
+        let err = Config::parse(&twice, path).unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+        let err = Config::parse(
+            "[[policy]]\ntool = \"shell\"\nscope = \"exec\"\ntier = 7\n",
+            path,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tier 7"), "{err}");
+        let dir = std::env::temp_dir().canonicalize().unwrap();
+        let ok = format!(
+            "[tools]\ngranted_dirs = [{:?}]\n[[policy]]\ntool = \"shell\"\nscope = \"exec\"\ntier = 2\n",
+            dir
+        );
+        assert!(Config::parse(&ok, path).is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod home;
 mod model_answerer;
+mod orchestration;
 mod procfs;
 mod server;
 mod webchat;
@@ -50,6 +51,15 @@ enum Command {
     /// The cheap path's classifier: train it, explain a decision
     #[command(subcommand)]
     Triage(commands::triage::Command),
+    /// Actions waiting for approval: list, approve, deny
+    #[command(subcommand)]
+    Approvals(commands::approvals::Command),
+    /// The hash-chained audit log: verify it
+    #[command(subcommand)]
+    Audit(commands::audit::Command),
+    /// Tasks that ran out of retries: list, show, replay
+    #[command(subcommand)]
+    Dlq(commands::dlq::Command),
     /// Measure the assistant
     #[command(subcommand)]
     Bench(benches::BenchCommand),
@@ -72,6 +82,9 @@ fn main() -> ExitCode {
         Command::Pairing(command) => commands::pairing::run(cli.home.as_deref(), command),
         Command::Models(command) => commands::models::run(cli.home.as_deref(), command),
         Command::Triage(command) => commands::triage::run(command),
+        Command::Approvals(command) => commands::approvals::run(cli.home.as_deref(), command),
+        Command::Audit(command) => commands::audit::run(cli.home.as_deref(), command),
+        Command::Dlq(command) => commands::dlq::run(cli.home.as_deref(), command),
         Command::Bench(bench) => benches::run(bench),
         Command::Explain(args) => commands::explain::run(cli.home.as_deref(), args),
         Command::Security(command) => commands::security::run(command),
@@ -86,9 +99,11 @@ fn main() -> ExitCode {
 }
 
 /// Every crate's tables that live in the daemon's store file, migrated at open.
-pub fn store_components() -> [opticlaw_store::Component; 3] {
+pub fn store_components() -> [opticlaw_store::Component; 5] {
     [
         channels::COMPONENT,
+        opticlaw_security::COMPONENT,
+        opticlaw_orchestrator::COMPONENT,
         opticlaw_store::Component {
             name: "models",
             migrations: opticlaw_models::accounting::MIGRATIONS,

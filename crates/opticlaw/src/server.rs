@@ -97,12 +97,17 @@ impl From<SubmitError> for ApiError {
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    check_bearer(&state.token, headers)
+}
+
+/// Checks the bearer token in constant time (also for other routers).
+pub(crate) fn check_bearer(token: &str, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(presented.as_bytes().ct_eq(state.token.as_bytes())) {
+    if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
         Ok(())
     } else {
         Err(ApiError::new(

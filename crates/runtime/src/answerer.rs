@@ -39,3 +39,28 @@ pub type AnswerFuture = Pin<Box<dyn Future<Output = Result<Answer, String>> + Se
 pub trait Answerer: Send + Sync + 'static {
     fn answer(&self, request: AnswerRequest) -> AnswerFuture;
 }
+
+/// A chat command that acts (`/run`, `/approve`...), for the [`Actor`].
+#[derive(Debug, Clone)]
+pub struct ActRequest {
+    pub event: EventEnvelope,
+    /// The event's position in the log (stable across a restart).
+    pub seq: i64,
+    pub command: opticlaw_triage::rules::ActCommand,
+}
+
+/// The `kind` in a deferred task's payload that marks it as the actor's
+/// own timer: when it fires, no reminder is sent and
+/// [`Actor::timer_fired`] is called instead.
+pub const ACTOR_TIMER: &str = "actor_timer";
+
+/// The orchestrator, plugged into the runtime by the daemon: carries out
+/// action commands, and is called back when one of its one-shot timers
+/// (deferred tasks whose payload `kind` is [`ACTOR_TIMER`]) fires.
+pub trait Actor: Send + Sync + 'static {
+    fn act(&self, request: ActRequest) -> AnswerFuture;
+    fn timer_fired(
+        &self,
+        task: opticlaw_store::DeferredTask,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}

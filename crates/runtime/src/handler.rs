@@ -90,6 +90,20 @@ async fn handle_event(
         runtime.shared.active_plan.fetch_sub(1, Ordering::Relaxed);
         context.model_answer = Some(answer);
     }
+    if let RuleAction::Act(command) = &decision.action
+        && let Some(actor) = runtime.shared.actor.clone()
+    {
+        runtime.shared.active_plan.fetch_add(1, Ordering::Relaxed);
+        let answer = actor
+            .act(crate::answerer::ActRequest {
+                event: event.clone(),
+                seq,
+                command: command.clone(),
+            })
+            .await;
+        runtime.shared.active_plan.fetch_sub(1, Ordering::Relaxed);
+        context.model_answer = Some(answer);
+    }
     let event = event.clone();
     let cancelled = token.is_cancelled();
     let applied = runtime
@@ -257,6 +271,21 @@ fn respond(
                 _ => format!("More than one reminder starts with {prefix}; give more of the id."),
             }
         }
+        RuleAction::Act(command) => match &context.model_answer {
+            Some(Ok(answer)) => {
+                completion.outcome =
+                    json!({ "rule": "act", "path": "orchestrator", "answer": answer.outcome });
+                answer.text.clone()
+            }
+            Some(Err(why)) => {
+                completion.outcome = json!({ "rule": "act", "path": "orchestrator", "error": why });
+                format!("That was refused: {why}")
+            }
+            None => {
+                completion.outcome = json!({ "rule": "act", "path": "no_orchestrator" });
+                format!("{command:?} is not available: this daemon runs no orchestrator.")
+            }
+        },
         RuleAction::NeedsModel => match &context.model_answer {
             Some(Ok(answer)) => {
                 completion.outcome =

@@ -18,6 +18,6 @@ mod runtime;
 mod scheduler;
 mod timer;
 
-pub use answerer::{Answer, AnswerFuture, AnswerRequest, Answerer};
+pub use answerer::{ACTOR_TIMER, ActRequest, Actor, Answer, AnswerFuture, AnswerRequest, Answerer};
 pub use queue::QueueDepths;
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStatus, Submission, SubmitError};

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::answerer::Answerer;
+use crate::answerer::{Actor, Answerer};
 use crate::handler::{AnswerContext, apply_decision};
 use crate::queue::{PriorityQueue, QueueDepths};
 
@@ -106,6 +106,7 @@ pub(crate) struct Shared {
     pub started: Instant,
     pub no_model_hint: Arc<str>,
     pub answerer: Option<Arc<dyn Answerer>>,
+    pub actor: Option<Arc<dyn Actor>>,
 }
 
 /// The running event runtime. Cheap to clone.
@@ -132,6 +133,17 @@ impl Runtime {
         config: RuntimeConfig,
         answerer: Option<Arc<dyn Answerer>>,
     ) -> Result<Self, StoreError> {
+        Self::start_with_actor(store, rules, config, answerer, None).await
+    }
+
+    /// Like [`Runtime::start_with`], with an actor for action commands.
+    pub async fn start_with_actor(
+        store: StoreHandle,
+        rules: RuleEngine,
+        config: RuntimeConfig,
+        answerer: Option<Arc<dyn Answerer>>,
+        actor: Option<Arc<dyn Actor>>,
+    ) -> Result<Self, StoreError> {
         let (replies, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
             store,
@@ -140,6 +152,7 @@ impl Runtime {
             queue: Mutex::new(PriorityQueue::new(config.queue_capacity)),
             no_model_hint: Arc::from(config.no_model_hint.as_str()),
             answerer,
+            actor,
             config,
             queue_ready: Notify::new(),
             drained: Notify::new(),
@@ -188,7 +201,8 @@ impl Runtime {
         let decision = shared
             .triage()
             .decide(&event.content.text, chrono::Local::now().fixed_offset());
-        if shared.config.process_events && decision.action != RuleAction::NeedsModel {
+        let slow = matches!(decision.action, RuleAction::NeedsModel | RuleAction::Act(_));
+        if shared.config.process_events && !slow {
             return self.submit_fast(event, decision).await;
         }
         let admitted = shared.queue.lock().unwrap().admit(event.hints.priority);
@@ -302,6 +316,16 @@ impl Runtime {
             .await?;
         let _ = self.shared.replies.send(written.clone());
         Ok(written)
+    }
+
+    /// Stores a one-shot task and re-arms the scheduler for it.
+    pub async fn defer(&self, task: opticlaw_store::NewDeferredTask) -> Result<(), StoreError> {
+        self.shared
+            .store
+            .call(move |conn| ops::add_deferred(conn, &task, now_ms()))
+            .await?;
+        self.shared.rearm.notify_one();
+        Ok(())
     }
 
     /// Every reply and reminder as it is committed.

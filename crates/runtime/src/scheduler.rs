@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use opticlaw_store::ops;
 
+use crate::answerer::ACTOR_TIMER;
 use crate::handler::reminder_replies;
 use crate::runtime::{Runtime, now_ms};
 use crate::timer;
@@ -52,19 +53,38 @@ pub(crate) async fn run(runtime: Runtime) {
     }
 }
 
-/// Fires every due task; `false` if the store failed.
+/// Fires every due task; `false` if the store failed. Reminders become
+/// replies in the same transaction; the actor's own timers are handed to
+/// it once that transaction is committed.
 async fn fire_due(runtime: &Runtime) -> bool {
     let shared = &runtime.shared;
     let now = now_ms();
+    let actor_timers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collected = actor_timers.clone();
     match shared
         .store
-        .call(move |conn| ops::fire_due(conn, now, reminder_replies))
+        .call(move |conn| {
+            ops::fire_due(conn, now, |task| {
+                if task.payload["kind"] == ACTOR_TIMER {
+                    collected.lock().unwrap().push(task.clone());
+                    Vec::new()
+                } else {
+                    reminder_replies(task)
+                }
+            })
+        })
         .await
     {
         Ok(written) => {
             shared.timer_fires.fetch_add(1, Ordering::Relaxed);
             for reply in written {
                 let _ = shared.replies.send(reply);
+            }
+            let fired = std::mem::take(&mut *actor_timers.lock().unwrap());
+            if let Some(actor) = shared.actor.clone() {
+                for task in fired {
+                    tokio::spawn(actor.timer_fired(task));
+                }
             }
             true
         }

@@ -161,6 +161,7 @@ pub fn action_kind(action: &RuleAction) -> &'static str {
         RuleAction::ListReminders => "list_reminders",
         RuleAction::CancelReminder(_) => "cancel_reminder",
         RuleAction::NeedsModel => "needs_model",
+        RuleAction::Act(_) => "act",
     }
 }
 

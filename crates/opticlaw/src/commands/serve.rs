@@ -80,7 +80,20 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
         // Fault injection for crash tests: accept and store, never process.
         process_events: std::env::var_os("OPTICLAW_FAULT_HOLD_EVENTS").is_none(),
     };
-    let runtime = Runtime::start_with(store.clone(), rules, runtime_config, answerer).await?;
+    // The orchestrator comes first: the runtime takes it as its actor, and
+    // it reaches the runtime (notices, retry timers) once that has started.
+    let late_runtime = Arc::new(crate::orchestration::LateRuntime::default());
+    let orchestrator =
+        crate::orchestration::build(&home, &config, store.clone(), late_runtime.clone())?;
+    let actor = Arc::new(crate::orchestration::DaemonActor(orchestrator.clone()));
+    let runtime =
+        Runtime::start_with_actor(store.clone(), rules, runtime_config, answerer, Some(actor))
+            .await?;
+    late_runtime.set(runtime.clone());
+    let resumed = orchestrator.resume_all().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "tasks resumed from the orchestrator's log");
+    }
     let addr: std::net::SocketAddr = config.server.bind.parse().with_context(|| {
         format!(
             "server.bind \"{}\" is not an address:port",
@@ -111,7 +124,11 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
     tracing::info!(%local, home = %home.root.display(), "serving");
 
     let grace = Duration::from_secs(config.runtime.shutdown_grace_secs);
-    let mut app = router(state);
+    let mut app = router(state.clone()).merge(crate::orchestration::router(
+        orchestrator,
+        state.token.clone(),
+        state.local_user.clone(),
+    ));
     if let Some(gateway) = config.gateway.clone() {
         let platforms: Vec<&str> = [
             gateway.slack.is_some().then_some("slack"),

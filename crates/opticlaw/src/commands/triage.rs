@@ -74,6 +74,7 @@ fn render(d: &TriageDecision) -> String {
         RuleAction::ListReminders => "list reminders".into(),
         RuleAction::CancelReminder(id) => format!("cancel reminder {id}"),
         RuleAction::NeedsModel => "needs a model (planner)".into(),
+        RuleAction::Act(command) => format!("act through the orchestrator: {command:?}"),
     };
     let _ = writeln!(out, "action: {action}");
     let _ = writeln!(out, "why:    {}", d.why);

@@ -32,6 +32,21 @@ pub enum RuleAction {
     CancelReminder(String),
     /// No rule can answer: a model is needed.
     NeedsModel,
+    /// An action for the orchestrator (only the daemon can carry it out).
+    Act(ActCommand),
+}
+
+/// A chat command that acts through the orchestrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActCommand {
+    /// `/run COMMAND`: a shell command in the sandbox.
+    Run(String),
+    /// `/read PATH`: a file in a granted directory.
+    Read(String),
+    /// `/approve ID [CODE]`: approve a waiting action (tier 3 needs a TOTP code).
+    Approve { id: String, code: Option<String> },
+    /// `/deny ID`: refuse a waiting action.
+    Deny(String),
 }
 
 /// A pattern rule from config:
@@ -72,6 +87,8 @@ pub const HELP_TEXT: &str = "I'm OptiClaw, your local assistant. Things I can do
 • remind me tomorrow at 9 to pay rent\n\
 • /reminders — your pending reminders; /cancel ID — cancel one\n\
 • /time — the current date and time\n\
+• /run COMMAND — run a shell command in the sandbox; /read PATH — read a granted file\n\
+• /approve ID, /deny ID — answer an action waiting for your approval\n\
 Anything else needs a language model: add one with `opticlaw models add` (or [models] in config.toml) and run `opticlaw doctor`.";
 
 /// Messages longer than this are never treated as commands.
@@ -119,19 +136,15 @@ impl RuleEngine {
                 "remind" => decide("remind", reminder_action(rest, now)),
                 "reminders" => decide("reminders", RuleAction::ListReminders),
                 // Recognised here so they never reach a model; what they act
-                // on (the memory engine, approvals) is not in the daemon yet,
-                // and the reply says so instead of pretending.
-                "memory" | "forget" | "approve" | "deny" => decide(
+                // on (the memory engine) is not in the daemon yet, and the
+                // reply says so instead of pretending.
+                "memory" | "forget" => decide(
                     &name,
                     RuleAction::Reply(format!(
-                        "/{name} is not available yet: this build has no {} wired into the daemon.",
-                        if name == "memory" || name == "forget" {
-                            "memory engine"
-                        } else {
-                            "approval workflow"
-                        }
+                        "/{name} is not available yet: this build has no memory engine wired into the daemon."
                     )),
                 ),
+                "run" | "read" | "approve" | "deny" => decide(&name, act_action(&name, rest)),
                 "cancel" if !rest.is_empty() => {
                     decide("cancel", RuleAction::CancelReminder(rest.to_owned()))
                 }
@@ -160,6 +173,26 @@ impl RuleEngine {
     }
 }
 
+/// `/run`, `/read`, `/approve`, `/deny`: the command, or a reply saying
+/// what is missing.
+fn act_action(name: &str, rest: &str) -> RuleAction {
+    let mut words = rest.split_whitespace();
+    let usage = |text: &str| RuleAction::Reply(text.to_owned());
+    match (name, words.next(), words.next(), words.next()) {
+        ("run", None, ..) => usage("What should I run? /run COMMAND, e.g. /run ls -l"),
+        ("run", Some(_), ..) => RuleAction::Act(ActCommand::Run(rest.to_owned())),
+        ("read", None, ..) => usage("Which file? /read PATH (inside a granted directory)"),
+        ("read", Some(_), ..) => RuleAction::Act(ActCommand::Read(rest.to_owned())),
+        ("approve", Some(id), code, None) => RuleAction::Act(ActCommand::Approve {
+            id: id.to_owned(),
+            code: code.map(str::to_owned),
+        }),
+        ("approve", ..) => usage("Use /approve ID, or /approve ID CODE for a tier 3 action."),
+        ("deny", Some(id), None, None) => RuleAction::Act(ActCommand::Deny(id.to_owned())),
+        _ => usage("Use /deny ID."),
+    }
+}
+
 fn reminder_action(rest: &str, now: DateTime<FixedOffset>) -> RuleAction {
     match parse_reminder(rest, now) {
         Ok(reminder) => RuleAction::ScheduleReminder(reminder),
@@ -181,6 +214,41 @@ mod tests {
 
     fn now() -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339("2026-11-25T15:00:00+01:00").unwrap()
+    }
+
+    #[test]
+    fn action_commands_go_to_the_orchestrator_or_say_what_is_missing() {
+        let engine = RuleEngine::default();
+        let act = |text| engine.evaluate(text, now()).action;
+        assert_eq!(
+            act("/run ls -l /tmp"),
+            RuleAction::Act(ActCommand::Run("ls -l /tmp".into()))
+        );
+        assert_eq!(
+            act("/read notes.txt"),
+            RuleAction::Act(ActCommand::Read("notes.txt".into()))
+        );
+        assert_eq!(
+            act("/approve 0192ab"),
+            RuleAction::Act(ActCommand::Approve {
+                id: "0192ab".into(),
+                code: None
+            })
+        );
+        assert_eq!(
+            act("/approve 0192ab 123456"),
+            RuleAction::Act(ActCommand::Approve {
+                id: "0192ab".into(),
+                code: Some("123456".into())
+            })
+        );
+        assert_eq!(
+            act("/deny 0192ab"),
+            RuleAction::Act(ActCommand::Deny("0192ab".into()))
+        );
+        for missing in ["/run", "/read", "/approve", "/deny", "/deny a b"] {
+            assert!(matches!(act(missing), RuleAction::Reply(_)), "{missing}");
+        }
     }
 
     #[test]

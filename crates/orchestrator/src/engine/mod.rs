@@ -1,0 +1,543 @@
+//! The orchestrator: drives each task's nodes through the state machine,
+//! with a capability token, a policy tier, an idempotency key and an audit
+//! record around every tool call.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use opticlaw_core::{NodeKind, TaskGraph, TaskNode};
+use opticlaw_security::approval::{self, ActionRequest, ApprovalError, Principal, SecondFactor};
+use opticlaw_security::idempotency::{self, KeyState};
+use opticlaw_security::token::{Grant, MAX_TTL, TokenMinter};
+use opticlaw_security::totp::Totp;
+use opticlaw_security::{Policy, Tier, audit};
+use opticlaw_store::rusqlite::Connection;
+use opticlaw_store::{StoreError, StoreHandle};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::journal::{self, JournalError, TaskView};
+use crate::state::State;
+use crate::tools::{Runner, Tool, ToolCall, ToolError, runner_name};
+
+mod approvals;
+mod failure;
+mod run;
+
+pub use failure::replay_in;
+
+/// A boxed future, for the small traits the daemon implements.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Tells the user something in the chat a task came from.
+pub trait Notifier: Send + Sync {
+    fn notify<'a>(&'a self, to: &'a Principal, text: String) -> BoxFuture<'a, ()>;
+}
+
+/// Arms a durable one-shot timer that calls [`Orchestrator::retry_due`]
+/// for `(task, node)` at `wake_at_ms`. The daemon backs it with the
+/// store's deferred tasks and the runtime scheduler.
+pub trait RetryTimer: Send + Sync {
+    fn arm<'a>(&'a self, task: &'a str, node: &'a str, wake_at_ms: i64) -> BoxFuture<'a, ()>;
+}
+
+/// How retries are timed.
+#[derive(Clone)]
+pub enum Timers {
+    /// A one-shot tokio timer per retry (tests, benches; re-armed from the
+    /// log after a restart).
+    InProcess,
+    /// The daemon's scheduler.
+    External(Arc<dyn RetryTimer>),
+}
+
+/// Tuning of retries, tokens and approvals.
+#[derive(Debug, Clone)]
+pub struct OrchestratorConfig {
+    /// Attempts per node before the task is dead-lettered (at least 1).
+    pub max_attempts: u32,
+    /// First retry delay; doubled for every further attempt.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Budget of a node that sets none (`max_ms = 0`).
+    pub default_budget: Duration,
+    /// How long an approval request waits.
+    pub approval_ttl: chrono::Duration,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            retry_base: Duration::from_millis(500),
+            retry_max: Duration::from_secs(60),
+            default_budget: Duration::from_secs(30),
+            approval_ttl: approval::DEFAULT_APPROVAL_TTL,
+        }
+    }
+}
+
+/// Why the orchestrator refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchError {
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    #[error("approval request {0} belongs to no task")]
+    UnknownApproval(String),
+    #[error("node {node} of task {task} is no longer waiting for approval (it is {state})")]
+    NotWaiting {
+        task: String,
+        node: String,
+        state: String,
+    },
+    #[error("dead letter {0} does not exist or was already replayed")]
+    NotDeadLettered(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<opticlaw_store::rusqlite::Error> for OrchError {
+    fn from(error: opticlaw_store::rusqlite::Error) -> Self {
+        OrchError::Store(StoreError::from(error))
+    }
+}
+
+/// Everything the orchestrator is built from.
+pub struct Parts {
+    pub store: StoreHandle,
+    pub minter: TokenMinter,
+    pub tools: Vec<Arc<dyn Tool>>,
+    pub policy: Policy,
+    /// Tier 3's second factor; without one, tier 3 actions cannot be approved.
+    pub totp: Option<Totp>,
+    pub notifier: Option<Arc<dyn Notifier>>,
+    pub timers: Timers,
+    pub config: OrchestratorConfig,
+}
+
+/// Runs task graphs. Cheap to clone.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: StoreHandle,
+    minter: TokenMinter,
+    runners: HashMap<&'static str, Runner>,
+    policy: Policy,
+    totp: Option<Totp>,
+    notifier: Option<Arc<dyn Notifier>>,
+    timers: Timers,
+    config: OrchestratorConfig,
+    /// Bumped after every change, for callers that wait for a state.
+    changed: watch::Sender<u64>,
+    /// Tasks whose failure is being handled: one handler per task, so two
+    /// nodes failing at once never compensate anything twice.
+    failing: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// One call of a node's tool: whose, under which idempotency key (and
+/// where that key stands, when the caller already stored it), how long.
+struct ToolAttempt<'a> {
+    task: &'a str,
+    node: &'a str,
+    key: &'a str,
+    key_state: Option<KeyState>,
+    budget: Duration,
+}
+
+/// What a node will do, as checked, approved and run.
+#[derive(Debug, Clone)]
+struct Action {
+    tool: String,
+    args: Value,
+    tier: Tier,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// The idempotency key of one attempt of one node in one run.
+pub fn idempotency_key(task: &str, node: &str, run: u32, attempt: u32) -> String {
+    format!("orch/{task}/{node}/r{run}/a{attempt}")
+}
+
+impl Orchestrator {
+    pub fn new(parts: Parts) -> Self {
+        let root = parts.minter.public_key();
+        let runners = parts
+            .tools
+            .into_iter()
+            .map(|tool| (tool.name(), Runner::new(tool, root)))
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                store: parts.store,
+                minter: parts.minter,
+                runners,
+                policy: parts.policy,
+                totp: parts.totp,
+                notifier: parts.notifier,
+                timers: parts.timers,
+                config: parts.config,
+                changed: watch::channel(0).0,
+                failing: Default::default(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &StoreHandle {
+        &self.inner.store
+    }
+
+    /// Accepts a validated graph for `principal` and starts it. Every
+    /// tool node must name a tool this orchestrator runs. Submitting the
+    /// same `task_id` twice starts it once.
+    pub async fn submit(
+        &self,
+        graph: TaskGraph,
+        principal: Principal,
+    ) -> Result<String, OrchError> {
+        graph
+            .validate()
+            .map_err(|e| OrchError::InvalidPlan(e.to_string()))?;
+        for node in &graph.nodes {
+            if node.kind == NodeKind::Tool {
+                let tool = node.params["tool"].as_str().unwrap_or_default();
+                if !self.inner.runners.contains_key(tool) {
+                    return Err(OrchError::InvalidPlan(format!(
+                        "node \"{}\" uses tool {tool:?}, which this daemon does not run",
+                        node.id
+                    )));
+                }
+            }
+        }
+        let task_id = graph.task_id.to_string();
+        let goal = graph.goal.clone();
+        let id = task_id.clone();
+        self.inner
+            .store
+            .call(move |conn| {
+                let run = || -> Result<(), OrchError> {
+                    if journal::insert_task(conn, &graph, &principal, now_ms())? {
+                        audit_append(
+                            conn,
+                            "task_submitted",
+                            &principal.user_id,
+                            &json!({ "task": id, "goal": goal, "nodes": graph.nodes.len() }),
+                        )?;
+                    }
+                    Ok(())
+                };
+                Ok(run())
+            })
+            .await??;
+        self.spawn_drive(task_id.clone());
+        Ok(task_id)
+    }
+
+    /// After a restart: rebuilds every unfinished task from the log and
+    /// carries on where it stopped. Calls that were in flight are resumed
+    /// with their idempotency key; retry timers are armed again.
+    pub async fn resume_all(&self) -> Result<usize, OrchError> {
+        let tasks = self
+            .inner
+            .store
+            .call(|conn| Ok(journal::unfinished_tasks(conn)))
+            .await??;
+        for task in &tasks {
+            let view = self.load(task).await?;
+            for (node_id, node) in &view.nodes {
+                match node.state {
+                    Some(State::Running) | Some(State::Approved) => {
+                        self.spawn_run(task.clone(), node_id.clone());
+                    }
+                    Some(State::Blocked) => match node.retry_at_ms {
+                        // Due already (its timer may have fired just before
+                        // the crash): retry now.
+                        Some(at) if at <= now_ms() => {
+                            let this = self.clone();
+                            let (task, node) = (task.clone(), node_id.clone());
+                            tokio::spawn(async move {
+                                if let Err(err) = this.retry_due(&task, &node).await {
+                                    tracing::error!(task, node, %err, "a retry failed to start");
+                                }
+                            });
+                        }
+                        Some(at) => self.arm_retry(task, node_id, at).await,
+                        // Waiting for approval: fails it if it expired meanwhile.
+                        None => {
+                            let this = self.clone();
+                            let (task, node) = (task.clone(), node_id.clone());
+                            tokio::spawn(async move {
+                                if let Err(err) = this.retry_due(&task, &node).await {
+                                    tracing::error!(task, node, %err, "checking an approval failed");
+                                }
+                            });
+                        }
+                    },
+                    _ => {}
+                }
+            }
+            self.spawn_drive(task.clone());
+        }
+        Ok(tasks.len())
+    }
+
+    /// A task's state, rebuilt from its log.
+    pub async fn load(&self, task: &str) -> Result<TaskView, OrchError> {
+        let task = task.to_owned();
+        Ok(self
+            .inner
+            .store
+            .call(move |conn| Ok(journal::load(conn, &task)))
+            .await??)
+    }
+
+    /// Waits until `done` holds for the task (checked after every change).
+    pub async fn wait_for(
+        &self,
+        task: &str,
+        done: impl Fn(&TaskView) -> bool,
+    ) -> Result<TaskView, OrchError> {
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let view = self.load(task).await?;
+            if done(&view) {
+                return Ok(view);
+            }
+            if changes.changed().await.is_err() {
+                return Ok(view);
+            }
+        }
+    }
+
+    /// Waits until the task is completed, failed or rolled back (checking
+    /// only the task's own state after each change, then reading it whole).
+    pub async fn wait_finished(&self, task: &str) -> Result<TaskView, OrchError> {
+        let mut changes = self.inner.changed.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let t = task.to_owned();
+            let state = self
+                .inner
+                .store
+                .call(move |conn| Ok(journal::current(conn, &t, None)))
+                .await??;
+            if state.is_none_or(State::is_terminal) || changes.changed().await.is_err() {
+                return self.load(task).await;
+            }
+        }
+    }
+
+    fn bump(&self) {
+        self.inner.changed.send_modify(|n| *n += 1);
+    }
+
+    fn spawn_drive(&self, task: String) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = this.drive(&task).await {
+                tracing::error!(task, %err, "driving a task failed; it resumes on restart");
+            }
+        });
+    }
+
+    fn spawn_run(&self, task: String, node: String) {
+        self.spawn_run_with(task, node, None);
+    }
+
+    /// Runs a node on its own tokio task; `view` saves re-reading the log
+    /// when the caller just read it (a stale view is harmless: every
+    /// transition re-checks the state it starts from).
+    fn spawn_run_with(&self, task: String, node: String, view: Option<TaskView>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = this.run_node(&task, &node, view).await {
+                tracing::error!(task, node, %err, "running a node failed; it resumes on restart");
+            }
+            this.spawn_drive(task);
+        });
+    }
+
+    /// Starts every node whose dependencies are complete, and closes the
+    /// task when all nodes are.
+    async fn drive(&self, task: &str) -> Result<(), OrchError> {
+        let view = self.load(task).await?;
+        if view.state.is_terminal() {
+            return Ok(());
+        }
+        if view.state == State::Planned {
+            self.task_to(task, State::Running, json!({})).await?;
+        }
+        // A node failed and the task was not closed (a crash came between
+        // the two): close it now; compensations already done are skipped
+        // by their idempotency keys.
+        if let Some((id, node)) = view
+            .nodes
+            .iter()
+            .find(|(_, n)| n.state == Some(State::Failed))
+        {
+            let reason = node.error.clone().unwrap_or_else(|| "failed".into());
+            return self.fail_task(task, id, &reason, true).await;
+        }
+        if view
+            .nodes
+            .values()
+            .all(|n| n.state == Some(State::Completed))
+        {
+            if self.task_to(task, State::Completed, json!({})).await? {
+                self.tell(&view.principal, completion_text(&view)).await;
+            }
+            return Ok(());
+        }
+        for node in &view.graph.nodes {
+            let ready = view.node(&node.id).state == Some(State::Planned)
+                && node
+                    .deps
+                    .iter()
+                    .all(|d| view.node(d).state == Some(State::Completed));
+            if ready {
+                self.start_node(&view, node).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the task to `to` unless it is there already; `false` when
+    /// someone else moved it first.
+    async fn task_to(&self, task: &str, to: State, detail: Value) -> Result<bool, OrchError> {
+        let task = task.to_owned();
+        let moved = self
+            .inner
+            .store
+            .call(move |conn| {
+                let from = journal::current(conn, &task, None);
+                Ok(from.and_then(|from| match from {
+                    Some(from) if from == to || !from.allows(to, crate::state::Subject::Task) => {
+                        Ok(false)
+                    }
+                    from => journal::transition(conn, &task, None, from, to, &detail, now_ms())
+                        .map(|_| true),
+                }))
+            })
+            .await??;
+        self.bump();
+        Ok(moved)
+    }
+
+    /// Decides what a planned node needs: refusal, approval, or nothing.
+    async fn start_node(&self, view: &TaskView, node: &TaskNode) -> Result<(), OrchError> {
+        let task = view.task_id.clone();
+        let action = match self.action_for(node) {
+            Ok(action) => action,
+            Err(reason) => {
+                self.refuse(&task, &node.id, Some(State::Planned), &reason)
+                    .await?;
+                return Ok(());
+            }
+        };
+        if action.tier < Tier::SideEffect {
+            // Approved and started in one transaction by `run_node`.
+            self.spawn_run_with(task, node.id.clone(), Some(view.clone()));
+            return Ok(());
+        }
+        self.ask_approval(view, node, action).await
+    }
+
+    /// The tool, arguments and tier of a node; `Err` names why it may not
+    /// run at all.
+    fn action_for(&self, node: &TaskNode) -> Result<Action, String> {
+        let (tool, args) = match node.kind {
+            NodeKind::Tool => (
+                node.params["tool"].as_str().unwrap_or_default().to_owned(),
+                node.params["args"].clone(),
+            ),
+            // Nodes without a tool: a message to the user, a bare approval
+            // gate, or a reasoning step whose result the planner already
+            // folded into the plan.
+            NodeKind::Message | NodeKind::Approval | NodeKind::Reason => {
+                let tier = match (node.kind, node.policy.trust_tier) {
+                    (_, Some(tier)) => tier_of(tier),
+                    (NodeKind::Approval, None) => Tier::SideEffect,
+                    _ => Tier::ReadOnly,
+                };
+                let tier = if node.policy.requires_approval {
+                    tier.max(Tier::SideEffect)
+                } else {
+                    tier
+                };
+                return Ok(Action {
+                    tool: String::new(),
+                    args: node.params.clone(),
+                    tier,
+                });
+            }
+        };
+        let runner = self
+            .inner
+            .runners
+            .get(tool.as_str())
+            .ok_or_else(|| format!("no runner for tool {tool:?}"))?;
+        let policy_tier = self
+            .inner
+            .policy
+            .tier(&tool, runner.tool().scope())
+            .map_err(|e| e.to_string())?;
+        // The plan may raise a node's tier, never lower it below policy.
+        let mut tier = policy_tier.max(node.policy.trust_tier.map_or(Tier::ReadOnly, tier_of));
+        if node.policy.requires_approval {
+            tier = tier.max(Tier::SideEffect);
+        }
+        Ok(Action { tool, args, tier })
+    }
+
+    async fn tell(&self, to: &Principal, text: String) {
+        if let Some(notifier) = &self.inner.notifier {
+            notifier.notify(to, text).await;
+        }
+    }
+}
+
+fn audit_append(
+    conn: &Connection,
+    kind: &str,
+    actor: &str,
+    action: &Value,
+) -> Result<(), OrchError> {
+    audit::append(conn, kind, actor, action, Utc::now())
+        .map(|_| ())
+        .map_err(|e| OrchError::Store(StoreError::CommitFailed(format!("audit: {e}"))))
+}
+
+fn tier_of(tier: opticlaw_core::TrustTier) -> Tier {
+    Tier::try_from(tier as u8).unwrap_or(Tier::HighRisk)
+}
+
+fn completion_text(view: &TaskView) -> String {
+    let mut text = format!("Done: {}", view.graph.goal);
+    for node in &view.graph.nodes {
+        if let Some(output) = &view.node(&node.id).output {
+            let shown = output["stdout"]
+                .as_str()
+                .or(output["text"].as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| output.to_string());
+            let shown: String = shown.chars().take(2000).collect();
+            text.push_str(&format!("\n[{}] {}", node.id, shown.trim_end()));
+        }
+    }
+    text
+}

@@ -1,0 +1,105 @@
+//! `shell`: a command run by `sh -c` in the namespace sandbox, with only
+//! its granted directory writable and no network unless granted.
+
+use std::sync::Arc;
+
+use opticlaw_sandbox::{Limits, NamespaceSandbox, Network, RunSpec, Sandbox};
+use serde_json::{Value, json};
+
+use super::{GrantedDirs, Tool, ToolCall, ToolError, arg};
+
+/// Bytes of stdout and stderr kept in a node's result.
+const OUTPUT_BYTES: usize = 16 << 10;
+
+/// Runs shell commands isolated (see [`opticlaw_sandbox::NamespaceSandbox`]).
+#[derive(Clone)]
+pub struct Shell {
+    sandbox: Arc<NamespaceSandbox>,
+    grants: GrantedDirs,
+    allow_network: bool,
+}
+
+impl Shell {
+    /// `allow_network` is what config grants; a call still has to ask for
+    /// the network (`"network": true`) to get it.
+    pub fn new(sandbox: Arc<NamespaceSandbox>, grants: GrantedDirs, allow_network: bool) -> Self {
+        Self {
+            sandbox,
+            grants,
+            allow_network,
+        }
+    }
+}
+
+impl Tool for Shell {
+    fn name(&self) -> &'static str {
+        "shell"
+    }
+
+    fn scope(&self) -> &'static str {
+        "exec"
+    }
+
+    fn resource(&self, args: &Value) -> Result<String, ToolError> {
+        Ok(self
+            .grants
+            .directory(args["dir"].as_str())?
+            .display()
+            .to_string())
+    }
+
+    fn replay_safe(&self) -> bool {
+        // A command's effects are unknown: after a crash mid-run it is
+        // never started again on its own.
+        false
+    }
+
+    fn run(&self, call: &ToolCall<'_>) -> Result<Value, ToolError> {
+        let command = arg("shell", call.args, "command")?;
+        let dir = self.grants.directory(call.args["dir"].as_str())?;
+        let network = match call.args["network"].as_bool().unwrap_or(false) {
+            false => Network::None,
+            true if self.allow_network => Network::Full,
+            true => {
+                return Err(ToolError::Refused(
+                    "the command asks for the network and [tools] shell_network is off".into(),
+                ));
+            }
+        };
+        let spec = RunSpec::new(["/bin/sh", "-c", command])
+            .writable(dir)
+            .workdir(dir)
+            .network(network)
+            .env("OPTICLAW_IDEMPOTENCY_KEY", call.key)
+            .limits(Limits {
+                wall_clock: call.timeout,
+                output_bytes: OUTPUT_BYTES,
+                ..Limits::default()
+            });
+        let out = self
+            .sandbox
+            .run(&spec)
+            .map_err(|e| ToolError::Refused(format!("the sandbox refused to start: {e}")))?;
+        let result = json!({
+            "exit_code": out.status.code(),
+            "timed_out": out.timed_out,
+            "stdout": out.stdout.text(),
+            "stderr": out.stderr.text(),
+            "truncated": out.stdout.truncated || out.stderr.truncated,
+        });
+        if out.timed_out {
+            return Err(ToolError::Failed(format!(
+                "the command ran past its {} ms budget and was killed",
+                call.timeout.as_millis()
+            )));
+        }
+        if !out.status.success() {
+            return Err(ToolError::Failed(format!(
+                "the command failed ({:?}): {}",
+                out.status,
+                out.stderr.text().trim()
+            )));
+        }
+        Ok(result)
+    }
+}
