@@ -43,6 +43,18 @@ impl LateRuntime {
     }
 }
 
+/// What a sandboxed command must not read even as the daemon's own uid:
+/// the daemon's home (API token, signing key, store) and common key stores.
+fn secret_dirs(home: &Home) -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![home.root.clone()];
+    if let Some(user_home) = std::env::var_os("HOME").map(std::path::PathBuf::from) {
+        for name in [".ssh", ".gnupg", ".aws", ".config/gcloud", ".kube"] {
+            dirs.push(user_home.join(name));
+        }
+    }
+    dirs
+}
+
 /// Builds the orchestrator for the daemon.
 pub fn build(
     home: &Home,
@@ -56,11 +68,10 @@ pub fn build(
         Arc::new(FileWrite::new(grants.clone())),
     ];
     match opticlaw_sandbox::NamespaceSandbox::new() {
-        Ok(sandbox) => tools.push(Arc::new(Shell::new(
-            Arc::new(sandbox),
-            grants,
-            config.tools.shell_network,
-        ))),
+        Ok(sandbox) => tools.push(Arc::new(
+            Shell::new(Arc::new(sandbox), grants, config.tools.shell_network)
+                .hiding(secret_dirs(home)),
+        )),
         // Fail closed: without the sandbox there is no shell tool at all.
         Err(err) => tracing::warn!(%err, "the sandbox is unavailable here: /run is disabled"),
     }

@@ -178,6 +178,40 @@ fn run_waits_for_approval_in_the_same_chat_and_audit_verify_catches_edits() {
 }
 
 #[test]
+fn sandboxed_commands_cannot_read_the_daemons_home() {
+    if !sandbox_available() {
+        eprintln!("skipped: no user namespaces here");
+        return;
+    }
+    let (_keep, grant) = granted_dir();
+    // Outside /tmp, so only the hiding (not the sandbox's private /tmp)
+    // keeps the token from the command.
+    let home = Home::init_in(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    configure(&home, &grant, &[("shell", "exec", 1)]);
+    let token = std::fs::read_to_string(home.path().join("api_token")).unwrap();
+    let daemon = home.serve();
+    let root = home.path().canonicalize().unwrap();
+    send_as(
+        &daemon,
+        "owner",
+        "h1",
+        &format!(
+            "/run ls -a {root}; cat {root}/api_token {root}/data/token_signing.key; echo end-of-probe",
+            root = root.display()
+        ),
+    );
+    let reply = reply_containing(&daemon, "h1", "end-of-probe");
+    assert!(
+        !reply.contains(token.trim()),
+        "the API token reached a sandboxed command: {reply}"
+    );
+    assert!(
+        !reply.contains("config.toml"),
+        "the daemon's home is visible to the command: {reply}"
+    );
+}
+
+#[test]
 fn audit_verify_catches_a_deleted_record() {
     let (_keep, grant) = granted_dir();
     std::fs::write(grant.join("a.txt"), "a").unwrap();

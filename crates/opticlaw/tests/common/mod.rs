@@ -18,7 +18,15 @@ pub struct Home {
 impl Home {
     /// `opticlaw init` in a new temporary home, on a free port.
     pub fn init() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::init_in(&std::env::temp_dir())
+    }
+
+    /// `opticlaw init` in a new home under `base` (e.g. outside /tmp, which
+    /// sandboxed commands see as their own private directory).
+    #[allow(dead_code)]
+    pub fn init_in(base: &Path) -> Self {
+        std::fs::create_dir_all(base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
         let port = free_port();
         let home = Self { dir, port };
         let out = home.run(&["init", "--port", &port.to_string()]);

@@ -61,6 +61,11 @@ impl GrantedDirs {
         &self.dirs
     }
 
+    /// Whether some grant is `dir` itself or lies beneath it.
+    pub fn any_inside(&self, dir: &Path) -> bool {
+        self.dirs.iter().any(|grant| grant.starts_with(dir))
+    }
+
     /// Finds the grant a path lies in: an absolute path must lie in one
     /// (component-wise); a relative one is taken in the first grant.
     /// `..` components are refused outright.

@@ -1,6 +1,7 @@
 //! `shell`: a command run by `sh -c` in the namespace sandbox, with only
 //! its granted directory writable and no network unless granted.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use opticlaw_sandbox::{Limits, NamespaceSandbox, Network, RunSpec, Sandbox};
@@ -17,6 +18,7 @@ pub struct Shell {
     sandbox: Arc<NamespaceSandbox>,
     grants: GrantedDirs,
     allow_network: bool,
+    hidden: Vec<PathBuf>,
 }
 
 impl Shell {
@@ -27,7 +29,22 @@ impl Shell {
             sandbox,
             grants,
             allow_network,
+            hidden: Vec::new(),
         }
+    }
+
+    /// Directories every command sees as empty: the daemon's home (API
+    /// token, signing key, store) and the user's key stores. The daemon may
+    /// run as the same uid as the command, so file modes alone do not keep
+    /// these secret. A directory that holds a grant cannot be hidden (the
+    /// sandbox refuses it), so such entries are dropped here.
+    pub fn hiding(mut self, dirs: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.hidden = dirs
+            .into_iter()
+            .filter_map(|dir| dir.canonicalize().ok())
+            .filter(|dir| dir.is_dir() && !self.grants.any_inside(dir))
+            .collect();
+        self
     }
 }
 
@@ -66,7 +83,11 @@ impl Tool for Shell {
                 ));
             }
         };
-        let spec = RunSpec::new(["/bin/sh", "-c", command])
+        let mut spec = RunSpec::new(["/bin/sh", "-c", command]);
+        for hidden in &self.hidden {
+            spec = spec.hidden(hidden.clone());
+        }
+        let spec = spec
             .writable(dir)
             .workdir(dir)
             .network(network)
