@@ -218,8 +218,11 @@ impl<L: SendLedger> Sender<L> {
                 let c = self
                     .config
                     .telegram
-                    .as_ref()
-                    .ok_or_else(|| missing("no [telegram]"))?;
+                    .iter()
+                    .find(|c| c.account == message.account)
+                    .ok_or_else(|| {
+                        missing(&format!("no [telegram] account `{}`", message.account))
+                    })?;
                 let path = format!("bot{}/{}", c.bot_token.expose(), message.path);
                 (join(&c.api_base, &path), None)
             }
@@ -227,8 +230,9 @@ impl<L: SendLedger> Sender<L> {
                 let c = self
                     .config
                     .slack
-                    .as_ref()
-                    .ok_or_else(|| missing("no [slack]"))?;
+                    .iter()
+                    .find(|c| c.account == message.account)
+                    .ok_or_else(|| missing(&format!("no [slack] account `{}`", message.account)))?;
                 (
                     join(&c.api_base, &message.path),
                     Some(format!("Bearer {}", c.bot_token.expose())),
@@ -238,8 +242,11 @@ impl<L: SendLedger> Sender<L> {
                 let c = self
                     .config
                     .discord
-                    .as_ref()
-                    .ok_or_else(|| missing("no [discord]"))?;
+                    .iter()
+                    .find(|c| c.account == message.account)
+                    .ok_or_else(|| {
+                        missing(&format!("no [discord] account `{}`", message.account))
+                    })?;
                 let auth = if message.path.starts_with("channels/") {
                     let token = c
                         .bot_token
@@ -255,8 +262,11 @@ impl<L: SendLedger> Sender<L> {
                 let c = self
                     .config
                     .whatsapp
-                    .as_ref()
-                    .ok_or_else(|| missing("no [whatsapp]"))?;
+                    .iter()
+                    .find(|c| c.account == message.account)
+                    .ok_or_else(|| {
+                        missing(&format!("no [whatsapp] account `{}`", message.account))
+                    })?;
                 (
                     join(&c.api_base, &message.path),
                     Some(format!("Bearer {}", c.access_token.expose())),
@@ -266,8 +276,11 @@ impl<L: SendLedger> Sender<L> {
                 let c = self
                     .config
                     .matrix
-                    .as_ref()
-                    .ok_or_else(|| missing("no [matrix]"))?;
+                    .iter()
+                    .find(|c| c.account == message.account)
+                    .ok_or_else(|| {
+                        missing(&format!("no [matrix] account `{}`", message.account))
+                    })?;
                 (
                     join(&c.homeserver_url, &message.path),
                     Some(format!("Bearer {}", c.as_token.expose())),

@@ -13,7 +13,7 @@ use opticlaw_core::{ResponseKind, ResponsePacket};
 use opticlaw_gateway::format::{escape_markdown_v2, telegram_markdown_v2};
 use opticlaw_gateway::platforms::telegram::TelegramPoller;
 use opticlaw_gateway::{
-    Gateway, GatewayConfig, MemoryAuditLog, MemoryLedger, MemoryPairingStore, MemorySink,
+    Channel, Gateway, GatewayConfig, MemoryAuditLog, MemoryLedger, MemoryPairingStore, MemorySink,
     OutboundMessage, PartOutcome, Platform, ReplyOrigin, SendError, Sender,
 };
 use serde_json::{Value, json};
@@ -49,9 +49,8 @@ fn render(
     p: &ResponsePacket,
     origin: Option<&ReplyOrigin>,
 ) -> Vec<OutboundMessage> {
-    g.adapter(Platform::parse(&p.source).unwrap())
+    g.render(&Channel::from_source(&p.source).unwrap(), p, origin)
         .unwrap()
-        .render(p, origin)
         .unwrap()
 }
 
@@ -272,6 +271,7 @@ async fn fake_platform_refuses_an_over_limit_message_as_the_platform_does() {
     );
     let message = OutboundMessage {
         platform: Platform::Discord,
+        account: "default".into(),
         method: "POST".into(),
         path: "channels/645027906669510667/messages".into(),
         body: json!({"content": "x".repeat(2001)}),
@@ -456,7 +456,7 @@ async fn replies_thread_under_the_original_message() {
 async fn discord_interaction_followup_needs_no_bot_token() {
     let fake = FakePlatform::start().await;
     let mut config = config(&fake.base);
-    config.discord.as_mut().unwrap().bot_token = None;
+    config.discord[0].bot_token = None;
     let g = gateway(config.clone());
     let sender = Sender::new(
         reqwest::Client::new(),
@@ -483,12 +483,7 @@ async fn discord_interaction_followup_needs_no_bot_token() {
 async fn telegram_long_poll_blocks_at_the_server_until_an_update_arrives() {
     let fake = FakePlatform::start().await;
     let config = config(&fake.base);
-    let mut poller = TelegramPoller::new(
-        reqwest::Client::new(),
-        config.telegram.as_ref().unwrap(),
-        0,
-        30,
-    );
+    let mut poller = TelegramPoller::new(reqwest::Client::new(), &config.telegram[0], 0, 30);
     let update: Value = serde_json::from_slice(&fixture("telegram_message.json")).unwrap();
     let push = async {
         tokio::time::sleep(Duration::from_millis(300)).await;

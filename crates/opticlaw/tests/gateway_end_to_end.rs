@@ -45,7 +45,7 @@ fn post_webhook(daemon: &common::Daemon, secret: &str, body: &Value) -> u16 {
         .unwrap();
     runtime.block_on(async {
         reqwest::Client::new()
-            .post(format!("{}/webhooks/telegram", daemon.base))
+            .post(format!("{}/hooks/telegram/default", daemon.base))
             .header("X-Telegram-Bot-Api-Secret-Token", secret)
             .json(body)
             .send()

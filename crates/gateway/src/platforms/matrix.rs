@@ -79,14 +79,21 @@ impl MatrixAdapter {
                 .query_param("access_token")
                 .ok_or_else(|| InboundError::unauthenticated(P, "no hs_token presented"))?,
         };
-        if self.config.hs_token.matches(token.trim().as_bytes()) {
+        let Some(expected) = &self.config.hs_token else {
+            return Err(InboundError::forged(
+                P,
+                "no hs_token configured; application-service mode is disabled",
+                403,
+            ));
+        };
+        if expected.matches(token.trim().as_bytes()) {
             Ok(())
         } else {
             Err(InboundError::forged(P, "hs_token does not match", 403))
         }
     }
 
-    fn normalize(&self, raw: Value, txn_id: &str) -> Option<Normalized> {
+    pub(crate) fn normalize(&self, raw: Value, txn_id: &str) -> Option<Normalized> {
         let event: RoomEvent = serde_json::from_value(raw).ok()?;
         if event.kind != "m.room.message" || event.sender == self.config.bot_user_id {
             return None;

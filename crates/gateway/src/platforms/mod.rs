@@ -2,6 +2,7 @@
 
 pub mod discord;
 pub mod matrix;
+pub mod matrix_sync;
 pub mod slack;
 pub mod telegram;
 pub mod whatsapp;
@@ -72,6 +73,7 @@ pub(crate) fn parts(
             let key = idempotency_key(&packet.source, &packet.thread_id, packet.seq, part);
             OutboundMessage {
                 platform,
+                account: crate::config::DEFAULT_ACCOUNT.to_owned(),
                 method: method.to_owned(),
                 path: path.replace("{key}", &key),
                 body,

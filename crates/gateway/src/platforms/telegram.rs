@@ -317,9 +317,11 @@ impl TelegramPoller {
                 "allowed_updates": ["message"],
             }))
             .send()
-            .await?;
+            .await
+            // without the URL: it carries the bot token
+            .map_err(reqwest::Error::without_url)?;
         let status = response.status().as_u16();
-        let body: Value = response.json().await?;
+        let body: Value = response.json().await.map_err(reqwest::Error::without_url)?;
         if status == 429 {
             let secs = body["parameters"]["retry_after"].as_u64().unwrap_or(1);
             return Err(PollError::RateLimited(Duration::from_secs(secs)));

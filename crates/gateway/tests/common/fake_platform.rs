@@ -35,6 +35,9 @@ pub struct FakeState {
     pub throttle: Mutex<HashMap<&'static str, VecDeque<f64>>>,
     matrix_txns: Mutex<HashMap<String, String>>,
     updates: Mutex<Vec<Value>>,
+    /// `getUpdates` bodies as they arrive (calls are logged when answered,
+    /// which for a held poll is much later).
+    polls: Mutex<Vec<Value>>,
     update_arrived: Notify,
 }
 
@@ -93,6 +96,11 @@ impl FakePlatform {
             .entry(platform)
             .or_default()
             .extend(delays.iter().copied());
+    }
+
+    /// The `getUpdates` calls received so far, answered or still held.
+    pub fn polls(&self) -> Vec<Value> {
+        self.state.polls.lock().unwrap().clone()
     }
 
     /// Queues a Telegram update for `getUpdates` and wakes a waiting poll.
@@ -199,8 +207,10 @@ fn rate_limited(platform: &str, delay: f64) -> Answer {
 }
 
 async fn telegram(state: &FakeState, path: &str, body: &Value) -> Answer {
-    let prefix = format!("/telegram/bot{TELEGRAM_TOKEN}/");
-    let Some(method) = path.strip_prefix(&prefix) else {
+    let method = [TELEGRAM_TOKEN, TELEGRAM_WORK_TOKEN]
+        .iter()
+        .find_map(|token| path.strip_prefix(&format!("/telegram/bot{token}/")));
+    let Some(method) = method else {
         return (
             401,
             HeaderMap::new(),
@@ -239,6 +249,7 @@ async fn telegram(state: &FakeState, path: &str, body: &Value) -> Answer {
             )
         }
         "getUpdates" => {
+            state.polls.lock().unwrap().push(body.clone());
             let offset = body["offset"].as_i64().unwrap_or(0);
             let timeout = body["timeout"].as_u64().unwrap_or(0);
             let take = || -> Vec<Value> {

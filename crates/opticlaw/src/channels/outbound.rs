@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use opticlaw_core::ResponsePacket;
-use opticlaw_gateway::{Gateway, Platform, SendError, Sender};
+use opticlaw_gateway::{Channel, Gateway, SendError, Sender};
 use opticlaw_runtime::Runtime;
 use opticlaw_store::ops;
 use tokio::sync::broadcast::error::RecvError;
@@ -85,21 +85,13 @@ async fn deliver(
     reply: ResponsePacket,
 ) {
     let seq = reply.seq;
-    let Some(platform) = Platform::parse(&reply.source) else {
+    let Some(channel) = Channel::from_source(&reply.source) else {
         tracing::warn!(
             source = reply.source,
             seq,
             "reply for an unknown channel; dropping it from the outbox"
         );
         mark_delivered(runtime, seq).await;
-        return;
-    };
-    let Some(adapter) = gateway.adapter(platform) else {
-        tracing::warn!(
-            source = reply.source,
-            seq,
-            "reply for a channel that is not configured; left undelivered"
-        );
         return;
     };
     let origin = match &reply.in_reply_to {
@@ -115,9 +107,17 @@ async fn deliver(
         }
         None => None,
     };
-    let parts = match adapter.render(&reply, origin.as_ref()) {
-        Ok(parts) => parts,
-        Err(err) => {
+    let parts = match gateway.render(&channel, &reply, origin.as_ref()) {
+        None => {
+            tracing::warn!(
+                source = reply.source,
+                seq,
+                "reply for an account that is not configured; left undelivered"
+            );
+            return;
+        }
+        Some(Ok(parts)) => parts,
+        Some(Err(err)) => {
             tracing::error!(%err, seq, "cannot render a reply; giving up on it");
             mark_delivered(runtime, seq).await;
             return;

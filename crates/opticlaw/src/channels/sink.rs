@@ -25,7 +25,7 @@ impl EventSink for RuntimeSink {
         // The pairing code goes out through the outbox like any reply.
         let reply = NewReply {
             in_reply_to: Some(notice.event_id.clone()),
-            source: notice.platform.as_str().to_owned(),
+            source: notice.source.clone(),
             user_id: notice.user_id.clone(),
             thread_id: notice.thread_id.clone(),
             kind: ResponseKind::Notice,

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use opticlaw_gateway::pairing::{CODE_TTL, generate_code};
 use opticlaw_gateway::{
-    AuditLog, AuditRecord, LedgerState, PairingError, PairingRequest, PairingStore, PairingTicket,
-    Platform, SendLedger, SenderStatus,
+    AuditLog, AuditRecord, CursorStore, LedgerState, PairingError, PairingRequest, PairingStore,
+    PairingTicket, Platform, SendLedger, SenderStatus, SinkError,
 };
 use opticlaw_store::rusqlite::{self, Connection, OptionalExtension, params};
 use opticlaw_store::{StoreError, StoreHandle};
@@ -41,8 +41,54 @@ pub const COMPONENT: opticlaw_store::Component = opticlaw_store::Component {
             at_ms     INTEGER NOT NULL
         );
     "#,
+        r#"
+        CREATE TABLE gateway_cursor (
+            name  TEXT    PRIMARY KEY,
+            value TEXT    NOT NULL,
+            at_ms INTEGER NOT NULL
+        );
+    "#,
     ],
 };
+
+/// Long-poll positions (Telegram offsets, Matrix `since` tokens) in
+/// `gateway_cursor`, saved in the same durable store as the events.
+#[derive(Clone)]
+pub struct SqliteCursors(pub StoreHandle);
+
+impl CursorStore for SqliteCursors {
+    async fn load(&self, name: &str) -> Result<Option<String>, SinkError> {
+        let name = name.to_owned();
+        self.0
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT value FROM gateway_cursor WHERE name = ?1",
+                        [name],
+                        |r| r.get(0),
+                    )
+                    .optional()?)
+            })
+            .await
+            .map_err(|e| SinkError::Failed(e.to_string()))
+    }
+
+    async fn save(&self, name: &str, value: &str) -> Result<(), SinkError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        let now_ms = Utc::now().timestamp_millis();
+        self.0
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO gateway_cursor (name, value, at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, at_ms = excluded.at_ms",
+                    params![name, value, now_ms],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| SinkError::Failed(e.to_string()))
+    }
+}
 
 /// Send attempts in `gateway_send_ledger`: a key is written `pending` before
 /// the platform call and `sent` after, so a crash never sends twice.

@@ -9,7 +9,7 @@ use opticlaw_runtime::{Runtime, RuntimeConfig};
 use opticlaw_store::StoreHandle;
 use opticlaw_triage::rules::RuleEngine;
 
-use crate::channels::{RuntimeSink, SqliteAudit, SqliteLedger, SqlitePairing};
+use crate::channels::{RuntimeSink, SqliteAudit, SqliteCursors, SqliteLedger, SqlitePairing};
 use crate::config::Config;
 use crate::home::Home;
 use crate::server::{AppState, router};
@@ -113,16 +113,6 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
     let grace = Duration::from_secs(config.runtime.shutdown_grace_secs);
     let mut app = router(state);
     if let Some(gateway) = config.gateway.clone() {
-        let platforms: Vec<&str> = [
-            gateway.slack.is_some().then_some("slack"),
-            gateway.telegram.is_some().then_some("telegram"),
-            gateway.discord.is_some().then_some("discord"),
-            gateway.whatsapp.is_some().then_some("whatsapp"),
-            gateway.matrix.is_some().then_some("matrix"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
         let gateway = opticlaw_gateway::Gateway::new(
             gateway,
             Arc::new(RuntimeSink(runtime.clone())),
@@ -138,12 +128,20 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
             gateway.config().clone(),
             Arc::new(SqliteLedger(store.clone())),
         );
+        let routes: Vec<String> = gateway.channels().map(|c| c.route()).collect();
+        // Accounts with no public URL: Telegram getUpdates, Matrix /sync.
+        // Each holds one long-poll open; no idle pool, no timer.
+        opticlaw_gateway::poll::spawn_receivers(
+            &gateway,
+            &Arc::new(SqliteCursors(store.clone())),
+            &opticlaw_models::providers::no_idle_pool_client(),
+        );
         tokio::spawn(crate::channels::run_outbound(
             runtime.clone(),
             gateway,
             sender,
         ));
-        tracing::info!(?platforms, "webhooks served under /webhooks/<platform>");
+        tracing::info!(?routes, "chat platform webhooks served");
     }
 
     let draining = runtime.clone();
