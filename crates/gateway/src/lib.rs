@@ -42,6 +42,7 @@ pub mod idempotency;
 pub mod pairing;
 pub mod platforms;
 pub mod poll;
+pub mod probe;
 pub mod ratelimit;
 pub mod router;
 pub mod sender;

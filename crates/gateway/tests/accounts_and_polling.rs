@@ -223,3 +223,46 @@ async fn telegram_long_poll_stores_updates_and_resumes_from_the_saved_offset() {
     assert_eq!(sink.events().len(), 1, "nothing processed twice");
     second.abort();
 }
+
+#[tokio::test]
+async fn probes_prove_each_accounts_credentials_at_its_platform() {
+    use opticlaw_gateway::probe::{ProbeError, probe};
+    let fake = FakePlatform::start().await;
+    let good = config(&fake.base);
+    let client = reqwest::Client::new();
+    let expect = [
+        (Platform::Telegram, "@opticlaw_bot (id 123456)"),
+        (Platform::Slack, "opticlaw in team Team"),
+        (Platform::Discord, "opticlaw"),
+        (Platform::WhatsApp, "+1 555-0100 (OptiClaw)"),
+        (Platform::Matrix, MATRIX_BOT),
+    ];
+    for (platform, identity) in expect {
+        let found = probe(&client, &good, &Channel::default_for(platform)).await;
+        assert_eq!(found.unwrap(), identity, "{platform}");
+    }
+
+    // Wrong credentials are refused by the fake as by the platform, and the
+    // error never repeats the credential.
+    let mut bad = good.clone();
+    bad.telegram[0].bot_token = Secret::new("999:WRONG-token");
+    bad.slack[0].bot_token = Secret::new("xoxb-wrong");
+    bad.discord[0].bot_token = Some(Secret::new("wrong-bot-token"));
+    bad.whatsapp[0].access_token = Secret::new("EAAG-wrong");
+    bad.matrix[0].as_token = Secret::new("wrong-as-token");
+    for platform in Platform::ALL {
+        let err = probe(&client, &bad, &Channel::default_for(platform))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProbeError::Refused { .. }),
+            "{platform}: {err}"
+        );
+        let text = err.to_string();
+        assert!(!text.contains("wrong"), "credential leaked: {text}");
+    }
+    let err = probe(&client, &good, &Channel::new(Platform::Slack, "nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProbeError::NotConfigured(_)));
+}

@@ -142,36 +142,20 @@ fn fake_telegram() -> (String, Calls, std::thread::JoinHandle<()>) {
     use axum::routing::post;
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorded = calls.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let app = axum::Router::new().route(
-                "/{*path}",
-                post(
-                    move |axum::extract::Path(path): axum::extract::Path<String>,
-                          axum::Json(body): axum::Json<Value>| {
-                        let recorded = recorded.clone();
-                        async move {
-                            recorded.lock().unwrap().push((path, body));
-                            axum::Json(json!({ "ok": true, "result": { "message_id": 777 } }))
-                        }
-                    },
-                ),
-            );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(20),
-                axum::serve(listener, app),
-            )
-            .await;
-        });
-    });
+    let app = axum::Router::new().route(
+        "/{*path}",
+        post(
+            move |axum::extract::Path(path): axum::extract::Path<String>,
+                  axum::Json(body): axum::Json<Value>| {
+                let recorded = recorded.clone();
+                async move {
+                    recorded.lock().unwrap().push((path, body));
+                    axum::Json(json!({ "ok": true, "result": { "message_id": 777 } }))
+                }
+            },
+        ),
+    );
+    let (base, server) = common::serve_in_thread(app, 20);
     (base, calls, server)
 }
 

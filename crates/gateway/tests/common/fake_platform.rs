@@ -225,6 +225,9 @@ async fn telegram(state: &FakeState, path: &str, body: &Value) -> Answer {
         )
     };
     match method {
+        "getMe" => ok(
+            json!({"ok": true, "result": {"id": 123456, "is_bot": true, "first_name": "OptiClaw", "username": "opticlaw_bot"}}),
+        ),
         "sendMessage" => {
             if body["chat_id"].is_null() {
                 return bad("chat_id is empty");
@@ -283,11 +286,16 @@ async fn telegram(state: &FakeState, path: &str, body: &Value) -> Answer {
 }
 
 fn slack(path: &str, auth: Option<&str>, body: &Value) -> Answer {
-    if path != "/slack/api/chat.postMessage" {
+    if !matches!(path, "/slack/api/chat.postMessage" | "/slack/api/auth.test") {
         return ok(json!({"ok": false, "error": "unknown_method"}));
     }
     if auth != Some(&format!("Bearer {SLACK_BOT_TOKEN}")) {
         return ok(json!({"ok": false, "error": "invalid_auth"}));
+    }
+    if path == "/slack/api/auth.test" {
+        return ok(
+            json!({"ok": true, "url": "https://team.slack.com/", "team": "Team", "user": "opticlaw", "team_id": "T1", "user_id": "U1", "bot_id": "B1"}),
+        );
     }
     if body["channel"].as_str().is_none_or(str::is_empty) {
         return ok(json!({"ok": false, "error": "channel_not_found"}));
@@ -309,6 +317,16 @@ fn discord(path: &str, auth: Option<&str>, body: &Value) -> Answer {
     let authorized = match segments.as_slice() {
         ["webhooks", app, token] => *app == DISCORD_APP_ID && !token.is_empty(),
         ["channels", _, "messages"] => auth == Some(&format!("Bot {DISCORD_BOT_TOKEN}")),
+        ["users", "@me"] => {
+            if auth != Some(&format!("Bot {DISCORD_BOT_TOKEN}")) {
+                return (
+                    401,
+                    HeaderMap::new(),
+                    json!({"message": "401: Unauthorized", "code": 0}),
+                );
+            }
+            return ok(json!({"id": "80351110224678912", "username": "opticlaw", "bot": true}));
+        }
         _ => {
             return (
                 404,
@@ -352,11 +370,17 @@ fn whatsapp(path: &str, auth: Option<&str>, body: &Value) -> Answer {
             json!({"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "Az"}}),
         )
     };
-    if path != format!("/whatsapp/v21.0/{WHATSAPP_PHONE_ID}/messages") {
+    let lookup = path == format!("/whatsapp/v21.0/{WHATSAPP_PHONE_ID}");
+    if !lookup && path != format!("/whatsapp/v21.0/{WHATSAPP_PHONE_ID}/messages") {
         return err(400, 100, "Unsupported post request");
     }
     if auth != Some(&format!("Bearer {WHATSAPP_ACCESS_TOKEN}")) {
         return err(401, 190, "Invalid OAuth access token");
+    }
+    if lookup {
+        return ok(
+            json!({"display_phone_number": "+1 555-0100", "verified_name": "OptiClaw", "id": WHATSAPP_PHONE_ID}),
+        );
     }
     if body["messaging_product"] != "whatsapp"
         || body["to"].as_str().is_none()
@@ -396,6 +420,9 @@ fn matrix(
     };
     if auth != format!("Bearer {MATRIX_AS_TOKEN}") {
         return err(401, "M_UNKNOWN_TOKEN", "Unrecognised access token");
+    }
+    if path == "/matrix/_matrix/client/v3/account/whoami" {
+        return ok(json!({"user_id": MATRIX_BOT, "is_guest": false}));
     }
     let rest = path
         .strip_prefix("/matrix/_matrix/client/v3/rooms/")

@@ -1,3 +1,4 @@
+pub mod channels;
 pub mod chat;
 pub mod doctor;
 pub mod init;

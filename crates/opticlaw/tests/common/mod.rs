@@ -167,6 +167,26 @@ impl Drop for Daemon {
     }
 }
 
+/// Serves `app` on a free loopback port from its own thread for up to
+/// `secs` seconds (a fake platform API); returns its base URL.
+pub fn serve_in_thread(app: axum::Router, secs: u64) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(secs), axum::serve(listener, app)).await;
+        });
+    });
+    (base, server)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
