@@ -54,6 +54,19 @@ fn render(
         .unwrap()
 }
 
+/// A fake platform server, a gateway and a sender aimed at it.
+async fn fake_world() -> (FakePlatform, TestGateway, Sender<MemoryLedger>) {
+    let fake = FakePlatform::start().await;
+    let config = config(&fake.base);
+    let g = gateway(config.clone());
+    let sender = Sender::new(
+        reqwest::Client::new(),
+        config,
+        Arc::new(MemoryLedger::new()),
+    );
+    (fake, g, sender)
+}
+
 fn thread_of(platform: Platform) -> &'static str {
     match platform {
         Platform::Slack => "C123ABC456",
@@ -166,14 +179,7 @@ fn each_platform_splits_at_its_own_limit() {
 
 #[tokio::test]
 async fn reply_reaches_every_fake_platform_formatted_for_it() {
-    let fake = FakePlatform::start().await;
-    let config = config(&fake.base);
-    let g = gateway(config.clone());
-    let sender = Sender::new(
-        reqwest::Client::new(),
-        config,
-        Arc::new(MemoryLedger::new()),
-    );
+    let (fake, g, sender) = fake_world().await;
     let text = "*Done*: 3 < 4 & `x_y` [link](https://example.org/a)";
     for platform in Platform::ALL {
         let parts = render(&g, &packet(platform, thread_of(platform), 10, text), None);
@@ -498,4 +504,93 @@ async fn telegram_long_poll_blocks_at_the_server_until_an_update_arrives() {
     assert_eq!(calls.len(), 1, "one held request, no polling loop");
     assert_eq!(calls[0].body["timeout"], 30);
     assert_eq!(calls[0].body["offset"], 0);
+}
+
+#[tokio::test]
+async fn attachments_go_out_natively_where_the_platform_fetches_them() {
+    use opticlaw_core::Attachment;
+    let (fake, g, sender) = fake_world().await;
+    let attachment = |kind: &str, name: &str, reference: &str| Attachment {
+        kind: kind.into(),
+        name: Some(name.into()),
+        mime_type: Some("image/png".into()),
+        reference: reference.into(),
+        size_bytes: Some(2048),
+    };
+    let cases = [
+        (
+            Platform::Telegram,
+            "https://example.org/chart.png",
+            "sendPhoto",
+        ),
+        (Platform::WhatsApp, "https://example.org/chart.png", "image"),
+        (Platform::Matrix, "mxc://example.org/AbCdEf", "m.image"),
+    ];
+    for (seq, (platform, reference, native)) in cases.into_iter().enumerate() {
+        let mut p = packet(
+            platform,
+            thread_of(platform),
+            900 + seq as i64,
+            "Here is the chart.",
+        );
+        p.attachments = vec![
+            attachment("image", "chart.png", reference),
+            attachment("document", "notes.txt", "/home/me/notes.txt"),
+        ];
+        let parts = render(&g, &p, None);
+        assert_eq!(parts.len(), 2, "{platform}: text, then the image");
+        sender.deliver(&parts).await.unwrap();
+        let calls = fake.delivered(platform.as_str());
+        let (text_call, file_call) = (&calls[calls.len() - 2], &calls[calls.len() - 1]);
+        // What cannot go out natively is named in the text.
+        assert!(
+            text_of(platform, &text_call.body).contains("notes"),
+            "{platform}: {:?}",
+            text_call.body
+        );
+        match platform {
+            Platform::Telegram => {
+                assert!(file_call.path.ends_with(native), "{}", file_call.path);
+                assert_eq!(file_call.body["photo"], reference);
+                assert_eq!(file_call.body["caption"], "chart.png");
+            }
+            Platform::WhatsApp => {
+                assert_eq!(file_call.body["type"], native);
+                assert_eq!(file_call.body["image"]["link"], reference);
+            }
+            _ => {
+                assert_eq!(file_call.body["msgtype"], native);
+                assert_eq!(file_call.body["url"], reference);
+                assert_eq!(file_call.body["info"]["size"], 2048);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn fake_platforms_refuse_a_local_path_as_a_file() {
+    let fake = FakePlatform::start().await;
+    let sender = Sender::new(
+        reqwest::Client::new(),
+        config(&fake.base),
+        Arc::new(MemoryLedger::new()),
+    );
+    let message = OutboundMessage {
+        platform: Platform::Telegram,
+        account: "default".into(),
+        method: "POST".into(),
+        path: "sendDocument".into(),
+        body: json!({"chat_id": 1, "document": "/etc/passwd"}),
+        idempotency_key: "oc1-local-path".into(),
+        rate_key: "1".into(),
+        part: 0,
+        parts: 1,
+    };
+    match sender.deliver(&[message]).await.unwrap_err() {
+        SendError::Rejected { status, detail, .. } => {
+            assert_eq!(status, 400);
+            assert!(detail.contains("wrong remote file identifier"), "{detail}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }

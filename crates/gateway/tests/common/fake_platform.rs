@@ -228,6 +228,26 @@ async fn telegram(state: &FakeState, path: &str, body: &Value) -> Answer {
         "getMe" => ok(
             json!({"ok": true, "result": {"id": 123456, "is_bot": true, "first_name": "OptiClaw", "username": "opticlaw_bot"}}),
         ),
+        "sendPhoto" | "sendDocument" | "sendAudio" | "sendVideo" => {
+            // https://core.telegram.org/bots/api#sending-files: a file_id or an HTTP URL.
+            let field = method.trim_start_matches("send").to_ascii_lowercase();
+            if body["chat_id"].is_null() {
+                return bad("chat_id is empty");
+            }
+            let Some(file) = body[&field].as_str().filter(|f| !f.is_empty()) else {
+                return bad(&format!("there is no {field} in the request"));
+            };
+            let web = file.starts_with("https://") || file.starts_with("http://");
+            if !web && file.contains('/') {
+                return bad("wrong remote file identifier specified");
+            }
+            if body["caption"].as_str().is_some_and(|c| utf16(c) > 1024) {
+                return bad("message caption is too long");
+            }
+            ok(
+                json!({"ok": true, "result": {"message_id": 1000 + rand_id(), "chat": {"id": body["chat_id"]}, "date": 0}}),
+            )
+        }
         "sendMessage" => {
             if body["chat_id"].is_null() {
                 return bad("chat_id is empty");
@@ -382,10 +402,31 @@ fn whatsapp(path: &str, auth: Option<&str>, body: &Value) -> Answer {
             json!({"display_phone_number": "+1 555-0100", "verified_name": "OptiClaw", "id": WHATSAPP_PHONE_ID}),
         );
     }
-    if body["messaging_product"] != "whatsapp"
-        || body["to"].as_str().is_none()
-        || body["type"] != "text"
-    {
+    if body["messaging_product"] != "whatsapp" || body["to"].as_str().is_none() {
+        return err(400, 100, "(#100) Invalid parameter");
+    }
+    let kind = body["type"].as_str().unwrap_or("");
+    if matches!(kind, "image" | "document" | "audio" | "video") {
+        let media = &body[kind];
+        let link = media["link"].as_str().unwrap_or("");
+        if !(link.starts_with("https://") || link.starts_with("http://")) {
+            return err(400, 100, "(#100) Param link must be an HTTP/HTTPS URL");
+        }
+        if kind == "audio" && !media["caption"].is_null() {
+            return err(400, 100, "(#100) Param audio['caption'] is not allowed");
+        }
+        if media["caption"].as_str().is_some_and(|c| utf16(c) > 1024) {
+            return err(
+                400,
+                100,
+                "(#100) Param caption must be at most 1024 characters long.",
+            );
+        }
+        return ok(
+            json!({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}], "messages": [{"id": format!("wamid.{}", rand_id())}]}),
+        );
+    }
+    if kind != "text" {
         return err(400, 100, "(#100) Invalid parameter");
     }
     let text = body["text"]["body"].as_str().unwrap_or("");
@@ -443,6 +484,17 @@ fn matrix(
     }
     if body["msgtype"].as_str().is_none() || body["body"].as_str().is_none() {
         return err(400, "M_BAD_JSON", "msgtype and body are required");
+    }
+    let media = matches!(
+        body["msgtype"].as_str(),
+        Some("m.image" | "m.file" | "m.audio" | "m.video")
+    );
+    if media
+        && !body["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("mxc://"))
+    {
+        return err(400, "M_BAD_JSON", "media events need an mxc:// url");
     }
     if serde_json::to_vec(body).unwrap().len() > 65536 {
         return err(413, "M_TOO_LARGE", "event too large");
