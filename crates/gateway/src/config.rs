@@ -75,6 +75,10 @@ pub struct GatewayConfig {
     /// Oldest accepted signed timestamp (Slack, Discord), in seconds.
     #[serde(default = "default_max_skew_secs")]
     pub max_skew_secs: i64,
+    /// Keep each platform's documented send rate (lazy token buckets). Turn
+    /// off only against a fake platform, as `opticlaw bench gateway` does.
+    #[serde(default = "default_true")]
+    pub send_rate_limits: bool,
     #[serde(
         default,
         deserialize_with = "one_or_many",
@@ -112,6 +116,7 @@ impl Default for GatewayConfig {
         Self {
             max_body_bytes: default_max_body_bytes(),
             max_skew_secs: default_max_skew_secs(),
+            send_rate_limits: true,
             slack: Vec::new(),
             telegram: Vec::new(),
             discord: Vec::new(),
@@ -221,6 +226,10 @@ where
 
 fn default_account() -> String {
     DEFAULT_ACCOUNT.to_owned()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_body_bytes() -> usize {

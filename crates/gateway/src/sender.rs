@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use crate::ratelimit::{RateLimiter, default_limits};
+use crate::ratelimit::{BucketSpec, RateLimiter, default_limits};
 use crate::{GatewayConfig, LedgerState, OutboundMessage, Platform, SendLedger};
 
 /// What happened to one part.
@@ -99,7 +99,12 @@ impl<L: SendLedger> Sender<L> {
         let limiters = Platform::ALL
             .into_iter()
             .map(|p| {
-                let (global, per_key) = default_limits(p);
+                let (global, per_key) = if config.send_rate_limits {
+                    default_limits(p)
+                } else {
+                    let unlimited = BucketSpec::new(f64::MAX, f64::MAX);
+                    (unlimited, unlimited)
+                };
                 (p, RateLimiter::new(global, per_key))
             })
             .collect();

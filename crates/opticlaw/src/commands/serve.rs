@@ -123,8 +123,14 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
         let gateway = Arc::new(gateway);
         app = app.merge(opticlaw_gateway::webhook_router(gateway.clone()));
         let sender = opticlaw_gateway::Sender::new(
-            // No idle pool: its reaper timer would wake the idle daemon.
-            opticlaw_models::providers::no_idle_pool_client(),
+            // Connections are kept for reuse (a new TCP connection per reply
+            // was the bench's main cost), with no idle timeout: hyper arms
+            // its pool reaper timer only when there is one, and an idle
+            // daemon must not wake.
+            reqwest::Client::builder()
+                .pool_idle_timeout(None)
+                .build()
+                .context("building the platform HTTP client")?,
             gateway.config().clone(),
             Arc::new(SqliteLedger(store.clone())),
         );
