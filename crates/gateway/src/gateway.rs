@@ -178,6 +178,11 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
         })
     }
 
+    /// The daemon's sink.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
     /// The configuration.
     pub fn config(&self) -> &GatewayConfig {
         &self.config

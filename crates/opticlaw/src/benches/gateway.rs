@@ -420,6 +420,9 @@ async fn bench(args: Args) -> Result<ExitCode> {
         }
     }
 
+    let daemon_pid = daemon.id().unwrap_or(0);
+    let ticks_before = crate::procfs::cpu_ticks(daemon_pid);
+    let bench_ticks_before = crate::procfs::cpu_ticks(std::process::id());
     let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
@@ -462,6 +465,12 @@ async fn bench(args: Args) -> Result<ExitCode> {
     while state.arrivals.lock().expect("lock").len() < sent.len() && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let daemon_ticks = crate::procfs::cpu_ticks(daemon_pid)
+        .zip(ticks_before)
+        .map(|(after, before)| after - before);
+    let bench_ticks = crate::procfs::cpu_ticks(std::process::id())
+        .zip(bench_ticks_before)
+        .map(|(after, before)| after - before);
     let _ = daemon.kill().await;
 
     let arrivals = state.arrivals.lock().expect("lock").clone();
@@ -516,6 +525,17 @@ async fn bench(args: Args) -> Result<ExitCode> {
         overall[1],
         overall[2],
     );
+    // CPU time per message holds still when the machine is shared, unlike
+    // the rates: 100 ticks are one second of one core.
+    if let (Some(d), Some(b)) = (daemon_ticks, bench_ticks) {
+        let per_msg = |ticks: u64| ticks as f64 * 10_000.0 / sent.len() as f64;
+        println!(
+            "cpu per message: daemon {:.0}us, bench client + fake platforms {:.0}us; daemon used {:.0}% of a core",
+            per_msg(d),
+            per_msg(b),
+            d as f64 / elapsed.as_secs_f64()
+        );
+    }
     println!(
         "msgs_per_s={rate:.0} p95_ms={:.2} forged_refused={refused}/{forged_total}",
         overall[1]

@@ -103,20 +103,17 @@ impl SendLedger for SqliteLedger {
             .0
             .call(move |conn| {
                 let existing: Option<(String, Option<String>)> = conn
-                    .query_row(
-                        "SELECT state, remote_id FROM gateway_send_ledger WHERE key = ?1",
-                        [&key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
+                    .prepare_cached("SELECT state, remote_id FROM gateway_send_ledger WHERE key = ?1")?
+                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 Ok(match existing {
                     Some((state, remote)) if state == "sent" => LedgerState::Sent(remote),
                     Some(_) => LedgerState::InDoubt,
                     None => {
-                        conn.execute(
+                        conn.prepare_cached(
                             "INSERT INTO gateway_send_ledger (key, state, at_ms) VALUES (?1, 'pending', ?2)",
-                            params![key, now_ms],
-                        )?;
+                        )?
+                        .execute(params![key, now_ms])?;
                         LedgerState::Fresh
                     }
                 })
@@ -128,17 +125,11 @@ impl SendLedger for SqliteLedger {
     }
 
     async fn complete(&self, key: &str, remote_id: Option<String>) {
-        let key = key.to_owned();
+        let sent = vec![(key.to_owned(), remote_id)];
         let now_ms = Utc::now().timestamp_millis();
         let result = self
             .0
-            .call(move |conn| {
-                conn.execute(
-                    "UPDATE gateway_send_ledger SET state = 'sent', remote_id = ?2, at_ms = ?3 WHERE key = ?1",
-                    params![key, remote_id, now_ms],
-                )?;
-                Ok(())
-            })
+            .call(move |conn| mark_sent(conn, &sent, now_ms))
             .await;
         if let Err(err) = result {
             tracing::error!(%err, "recording a delivered message failed");
@@ -158,6 +149,21 @@ impl SendLedger for SqliteLedger {
             })
             .await;
     }
+}
+
+/// Marks delivered parts `sent`, with the platform's message ids.
+pub fn mark_sent(
+    conn: &Connection,
+    sent: &[(String, Option<String>)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut update = conn.prepare_cached(
+        "UPDATE gateway_send_ledger SET state = 'sent', remote_id = ?2, at_ms = ?3 WHERE key = ?1",
+    )?;
+    for (key, remote_id) in sent {
+        update.execute(params![key, remote_id, now_ms])?;
+    }
+    Ok(())
 }
 
 /// Appends every refusal, replay and pairing event to `gateway_audit`.

@@ -115,7 +115,7 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
     if let Some(gateway) = config.gateway.clone() {
         let gateway = opticlaw_gateway::Gateway::new(
             gateway,
-            Arc::new(RuntimeSink(runtime.clone())),
+            Arc::new(RuntimeSink::new(runtime.clone())),
             Arc::new(SqliteAudit(store.clone())),
             Arc::new(SqlitePairing(store.clone())),
         )
@@ -133,7 +133,9 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
                 .context("building the platform HTTP client")?,
             gateway.config().clone(),
             Arc::new(SqliteLedger(store.clone())),
-        );
+        )
+        // Parts are marked sent together with the outbox's delivered mark.
+        .with_deferred_completion();
         let routes: Vec<String> = gateway.channels().map(|c| c.route()).collect();
         // Accounts with no public URL: Telegram getUpdates, Matrix /sync.
         // Each holds one long-poll open; no idle pool, no timer.
