@@ -14,7 +14,7 @@ use opticlaw_gateway::format::{escape_markdown_v2, telegram_markdown_v2};
 use opticlaw_gateway::platforms::telegram::TelegramPoller;
 use opticlaw_gateway::{
     Channel, Gateway, GatewayConfig, MemoryAuditLog, MemoryLedger, MemoryPairingStore, MemorySink,
-    OutboundMessage, PartOutcome, Platform, ReplyOrigin, SendError, Sender,
+    OutboundMessage, PartOutcome, Platform, ReplyOrigin, SendError, SendLedger, Sender,
 };
 use serde_json::{Value, json};
 
@@ -593,4 +593,32 @@ async fn fake_platforms_refuse_a_local_path_as_a_file() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn deferred_completion_leaves_the_mark_to_the_caller_and_never_sends_twice() {
+    let fake = FakePlatform::start().await;
+    let config = config(&fake.base);
+    let g = gateway(config.clone());
+    let ledger = Arc::new(MemoryLedger::new());
+    let sender =
+        Sender::new(reqwest::Client::new(), config, ledger.clone()).with_deferred_completion();
+    let parts = render(&g, &packet(Platform::Telegram, "1111111", 61, "once"), None);
+    let delivery = sender.deliver(&parts).await.unwrap();
+    assert!(matches!(delivery.parts[0].1, PartOutcome::Sent { .. }));
+    // The caller crashed before recording it: the part is in doubt, so a
+    // redelivery skips it rather than sending it again.
+    let again = sender.deliver(&parts).await.unwrap();
+    assert_eq!(again.parts[0].1, PartOutcome::SkippedInDoubt);
+    assert_eq!(fake.delivered("telegram").len(), 1);
+    // Once the caller records it, a redelivery knows it was sent.
+    ledger
+        .complete(&parts[0].idempotency_key, Some("1".into()))
+        .await;
+    let recorded = sender.deliver(&parts).await.unwrap();
+    assert!(matches!(
+        recorded.parts[0].1,
+        PartOutcome::AlreadySent { .. }
+    ));
+    assert_eq!(fake.delivered("telegram").len(), 1);
 }
