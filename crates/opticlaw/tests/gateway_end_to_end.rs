@@ -178,6 +178,16 @@ fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
     while calls.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // The sender keeps its connection to the platform for the next reply,
+    // and an idle daemon still never wakes (no pool reaper timer).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = common::context_switches(daemon.pid());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let woke = common::context_switches(daemon.pid()) - before;
+    assert_eq!(
+        woke, 0,
+        "the idle daemon woke {woke} times in 3 s after a delivery"
+    );
     // A restart must not send it again.
     daemon.kill9();
     let daemon = home.serve();
