@@ -373,6 +373,16 @@ fn text(value: &Value) -> String {
 pub fn classify(platform: Platform, status: u16, headers: &HeaderMap, body: &Value) -> CallResult {
     let ok_status = (200..300).contains(&status);
     let header_wait = parse_retry_after(headers);
+    // 502/503/504: the platform's front end did not take the call, so it
+    // is safe to send again; the platforms say to retry later (Slack:
+    // <https://api.slack.com/apis/rate-limits>, Telegram answers 5xx while
+    // restarting). Waited out like a rate limit: one one-shot delay.
+    if matches!(status, 502..=504) {
+        return CallResult::RateLimited {
+            after: header_wait.unwrap_or(Duration::from_secs(1)),
+            global: true,
+        };
+    }
     match platform {
         Platform::Telegram => {
             if body["ok"] == Value::Bool(true) {

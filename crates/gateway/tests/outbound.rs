@@ -622,3 +622,33 @@ async fn deferred_completion_leaves_the_mark_to_the_caller_and_never_sends_twice
     ));
     assert_eq!(fake.delivered("telegram").len(), 1);
 }
+
+#[tokio::test]
+async fn a_platform_outage_is_waited_out_once_then_the_reply_is_sent() {
+    let (fake, g, sender) = fake_world().await;
+    for platform in Platform::ALL {
+        fake.outage(platform.as_str(), 1);
+        let started = std::time::Instant::now();
+        let parts = render(
+            &g,
+            &packet(platform, thread_of(platform), 70, "after the outage"),
+            None,
+        );
+        let delivery = sender.deliver(&parts).await.unwrap();
+        assert!(
+            matches!(delivery.parts[0].1, PartOutcome::Sent { .. }),
+            "{platform}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{platform}: waited"
+        );
+        let calls = fake.calls(platform.as_str());
+        let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+        assert_eq!(
+            statuses,
+            [503, 200],
+            "{platform}: one refused call, one delivery"
+        );
+    }
+}

@@ -35,6 +35,8 @@ pub struct FakeState {
     pub throttle: Mutex<HashMap<&'static str, VecDeque<f64>>>,
     matrix_txns: Mutex<HashMap<String, String>>,
     updates: Mutex<Vec<Value>>,
+    /// Per platform: answer the next this-many calls 503 (an outage).
+    outage: Mutex<HashMap<&'static str, u32>>,
     /// `getUpdates` bodies as they arrive (calls are logged when answered,
     /// which for a held poll is much later).
     polls: Mutex<Vec<Value>>,
@@ -98,6 +100,11 @@ impl FakePlatform {
             .extend(delays.iter().copied());
     }
 
+    /// Answers the next `calls` calls to `platform` with 503 Service Unavailable.
+    pub fn outage(&self, platform: &'static str, calls: u32) {
+        self.state.outage.lock().unwrap().insert(platform, calls);
+    }
+
     /// The `getUpdates` calls received so far, answered or still held.
     pub fn polls(&self) -> Vec<Value> {
         self.state.polls.lock().unwrap().clone()
@@ -135,7 +142,21 @@ async fn handle(State(state): State<Arc<FakeState>>, request: Request) -> Respon
         .unwrap()
         .get_mut(platform)
         .and_then(|q| q.pop_front());
-    let (status, headers, answer) = if let Some(delay) = throttled {
+    let down = state
+        .outage
+        .lock()
+        .unwrap()
+        .get_mut(platform)
+        .filter(|left| **left > 0)
+        .map(|left| *left -= 1)
+        .is_some();
+    let (status, headers, answer) = if down {
+        (
+            503,
+            HeaderMap::new(),
+            json!({"error": "service unavailable"}),
+        )
+    } else if let Some(delay) = throttled {
         rate_limited(platform, delay)
     } else {
         match platform {
