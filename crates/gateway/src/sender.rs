@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 
 use crate::ratelimit::{BucketSpec, RateLimiter, default_limits};
-use crate::{GatewayConfig, LedgerState, OutboundMessage, Platform, SendLedger};
+use crate::{Channel, GatewayConfig, LedgerState, OutboundMessage, Platform, SendLedger};
 
 /// What happened to one part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,8 @@ pub enum CallResult {
 pub struct Sender<L> {
     client: reqwest::Client,
     config: GatewayConfig,
-    limiters: BTreeMap<Platform, RateLimiter>,
+    /// One per account: each bot, app or number has its own quota.
+    limiters: BTreeMap<Channel, RateLimiter>,
     ledger: Arc<L>,
     max_inline_wait: Duration,
     deferred_completion: bool,
@@ -97,16 +98,17 @@ impl<L: SendLedger> Sender<L> {
     /// A sender using `client` (build it with TLS for real platforms), the
     /// platform sections of `config`, and the daemon's ledger.
     pub fn new(client: reqwest::Client, config: GatewayConfig, ledger: Arc<L>) -> Self {
-        let limiters = Platform::ALL
+        let limiters = config
+            .accounts()
             .into_iter()
-            .map(|p| {
+            .map(|(channel, _)| {
                 let (global, per_key) = if config.send_rate_limits {
-                    default_limits(p)
+                    default_limits(channel.platform)
                 } else {
                     let unlimited = BucketSpec::new(f64::MAX, f64::MAX);
                     (unlimited, unlimited)
                 };
-                (p, RateLimiter::new(global, per_key))
+                (channel, RateLimiter::new(global, per_key))
             })
             .collect();
         Self {
@@ -136,9 +138,10 @@ impl<L: SendLedger> Sender<L> {
         self
     }
 
-    /// Replaces a platform's rate limits.
+    /// Replaces the rate limits of a platform's `default` account.
     pub fn with_limiter(mut self, platform: Platform, limiter: RateLimiter) -> Self {
-        self.limiters.insert(platform, limiter);
+        self.limiters
+            .insert(Channel::default_for(platform), limiter);
         self
     }
 
@@ -162,7 +165,14 @@ impl<L: SendLedger> Sender<L> {
             LedgerState::InDoubt if platform == Platform::Matrix => {}
             LedgerState::InDoubt => return Ok(PartOutcome::SkippedInDoubt),
         }
-        let limiter = &self.limiters[&platform];
+        let channel = Channel::new(platform, &message.account);
+        let Some(limiter) = self.limiters.get(&channel) else {
+            self.ledger.release(key).await;
+            return Err(SendError::NotConfigured {
+                platform,
+                detail: format!("no [{platform}] account `{}`", message.account),
+            });
+        };
         let mut slept = false;
         loop {
             if let Err(wait) = limiter.try_acquire(&message.rate_key, Instant::now()) {

@@ -266,3 +266,51 @@ async fn probes_prove_each_accounts_credentials_at_its_platform() {
         .unwrap_err();
     assert!(matches!(err, ProbeError::NotConfigured(_)));
 }
+
+#[tokio::test]
+async fn each_account_has_its_own_send_quota() {
+    let fake = FakePlatform::start().await;
+    let config = two_telegram_bots(&fake.base);
+    let gateway = Gateway::new(
+        config.clone(),
+        Arc::new(MemorySink::new()),
+        Arc::new(MemoryAuditLog::new()),
+        Arc::new(MemoryPairingStore::new()),
+    )
+    .unwrap();
+    let sender = Sender::new(
+        reqwest::Client::new(),
+        config,
+        Arc::new(MemoryLedger::new()),
+    )
+    .with_max_inline_wait(Duration::ZERO);
+    let reply = |source: &str, seq: i64| ResponsePacket {
+        seq,
+        in_reply_to: None,
+        source: source.into(),
+        user_id: "1111111".into(),
+        thread_id: "1111111".into(),
+        kind: ResponseKind::Reply,
+        text: format!("reply {seq}"),
+        attachments: Vec::new(),
+        created_at: chrono::Utc::now(),
+    };
+    let send = |source: &'static str, seq: i64| {
+        let packet = reply(source, seq);
+        let channel = Channel::from_source(source).unwrap();
+        let parts = gateway.render(&channel, &packet, None).unwrap().unwrap();
+        let sender = &sender;
+        async move { sender.deliver(&parts).await }
+    };
+    // Telegram allows a burst of a few messages per chat, then about one a second.
+    let mut limited = false;
+    for seq in 0..10 {
+        if let Err(SendError::RateLimited { .. }) = send("telegram", seq).await {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the default bot reached its per-chat quota");
+    // The work bot's quota for the same chat is untouched.
+    send("telegram:work", 100).await.unwrap();
+}
