@@ -70,8 +70,10 @@ async fn default_account_is_still_served_at_the_old_route() {
     assert_eq!(h.sink.events()[0].source, "telegram");
 }
 
-#[tokio::test]
-async fn a_reply_goes_out_through_the_account_it_came_in_on() {
+type TestGateway = Gateway<MemorySink, MemoryAuditLog, MemoryPairingStore>;
+
+/// Two Telegram bots against the fake platform: a gateway and a sender.
+async fn two_bots_world() -> (FakePlatform, TestGateway, Sender<MemoryLedger>) {
     let fake = FakePlatform::start().await;
     let config = two_telegram_bots(&fake.base);
     let gateway = Gateway::new(
@@ -86,17 +88,28 @@ async fn a_reply_goes_out_through_the_account_it_came_in_on() {
         config,
         Arc::new(MemoryLedger::new()),
     );
-    let packet = ResponsePacket {
-        seq: 7,
+    (fake, gateway, sender)
+}
+
+/// A reply to Telegram chat 1111111 from the account with event source `source`.
+fn reply(source: &str, seq: i64, text: &str) -> ResponsePacket {
+    ResponsePacket {
+        seq,
         in_reply_to: None,
-        source: "telegram:work".into(),
+        source: source.into(),
         user_id: "1111111".into(),
         thread_id: "1111111".into(),
         kind: ResponseKind::Reply,
-        text: "from the work bot".into(),
+        text: text.into(),
         attachments: Vec::new(),
         created_at: chrono::Utc::now(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_reply_goes_out_through_the_account_it_came_in_on() {
+    let (fake, gateway, sender) = two_bots_world().await;
+    let packet = reply("telegram:work", 7, "from the work bot");
     let channel = Channel::from_source(&packet.source).unwrap();
     assert_eq!(channel, Channel::new(Platform::Telegram, "work"));
     let parts = gateway.render(&channel, &packet, None).unwrap().unwrap();
