@@ -299,6 +299,10 @@ pub struct TelegramConfig {
     pub poll_timeout_secs: u64,
 }
 
+fn default_sync_timeline_limit() -> u32 {
+    100
+}
+
 fn default_poll_timeout_secs() -> u64 {
     50
 }
@@ -368,6 +372,10 @@ pub struct MatrixConfig {
     /// How long one `/sync` call may wait at the homeserver, in seconds.
     #[serde(default = "default_poll_timeout_secs")]
     pub sync_timeout_secs: u64,
+    /// Messages per room in one `/sync` answer; older ones are fetched
+    /// with `/messages`, so a smaller value only means more calls.
+    #[serde(default = "default_sync_timeline_limit")]
+    pub sync_timeline_limit: u32,
     /// Client-server API base, e.g. `https://matrix.example.org`.
     pub homeserver_url: String,
     /// The bot's own user id; its events are ignored so it never answers itself.

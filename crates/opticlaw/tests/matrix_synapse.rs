@@ -2,9 +2,11 @@
 //! `scripts/install-synapse` into `.cache/synapse/venv`, runs on loopback
 //! with registration by shared secret. A user and the bot are registered,
 //! the user invites the bot and writes `/help`, and the daemon (a plain bot
-//! user on `/sync` long-poll) answers in the room. The daemon is then
-//! stopped, the user writes again, and after a restart the bot answers the
-//! new message once and the old one not again (the `since` token is stored).
+//! user on `/sync` long-poll) answers in the room; what was said before it
+//! joined is not answered. The daemon is then stopped, the user writes six
+//! more times (more than one `/sync` timeline holds, here 2), and after a
+//! restart the bot answers each once, fetching the gap with `/messages`, and
+//! the first message not again (the `since` token is stored).
 
 mod common;
 
@@ -296,11 +298,13 @@ fn bot_user_answers_in_a_real_synapse_room_and_resumes_after_restart() {
     );
     assert_eq!(status, 200, "{created}");
     let room = created["room_id"].as_str().unwrap().to_owned();
+    // Said before the bot is in the room: history, never answered.
+    say(&synapse, &alice, &room, "t0", "/time");
 
     let home = common::Home::init();
     let mut config = std::fs::read_to_string(home.config_file()).unwrap();
     config.push_str(&format!(
-        "\n[gateway.matrix]\nsync = true\nsync_timeout_secs = 30\nas_token = \"{bot}\"\nhomeserver_url = \"{}\"\nbot_user_id = \"@opticlaw:localhost\"\nallow_from = [\"@alice:localhost\"]\n",
+        "\n[gateway.matrix]\nsync = true\nsync_timeout_secs = 30\nsync_timeline_limit = 2\nas_token = \"{bot}\"\nhomeserver_url = \"{}\"\nbot_user_id = \"@opticlaw:localhost\"\nallow_from = [\"@alice:localhost\"]\n",
         synapse.base
     ));
     std::fs::write(home.config_file(), config).unwrap();
@@ -328,20 +332,31 @@ fn bot_user_answers_in_a_real_synapse_room_and_resumes_after_restart() {
         "the rule-path help text: {replies:?}"
     );
 
-    // Down: a message arrives while the daemon is stopped.
+    // Down: more messages than one /sync timeline holds arrive meanwhile.
     drop(daemon);
-    say(&synapse, &alice, &room, "t2", "what time is it?");
+    let while_down = [
+        "what time is it?",
+        "/help",
+        "/time",
+        "/help",
+        "/time",
+        "/help",
+    ];
+    for (i, text) in while_down.iter().enumerate() {
+        say(&synapse, &alice, &room, &format!("down{i}"), text);
+    }
+    let expected = 1 + while_down.len();
     let daemon = home.serve();
-    let replies = wait_until("the reply after restart", Duration::from_secs(60), || {
-        Some(bot_messages(&synapse, &alice, &room)).filter(|m| m.len() >= 2)
+    let replies = wait_until("the replies after restart", Duration::from_secs(60), || {
+        Some(bot_messages(&synapse, &alice, &room)).filter(|m| m.len() >= expected)
     });
     // Give a re-processed /help (or an answer to its own reply) time to show.
     std::thread::sleep(Duration::from_secs(3));
     let replies_later = bot_messages(&synapse, &alice, &room);
     assert_eq!(
         replies_later.len(),
-        2,
-        "one answer per message, none twice, none to itself: {replies_later:?}"
+        expected,
+        "one answer per message since the bot joined, none twice, none to itself: {replies_later:?}"
     );
     assert_eq!(replies_later, replies);
     drop(daemon);

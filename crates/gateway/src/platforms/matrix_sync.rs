@@ -8,7 +8,12 @@
 //!
 //! The first sync of a bot that has no saved `since` only takes the position
 //! (and the pending invites): history from before the bot was set up is not
-//! answered.
+//! answered. When a room's timeline is `limited` (more messages arrived than
+//! one answer holds, e.g. while the daemon was down), the gap between the
+//! saved `since` and the timeline's `prev_batch` is fetched with
+//! `GET /rooms/{roomId}/messages?dir=f&from=since&to=prev_batch`
+//! (<https://spec.matrix.org/latest/client-server-api/#get_matrixclientv3roomsroomidmessages>),
+//! so nothing is skipped.
 
 use std::time::Duration;
 
@@ -57,11 +62,30 @@ pub struct MatrixSyncer {
     base: String,
     token: crate::Secret,
     timeout: Duration,
+    timeline_limit: u32,
+    bot_user_id: String,
     adapter: MatrixAdapter,
 }
 
-/// Only messages, no presence or account data: smaller answers, fewer wakes.
-const FILTER: &str = r#"{"presence":{"types":[]},"account_data":{"types":[]},"room":{"timeline":{"limit":100,"types":["m.room.message"]},"ephemeral":{"types":[]},"account_data":{"types":[]},"state":{"lazy_load_members":true}}}"#;
+/// Only messages (and memberships, to see where the bot joined), no
+/// presence or account data: smaller answers, fewer wakes.
+fn sync_filter(timeline_limit: u32) -> String {
+    json!({
+        "presence": {"types": []},
+        "account_data": {"types": []},
+        "room": {
+            "timeline": {"limit": timeline_limit, "types": ["m.room.message", "m.room.member"]},
+            "ephemeral": {"types": []},
+            "account_data": {"types": []},
+            "state": {"lazy_load_members": true},
+        },
+    })
+    .to_string()
+}
+
+fn encode(text: &str) -> String {
+    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
+}
 
 impl MatrixSyncer {
     /// A syncer for `config` (its `as_token` is the bot's access token).
@@ -71,6 +95,8 @@ impl MatrixSyncer {
             base: config.homeserver_url.trim_end_matches('/').to_owned(),
             token: config.as_token.clone(),
             timeout: Duration::from_secs(config.sync_timeout_secs),
+            timeline_limit: config.sync_timeline_limit.max(1),
+            bot_user_id: config.bot_user_id.clone(),
             adapter: MatrixAdapter::new(config.clone()),
         }
     }
@@ -103,7 +129,7 @@ impl MatrixSyncer {
         let mut url = format!(
             "{}/_matrix/client/v3/sync?filter={}",
             self.base,
-            utf8_percent_encode(FILTER, NON_ALPHANUMERIC)
+            encode(&sync_filter(self.timeline_limit))
         );
         match since {
             Some(since) => url.push_str(&format!(
@@ -123,21 +149,29 @@ impl MatrixSyncer {
             })?
             .to_owned();
         let mut events = Vec::new();
-        if since.is_some() {
+        if let Some(since) = since {
             let joined = body["rooms"]["join"]
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
             for (room_id, room) in joined {
-                if room["timeline"]["limited"] == json!(true) {
-                    // Normal on a fresh join; otherwise over 100 messages
-                    // came at once and the oldest were not fetched.
-                    tracing::info!(%room_id, "matrix timeline limited to its latest 100 events");
+                let mut timeline = Vec::new();
+                if room["timeline"]["limited"] == json!(true)
+                    && let Some(prev_batch) = room["timeline"]["prev_batch"].as_str()
+                {
+                    timeline = self.gap(&room_id, since, prev_batch).await?;
                 }
-                let timeline = room["timeline"]["events"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
+                timeline.extend(
+                    room["timeline"]["events"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+                // In a room just joined, what was said before the bot came
+                // in is history, not a message to it.
+                if let Some(join) = timeline.iter().rposition(|e| self.is_own_join(e)) {
+                    timeline.drain(..join);
+                }
                 for mut raw in timeline {
                     raw["room_id"] = json!(room_id);
                     if let Some(n) = self.adapter.normalize(raw, &next_batch) {
@@ -155,6 +189,41 @@ impl MatrixSyncer {
             events,
             invites,
         })
+    }
+
+    fn is_own_join(&self, event: &Value) -> bool {
+        event["type"] == "m.room.member"
+            && event["state_key"] == self.bot_user_id.as_str()
+            && event["content"]["membership"] == "join"
+    }
+
+    /// The messages of `room_id` between `from` (our saved position) and
+    /// `to` (where the sync's timeline starts), oldest first.
+    async fn gap(&self, room_id: &str, from: &str, to: &str) -> Result<Vec<Value>, SyncError> {
+        let filter = encode(r#"{"types":["m.room.message","m.room.member"]}"#);
+        let mut events = Vec::new();
+        let mut from = from.to_owned();
+        // Bounded: a gap of more than 100 pages is left to the log.
+        for _ in 0..100 {
+            let url = format!(
+                "{}/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100&from={}&to={}&filter={filter}",
+                self.base,
+                encode(room_id),
+                encode(&from),
+                encode(to),
+            );
+            let page = self.call(self.client.get(url)).await?;
+            let chunk = page["chunk"].as_array().cloned().unwrap_or_default();
+            let end = page["end"].as_str().map(str::to_owned);
+            let done = chunk.is_empty() || end.is_none();
+            events.extend(chunk);
+            match end {
+                Some(end) if !done => from = end,
+                _ => return Ok(events),
+            }
+        }
+        tracing::warn!(%room_id, "matrix gap over 10,000 messages; older ones skipped");
+        Ok(events)
     }
 
     /// Joins a room the bot was invited to.

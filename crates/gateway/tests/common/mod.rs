@@ -83,6 +83,7 @@ pub fn config(api: &str) -> GatewayConfig {
             as_token: Secret::new(MATRIX_AS_TOKEN),
             sync: false,
             sync_timeout_secs: 50,
+            sync_timeline_limit: 100,
             homeserver_url: format!("{api}/matrix"),
             bot_user_id: MATRIX_BOT.into(),
             allow_from: vec!["@alice:example.org".into()],
