@@ -58,6 +58,58 @@ impl fmt::Display for Platform {
     }
 }
 
+/// One configured account of a platform: what a webhook route, an event's
+/// `source` and a reply's destination name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Channel {
+    pub platform: Platform,
+    pub account: String,
+}
+
+impl Channel {
+    /// The account `account` of `platform`.
+    pub fn new(platform: Platform, account: impl Into<String>) -> Self {
+        Self {
+            platform,
+            account: account.into(),
+        }
+    }
+
+    /// The platform's account named `default`.
+    pub fn default_for(platform: Platform) -> Self {
+        Self::new(platform, crate::config::DEFAULT_ACCOUNT)
+    }
+
+    /// The `EventEnvelope::source` of its events: the platform's name for
+    /// the default account (as before accounts existed), else `platform:account`.
+    pub fn source(&self) -> String {
+        if self.account == crate::config::DEFAULT_ACCOUNT {
+            self.platform.as_str().to_owned()
+        } else {
+            format!("{}:{}", self.platform, self.account)
+        }
+    }
+
+    /// Parses [`Channel::source`] back.
+    pub fn from_source(source: &str) -> Option<Self> {
+        let (platform, account) = source
+            .split_once(':')
+            .unwrap_or((source, crate::config::DEFAULT_ACCOUNT));
+        Some(Self::new(Platform::parse(platform)?, account))
+    }
+
+    /// Its webhook route's path.
+    pub fn route(&self) -> String {
+        format!("/hooks/{}/{}", self.platform, self.account)
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.platform, self.account)
+    }
+}
+
 /// One inbound HTTP request as the adapter sees it: nothing is parsed yet, so
 /// signatures are checked over the exact bytes the platform signed.
 #[derive(Debug, Clone, Copy)]
@@ -266,6 +318,9 @@ pub(crate) fn check_fresh(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboundMessage {
     pub platform: Platform,
+    /// The account that sends it (whose credentials and API base are used).
+    #[serde(default = "default_account")]
+    pub account: String,
     /// `POST` or `PUT`.
     pub method: String,
     /// Path relative to the platform's API base (for Telegram, the method name).
@@ -278,6 +333,10 @@ pub struct OutboundMessage {
     /// 0-based index of this part and the number of parts of the reply.
     pub part: usize,
     pub parts: usize,
+}
+
+fn default_account() -> String {
+    crate::config::DEFAULT_ACCOUNT.to_owned()
 }
 
 /// What the adapter may need from the inbound event a reply answers (its

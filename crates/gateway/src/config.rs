@@ -10,10 +10,32 @@
 //! bot_token = "xoxb-..."
 //! allow_from = ["U012ABCDEF"]
 //! ```
+//!
+//! A platform section is one table (the account named `default`) or an
+//! array of tables, one per account, each with its own `account` name, so
+//! two Telegram bots can serve one daemon:
+//!
+//! ```toml
+//! [[telegram]]
+//! account = "home"
+//! bot_token = "..."
+//! [[telegram]]
+//! account = "work"
+//! bot_token = "..."
+//! ```
+//!
+//! Each account gets its own webhook route, `/hooks/{platform}/{account}`.
 
 use std::fmt;
+use std::marker::PhantomData;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::Platform;
+
+/// The account name of a platform section that names none.
+pub const DEFAULT_ACCOUNT: &str = "default";
 
 /// A secret string: compared in constant time and never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,16 +75,40 @@ pub struct GatewayConfig {
     /// Oldest accepted signed timestamp (Slack, Discord), in seconds.
     #[serde(default = "default_max_skew_secs")]
     pub max_skew_secs: i64,
-    #[serde(default)]
-    pub slack: Option<SlackConfig>,
-    #[serde(default)]
-    pub telegram: Option<TelegramConfig>,
-    #[serde(default)]
-    pub discord: Option<DiscordConfig>,
-    #[serde(default)]
-    pub whatsapp: Option<WhatsAppConfig>,
-    #[serde(default)]
-    pub matrix: Option<MatrixConfig>,
+    /// Keep each platform's documented send rate (lazy token buckets). Turn
+    /// off only against a fake platform, as `opticlaw bench gateway` does.
+    #[serde(default = "default_true")]
+    pub send_rate_limits: bool,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub slack: Vec<SlackConfig>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub telegram: Vec<TelegramConfig>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub discord: Vec<DiscordConfig>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub whatsapp: Vec<WhatsAppConfig>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub matrix: Vec<MatrixConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -70,28 +116,120 @@ impl Default for GatewayConfig {
         Self {
             max_body_bytes: default_max_body_bytes(),
             max_skew_secs: default_max_skew_secs(),
-            slack: None,
-            telegram: None,
-            discord: None,
-            whatsapp: None,
-            matrix: None,
+            send_rate_limits: true,
+            slack: Vec::new(),
+            telegram: Vec::new(),
+            discord: Vec::new(),
+            whatsapp: Vec::new(),
+            matrix: Vec::new(),
         }
     }
 }
 
+/// Why a gateway config is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// An account name that cannot be a route segment.
+    #[error("[gateway.{platform}] account `{account}`: use 1-32 of a-z, 0-9, `_` and `-`")]
+    BadAccountName { platform: Platform, account: String },
+    /// Two sections of one platform with the same account name.
+    #[error("[gateway.{platform}] account `{account}` is configured twice")]
+    DuplicateAccount { platform: Platform, account: String },
+}
+
 impl GatewayConfig {
-    /// The allow-list configured for a platform (empty when the platform is absent).
-    pub fn allow_from(&self, platform: crate::Platform) -> &[String] {
-        use crate::Platform::*;
-        match platform {
-            Slack => self.slack.as_ref().map(|c| c.allow_from.as_slice()),
-            Telegram => self.telegram.as_ref().map(|c| c.allow_from.as_slice()),
-            Discord => self.discord.as_ref().map(|c| c.allow_from.as_slice()),
-            WhatsApp => self.whatsapp.as_ref().map(|c| c.allow_from.as_slice()),
-            Matrix => self.matrix.as_ref().map(|c| c.allow_from.as_slice()),
+    /// Every configured account, as `(channel, allow-list)`, in config order.
+    pub fn accounts(&self) -> Vec<(crate::Channel, &[String])> {
+        fn each<'a, T>(
+            platform: Platform,
+            items: &'a [T],
+            get: impl Fn(&'a T) -> (&'a str, &'a [String]),
+        ) -> impl Iterator<Item = (crate::Channel, &'a [String])> {
+            items.iter().map(move |item| {
+                let (account, allow) = get(item);
+                (crate::Channel::new(platform, account), allow)
+            })
         }
-        .unwrap_or(&[])
+        each(Platform::Slack, &self.slack, |c| {
+            (&c.account, &c.allow_from)
+        })
+        .chain(each(Platform::Telegram, &self.telegram, |c| {
+            (&c.account, &c.allow_from)
+        }))
+        .chain(each(Platform::Discord, &self.discord, |c| {
+            (&c.account, &c.allow_from)
+        }))
+        .chain(each(Platform::WhatsApp, &self.whatsapp, |c| {
+            (&c.account, &c.allow_from)
+        }))
+        .chain(each(Platform::Matrix, &self.matrix, |c| {
+            (&c.account, &c.allow_from)
+        }))
+        .collect()
     }
+
+    /// The allow-list configured for an account (empty when it is absent).
+    pub fn allow_from(&self, channel: &crate::Channel) -> &[String] {
+        self.accounts()
+            .into_iter()
+            .find(|(c, _)| c == channel)
+            .map(|(_, allow)| allow)
+            .unwrap_or(&[])
+    }
+
+    /// Checks account names: route-safe and unique per platform.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (channel, _) in self.accounts() {
+            let ok = (1..=32).contains(&channel.account.len())
+                && channel.account.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !ok {
+                return Err(ConfigError::BadAccountName {
+                    platform: channel.platform,
+                    account: channel.account,
+                });
+            }
+            if !seen.insert(channel.clone()) {
+                return Err(ConfigError::DuplicateAccount {
+                    platform: channel.platform,
+                    account: channel.account,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a platform section written either as one table or as an array of tables.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OneOrMany<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table, or an array of tables with one `account` each")
+        }
+        fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Vec<T>, M::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|one| vec![one])
+        }
+        fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Vec<T>, S::Error> {
+            Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    deserializer.deserialize_any(OneOrMany(PhantomData))
+}
+
+fn default_account() -> String {
+    DEFAULT_ACCOUNT.to_owned()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_body_bytes() -> usize {
@@ -107,6 +245,9 @@ fn default_max_skew_secs() -> i64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
+    /// The account's name: its route is `/hooks/{platform}/{account}`.
+    #[serde(default = "default_account")]
+    pub account: String,
     /// The app's signing secret (Basic Information page).
     pub signing_secret: Secret,
     /// Bot token (`xoxb-...`) for `chat.postMessage`.
@@ -134,6 +275,9 @@ pub enum TelegramParseMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelegramConfig {
+    /// The account's name: its route is `/hooks/{platform}/{account}`.
+    #[serde(default = "default_account")]
+    pub account: String,
     /// Bot token from @BotFather.
     pub bot_token: Secret,
     /// The `secret_token` given to `setWebhook`; required in webhook mode.
@@ -146,12 +290,30 @@ pub struct TelegramConfig {
     pub api_base: String,
     #[serde(default)]
     pub parse_mode: TelegramParseMode,
+    /// Receive through `getUpdates` long-polling instead of a webhook, for a
+    /// daemon with no public URL (the bot must have no webhook set).
+    #[serde(default)]
+    pub long_poll: bool,
+    /// How long one `getUpdates` call may wait at Telegram, in seconds.
+    #[serde(default = "default_poll_timeout_secs")]
+    pub poll_timeout_secs: u64,
+}
+
+fn default_sync_timeline_limit() -> u32 {
+    100
+}
+
+fn default_poll_timeout_secs() -> u64 {
+    50
 }
 
 /// Discord application receiving interactions over HTTP.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
+    /// The account's name: its route is `/hooks/{platform}/{account}`.
+    #[serde(default = "default_account")]
+    pub account: String,
     /// Application id (used for interaction follow-ups).
     pub application_id: String,
     /// The application's Ed25519 public key, hex (Developer Portal, General Information).
@@ -170,6 +332,9 @@ pub struct DiscordConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsAppConfig {
+    /// The account's name: its route is `/hooks/{platform}/{account}`.
+    #[serde(default = "default_account")]
+    pub account: String,
     /// The Meta app secret that signs `X-Hub-Signature-256`.
     pub app_secret: Secret,
     /// The verify token typed into the webhook settings (`hub.verify_token`).
@@ -185,14 +350,32 @@ pub struct WhatsAppConfig {
     pub api_base: String,
 }
 
-/// Matrix application service registration.
+/// Matrix: an application service registration, or (`sync = true`) a plain
+/// bot user that receives through the client-server `/sync` long-poll.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixConfig {
-    /// Token the homeserver presents to us (`hs_token` in the registration file).
-    pub hs_token: Secret,
-    /// Token we present to the homeserver (`as_token`).
+    /// The account's name: its route is `/hooks/{platform}/{account}`.
+    #[serde(default = "default_account")]
+    pub account: String,
+    /// Token the homeserver presents to us (`hs_token` in the registration
+    /// file); application-service mode only.
+    #[serde(default)]
+    pub hs_token: Option<Secret>,
+    /// Token we present to the homeserver: the registration's `as_token`, or
+    /// the bot user's access token in sync mode.
     pub as_token: Secret,
+    /// Receive as a plain bot user through `/sync` long-polling instead of
+    /// application-service transactions.
+    #[serde(default)]
+    pub sync: bool,
+    /// How long one `/sync` call may wait at the homeserver, in seconds.
+    #[serde(default = "default_poll_timeout_secs")]
+    pub sync_timeout_secs: u64,
+    /// Messages per room in one `/sync` answer; older ones are fetched
+    /// with `/messages`, so a smaller value only means more calls.
+    #[serde(default = "default_sync_timeline_limit")]
+    pub sync_timeline_limit: u32,
     /// Client-server API base, e.g. `https://matrix.example.org`.
     pub homeserver_url: String,
     /// The bot's own user id; its events are ignored so it never answers itself.

@@ -7,17 +7,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use opticlaw_core::EventEnvelope;
+use opticlaw_core::{EventEnvelope, ResponsePacket};
 use serde_json::{Value, json};
 
+use crate::config::ConfigError;
 use crate::pairing::{allow_listed, pairing_text};
 use crate::platforms::discord::{DiscordAdapter, DiscordKeyError};
 use crate::platforms::{matrix::MatrixAdapter, slack::SlackAdapter};
 use crate::platforms::{telegram::TelegramAdapter, whatsapp::WhatsAppAdapter};
 use crate::verify::sha256_hex;
 use crate::{
-    Accepted, Ack, AuditKind, AuditLog, AuditRecord, BridgeAdapter, EventSink, GatewayConfig,
-    InboundError, InboundRequest, PairingNotice, PairingStore, Platform, SenderStatus, SinkError,
+    Accepted, Ack, AuditKind, AuditLog, AuditRecord, BridgeAdapter, Channel, EventSink,
+    GatewayConfig, InboundError, InboundRequest, OutboundMessage, PairingNotice, PairingStore,
+    Platform, RenderError, ReplyOrigin, SenderStatus, SinkError,
 };
 
 /// What happened to one verified event.
@@ -40,6 +42,8 @@ pub enum Admission {
 pub enum GatewayError {
     #[error(transparent)]
     DiscordKey(#[from] DiscordKeyError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// An HTTP answer, independent of the web framework.
@@ -98,59 +102,85 @@ impl Reply {
     }
 }
 
+/// One configured account: its adapter, its event source and its allow-list.
+struct Account {
+    adapter: Box<dyn BridgeAdapter>,
+    source: String,
+    allow_from: Vec<String>,
+}
+
 /// The gateway: adapters plus the daemon's sink, audit log and pairing store.
 pub struct Gateway<S, A, P> {
     config: GatewayConfig,
-    adapters: BTreeMap<Platform, Box<dyn BridgeAdapter>>,
+    accounts: BTreeMap<Channel, Account>,
     sink: Arc<S>,
     audit: Arc<A>,
     pairing: Arc<P>,
 }
 
+/// Where an event came from, for its audit records.
+struct Origin<'a> {
+    request: Option<&'a InboundRequest<'a>>,
+    remote_addr: Option<String>,
+}
+
 impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
-    /// Builds an adapter for each configured platform.
+    /// Builds an adapter for each configured account.
     pub fn new(
         config: GatewayConfig,
         sink: Arc<S>,
         audit: Arc<A>,
         pairing: Arc<P>,
     ) -> Result<Self, GatewayError> {
-        let mut adapters: BTreeMap<Platform, Box<dyn BridgeAdapter>> = BTreeMap::new();
+        config.validate()?;
         let skew = config.max_skew_secs;
-        if let Some(c) = &config.slack {
-            adapters.insert(
-                Platform::Slack,
-                Box::new(SlackAdapter::new(c.clone(), skew)),
-            );
+        let mut adapters: Vec<(Channel, Vec<String>, Box<dyn BridgeAdapter>)> = Vec::new();
+        let mut add = |platform, account: &str, allow: &[String], adapter| {
+            adapters.push((Channel::new(platform, account), allow.to_vec(), adapter));
+        };
+        for c in &config.slack {
+            let a = Box::new(SlackAdapter::new(c.clone(), skew));
+            add(Platform::Slack, &c.account, &c.allow_from, a);
         }
-        if let Some(c) = &config.telegram {
-            adapters.insert(
-                Platform::Telegram,
-                Box::new(TelegramAdapter::new(c.clone())),
-            );
+        for c in &config.telegram {
+            let a = Box::new(TelegramAdapter::new(c.clone()));
+            add(Platform::Telegram, &c.account, &c.allow_from, a);
         }
-        if let Some(c) = &config.discord {
-            adapters.insert(
-                Platform::Discord,
-                Box::new(DiscordAdapter::new(c.clone(), skew)?),
-            );
+        for c in &config.discord {
+            let a = Box::new(DiscordAdapter::new(c.clone(), skew)?);
+            add(Platform::Discord, &c.account, &c.allow_from, a);
         }
-        if let Some(c) = &config.whatsapp {
-            adapters.insert(
-                Platform::WhatsApp,
-                Box::new(WhatsAppAdapter::new(c.clone())),
-            );
+        for c in &config.whatsapp {
+            let a = Box::new(WhatsAppAdapter::new(c.clone()));
+            add(Platform::WhatsApp, &c.account, &c.allow_from, a);
         }
-        if let Some(c) = &config.matrix {
-            adapters.insert(Platform::Matrix, Box::new(MatrixAdapter::new(c.clone())));
+        for c in &config.matrix {
+            let a = Box::new(MatrixAdapter::new(c.clone()));
+            add(Platform::Matrix, &c.account, &c.allow_from, a);
         }
+        let accounts = adapters
+            .into_iter()
+            .map(|(channel, allow_from, adapter)| {
+                let account = Account {
+                    adapter,
+                    source: channel.source(),
+                    allow_from,
+                };
+                (channel, account)
+            })
+            .collect();
         Ok(Self {
             config,
-            adapters,
+            accounts,
             sink,
             audit,
             pairing,
         })
+    }
+
+    /// The daemon's sink.
+    pub fn sink(&self) -> &S {
+        &self.sink
     }
 
     /// The configuration.
@@ -158,14 +188,31 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
         &self.config
     }
 
-    /// The adapter for a configured platform (also for rendering replies).
-    pub fn adapter(&self, platform: Platform) -> Option<&dyn BridgeAdapter> {
-        self.adapters.get(&platform).map(|a| a.as_ref())
+    /// The adapter of a configured account.
+    pub fn adapter(&self, channel: &Channel) -> Option<&dyn BridgeAdapter> {
+        self.accounts.get(channel).map(|a| a.adapter.as_ref())
     }
 
-    /// Configured platforms.
-    pub fn platforms(&self) -> impl Iterator<Item = Platform> + '_ {
-        self.adapters.keys().copied()
+    /// Configured accounts.
+    pub fn channels(&self) -> impl Iterator<Item = &Channel> + '_ {
+        self.accounts.keys()
+    }
+
+    /// Renders a reply for the account that sends it: the adapter's parts,
+    /// addressed to that account's credentials.
+    pub fn render(
+        &self,
+        channel: &Channel,
+        packet: &ResponsePacket,
+        origin: Option<&ReplyOrigin>,
+    ) -> Option<Result<Vec<OutboundMessage>, RenderError>> {
+        let adapter = self.adapter(channel)?;
+        Some(adapter.render(packet, origin).map(|mut parts| {
+            for part in &mut parts {
+                part.account.clone_from(&channel.account);
+            }
+            parts
+        }))
     }
 
     /// Appends an audit record to the daemon's log.
@@ -174,14 +221,19 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
     }
 
     /// Applies the allow-list and pairing state to one verified event and
-    /// stores it if its sender may talk.
+    /// stores it, as the account's `source`, if its sender may talk.
     pub async fn admit(
         &self,
-        platform: Platform,
-        event: EventEnvelope,
+        channel: &Channel,
+        mut event: EventEnvelope,
         now: DateTime<Utc>,
     ) -> Result<Admission, SinkError> {
-        if !allow_listed(self.config.allow_from(platform), &event.user_id) {
+        let Some(account) = self.accounts.get(channel) else {
+            return Err(SinkError::Failed(format!("{channel} is not configured")));
+        };
+        event.source.clone_from(&account.source);
+        let platform = channel.platform;
+        if !allow_listed(&account.allow_from, &event.user_id) {
             let status = self
                 .pairing
                 .status(platform, &event.user_id, now)
@@ -209,21 +261,120 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
         })
     }
 
+    /// Admits events a long-poll receiver fetched (Telegram `getUpdates`,
+    /// Matrix `/sync`): like a webhook's, minus the HTTP answer. Returns once
+    /// every event is stored (or refused), so the caller may then advance
+    /// its persisted cursor.
+    pub async fn ingest(
+        &self,
+        channel: &Channel,
+        events: Vec<EventEnvelope>,
+        now: DateTime<Utc>,
+    ) -> Result<(), SinkError> {
+        let origin = Origin {
+            request: None,
+            remote_addr: None,
+        };
+        for event in events {
+            self.admit_one(channel, event, now, &origin).await?;
+        }
+        Ok(())
+    }
+
+    /// Admits one event and sends the pairing notice or audit record its
+    /// admission calls for. Returns the inline answer to give, if any.
+    async fn admit_one(
+        &self,
+        channel: &Channel,
+        event: EventEnvelope,
+        now: DateTime<Utc>,
+        origin: &Origin<'_>,
+    ) -> Result<Option<Ack>, SinkError> {
+        let platform = channel.platform;
+        let Some(account) = self.accounts.get(channel) else {
+            return Err(SinkError::Failed(format!("{channel} is not configured")));
+        };
+        let adapter = account.adapter.as_ref();
+        let user_id = event.user_id.clone();
+        let thread_id = event.thread_id.clone();
+        let event_id = event.event_id.clone();
+        let admission = self.admit(channel, event, now).await?;
+        let audit = |kind, detail: String| {
+            let mut record = request_record(
+                platform,
+                kind,
+                detail,
+                200,
+                origin.request,
+                origin.remote_addr.clone(),
+            );
+            record.user_id = Some(user_id.clone());
+            self.audit(record)
+        };
+        Ok(match admission {
+            Admission::Stored => None,
+            Admission::Duplicate => {
+                audit(
+                    AuditKind::DuplicateDelivery,
+                    format!("event {event_id} already stored"),
+                )
+                .await;
+                None
+            }
+            Admission::PairingSent { code } => {
+                audit(
+                    AuditKind::PairingRequested,
+                    "unknown sender given a pairing code".into(),
+                )
+                .await;
+                let text = pairing_text(&code);
+                let inline = adapter.inline_notice(&text);
+                if inline.is_none() {
+                    let notice = PairingNotice {
+                        platform,
+                        source: account.source.clone(),
+                        user_id: user_id.clone(),
+                        thread_id,
+                        event_id,
+                        code,
+                        text,
+                    };
+                    if let Err(err) = self.sink.notify(notice).await {
+                        tracing::warn!(%platform, %err, "pairing notice not queued");
+                    }
+                }
+                inline
+            }
+            Admission::PairingPending => {
+                adapter.inline_notice("Still waiting for my owner to approve you.")
+            }
+            Admission::Denied => {
+                audit(
+                    AuditKind::DeniedSender,
+                    "message from a denied sender dropped".into(),
+                )
+                .await;
+                adapter.inline_notice("This assistant is not available to you.")
+            }
+        })
+    }
+
     /// Handles one webhook request end to end: verify, normalize, admit,
     /// answer. Refusals are audited and produce no event.
     pub async fn handle(
         &self,
-        platform: Platform,
+        channel: &Channel,
         request: &InboundRequest<'_>,
         remote_addr: Option<String>,
         now: DateTime<Utc>,
     ) -> Reply {
-        let Some(adapter) = self.adapter(platform) else {
+        let platform = channel.platform;
+        let Some(adapter) = self.adapter(channel) else {
             return Reply::error(
                 Some(platform),
                 404,
                 "platform_not_configured",
-                "this platform is not configured",
+                "this platform account is not configured",
                 None,
             );
         };
@@ -232,12 +383,14 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
             Err(err) => return self.refuse(platform, err, request, remote_addr).await,
         };
         let mut ack = inbound.ack;
+        let origin = Origin {
+            request: Some(request),
+            remote_addr,
+        };
         for event in inbound.events {
-            let user_id = event.user_id.clone();
-            let thread_id = event.thread_id.clone();
-            let event_id = event.event_id.clone();
-            let admission = match self.admit(platform, event, now).await {
-                Ok(a) => a,
+            match self.admit_one(channel, event, now, &origin).await {
+                Ok(Some(inline)) => ack = inline,
+                Ok(None) => {}
                 Err(SinkError::Busy { retry_after_secs }) => {
                     let mut reply = Reply::error(
                         Some(platform),
@@ -258,64 +411,6 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
                         "the event could not be stored",
                         None,
                     );
-                }
-            };
-            let audit = |kind, detail: String| {
-                let mut record =
-                    request_record(platform, kind, detail, 200, request, remote_addr.clone());
-                record.user_id = Some(user_id.clone());
-                self.audit(record)
-            };
-            match admission {
-                Admission::Stored => {}
-                Admission::Duplicate => {
-                    audit(
-                        AuditKind::DuplicateDelivery,
-                        format!("event {event_id} already stored"),
-                    )
-                    .await;
-                }
-                Admission::PairingSent { code } => {
-                    audit(
-                        AuditKind::PairingRequested,
-                        "unknown sender given a pairing code".into(),
-                    )
-                    .await;
-                    let text = pairing_text(&code);
-                    if let Some(inline) = adapter.inline_notice(&text) {
-                        ack = inline;
-                    } else {
-                        let notice = PairingNotice {
-                            platform,
-                            user_id: user_id.clone(),
-                            thread_id,
-                            event_id,
-                            code,
-                            text,
-                        };
-                        if let Err(err) = self.sink.notify(notice).await {
-                            tracing::warn!(%platform, %err, "pairing notice not queued");
-                        }
-                    }
-                }
-                Admission::PairingPending => {
-                    if let Some(inline) =
-                        adapter.inline_notice("Still waiting for my owner to approve you.")
-                    {
-                        ack = inline;
-                    }
-                }
-                Admission::Denied => {
-                    audit(
-                        AuditKind::DeniedSender,
-                        "message from a denied sender dropped".into(),
-                    )
-                    .await;
-                    if let Some(inline) =
-                        adapter.inline_notice("This assistant is not available to you.")
-                    {
-                        ack = inline;
-                    }
                 }
             }
         }
@@ -344,7 +439,7 @@ impl<S: EventSink, A: AuditLog, P: PairingStore> Gateway<S, A, P> {
                 kind,
                 err.to_string(),
                 status,
-                request,
+                Some(request),
                 remote_addr,
             );
             self.audit(record).await;
@@ -365,9 +460,10 @@ fn request_record(
     kind: AuditKind,
     detail: String,
     status: u16,
-    request: &InboundRequest<'_>,
+    request: Option<&InboundRequest<'_>>,
     remote_addr: Option<String>,
 ) -> AuditRecord {
+    let body = request.map_or(&[][..], |r| r.body);
     AuditRecord {
         at: Utc::now(),
         platform,
@@ -375,8 +471,8 @@ fn request_record(
         detail,
         status: Some(status),
         remote_addr,
-        body_sha256: sha256_hex(request.body),
-        body_len: request.body.len(),
+        body_sha256: sha256_hex(body),
+        body_len: body.len(),
         user_id: None,
     }
 }

@@ -35,11 +35,14 @@
 pub mod adapter;
 pub mod audit;
 pub mod config;
+pub mod cursor;
 pub mod format;
 pub mod gateway;
 pub mod idempotency;
 pub mod pairing;
 pub mod platforms;
+pub mod poll;
+pub mod probe;
 pub mod ratelimit;
 pub mod router;
 pub mod sender;
@@ -48,14 +51,15 @@ pub mod split;
 pub mod verify;
 
 pub use adapter::{
-    Ack, BridgeAdapter, Inbound, InboundError, InboundRequest, OutboundMessage, Platform,
+    Ack, BridgeAdapter, Channel, Inbound, InboundError, InboundRequest, OutboundMessage, Platform,
     RenderError, ReplyOrigin,
 };
 pub use audit::{AuditKind, AuditLog, AuditRecord, MemoryAuditLog};
 pub use config::{
-    DiscordConfig, GatewayConfig, MatrixConfig, Secret, SlackConfig, TelegramConfig,
-    TelegramParseMode, WhatsAppConfig,
+    ConfigError, DEFAULT_ACCOUNT, DiscordConfig, GatewayConfig, MatrixConfig, Secret, SlackConfig,
+    TelegramConfig, TelegramParseMode, WhatsAppConfig,
 };
+pub use cursor::{CursorStore, MemoryCursors};
 pub use gateway::{Admission, Gateway};
 pub use idempotency::{LedgerState, MemoryLedger, SendLedger, idempotency_key};
 pub use pairing::{

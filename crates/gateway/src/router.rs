@@ -1,16 +1,19 @@
-//! The axum router: `/webhooks/{platform}` for each configured platform.
+//! The axum router: one route per platform and account,
+//! `/hooks/{platform}/{account}`, for each configured account.
 //!
 //! | route | methods |
 //! |---|---|
-//! | `/webhooks/slack` | POST |
-//! | `/webhooks/telegram` | POST |
-//! | `/webhooks/discord` | POST |
-//! | `/webhooks/whatsapp` | GET (subscription check), POST |
-//! | `/webhooks/matrix/_matrix/app/v1/transactions/{txnId}` | PUT |
-//! | `/webhooks/matrix/transactions/{txnId}` | PUT (legacy path) |
-//! | `/webhooks/matrix/_matrix/app/v1/ping` | POST |
+//! | `/hooks/slack/{account}` | POST |
+//! | `/hooks/telegram/{account}` | POST |
+//! | `/hooks/discord/{account}` | POST |
+//! | `/hooks/whatsapp/{account}` | GET (subscription check), POST |
+//! | `/hooks/matrix/{account}/_matrix/app/v1/transactions/{txnId}` | PUT |
+//! | `/hooks/matrix/{account}/transactions/{txnId}` | PUT (legacy path) |
+//! | `/hooks/matrix/{account}/_matrix/app/v1/ping` | POST |
 //!
-//! The Matrix registration's `url` is therefore `https://host/webhooks/matrix`.
+//! The Matrix registration's `url` is therefore `https://host/hooks/matrix/{account}`.
+//! The account named `default` is also served at the older
+//! `/webhooks/{platform}`, so existing platform settings keep working.
 //! Bodies over `max_body_bytes` get 413, malformed JSON 400, both with a JSON
 //! error naming the problem.
 
@@ -26,18 +29,20 @@ use axum::routing::{get, post, put};
 use chrono::Utc;
 
 use crate::gateway::{Reply, ReplyBody};
-use crate::{AuditLog, EventSink, Gateway, InboundRequest, PairingStore, Platform};
+use crate::{
+    AuditLog, Channel, DEFAULT_ACCOUNT, EventSink, Gateway, InboundRequest, PairingStore, Platform,
+};
 
 struct RouteState<S, A, P> {
     gateway: Arc<Gateway<S, A, P>>,
-    platform: Platform,
+    channel: Arc<Channel>,
 }
 
 impl<S, A, P> Clone for RouteState<S, A, P> {
     fn clone(&self) -> Self {
         Self {
             gateway: Arc::clone(&self.gateway),
-            platform: self.platform,
+            channel: Arc::clone(&self.channel),
         }
     }
 }
@@ -52,37 +57,50 @@ where
     P: PairingStore,
 {
     let mut router = Router::new();
-    for platform in gateway.platforms().collect::<Vec<_>>() {
+    for channel in gateway.channels().cloned().collect::<Vec<_>>() {
+        let mut bases = vec![channel.route()];
+        if channel.account == DEFAULT_ACCOUNT {
+            bases.push(format!("/webhooks/{}", channel.platform));
+        }
         let state = RouteState {
             gateway: Arc::clone(&gateway),
-            platform,
+            channel: Arc::new(channel),
         };
-        let base = format!("/webhooks/{}", platform.as_str());
-        let routes: Router = match platform {
-            Platform::Matrix => Router::new()
-                .route(
-                    &format!("{base}/_matrix/app/v1/transactions/{{txn_id}}"),
-                    put(matrix_transaction::<S, A, P>),
-                )
-                .route(
-                    &format!("{base}/transactions/{{txn_id}}"),
-                    put(matrix_transaction::<S, A, P>),
-                )
-                .route(
-                    &format!("{base}/_matrix/app/v1/ping"),
-                    post(webhook::<S, A, P>),
-                )
-                .with_state(state),
-            Platform::WhatsApp => Router::new()
-                .route(&base, get(webhook::<S, A, P>).post(webhook::<S, A, P>))
-                .with_state(state),
-            _ => Router::new()
-                .route(&base, post(webhook::<S, A, P>))
-                .with_state(state),
-        };
-        router = router.merge(routes);
+        for base in bases {
+            router = router.merge(account_routes(&base, state.clone()));
+        }
     }
     router
+}
+
+fn account_routes<S, A, P>(base: &str, state: RouteState<S, A, P>) -> Router
+where
+    S: EventSink,
+    A: AuditLog,
+    P: PairingStore,
+{
+    match state.channel.platform {
+        Platform::Matrix => Router::new()
+            .route(
+                &format!("{base}/_matrix/app/v1/transactions/{{txn_id}}"),
+                put(matrix_transaction::<S, A, P>),
+            )
+            .route(
+                &format!("{base}/transactions/{{txn_id}}"),
+                put(matrix_transaction::<S, A, P>),
+            )
+            .route(
+                &format!("{base}/_matrix/app/v1/ping"),
+                post(webhook::<S, A, P>),
+            )
+            .with_state(state),
+        Platform::WhatsApp => Router::new()
+            .route(base, get(webhook::<S, A, P>).post(webhook::<S, A, P>))
+            .with_state(state),
+        _ => Router::new()
+            .route(base, post(webhook::<S, A, P>))
+            .with_state(state),
+    }
 }
 
 async fn webhook<S, A, P>(State(state): State<RouteState<S, A, P>>, request: Request) -> Response
@@ -117,7 +135,7 @@ where
     A: AuditLog,
     P: PairingStore,
 {
-    let platform = state.platform;
+    let platform = state.channel.platform;
     let limit = state.gateway.config().max_body_bytes;
     let (parts, body) = request.into_parts();
     let declared = parts
@@ -155,7 +173,7 @@ where
     };
     let reply = state
         .gateway
-        .handle(platform, &inbound, remote_addr, Utc::now())
+        .handle(&state.channel, &inbound, remote_addr, Utc::now())
         .await;
     into_response(reply)
 }

@@ -36,6 +36,8 @@ pub enum SinkError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairingNotice {
     pub platform: Platform,
+    /// The account's event source ([`crate::Channel::source`]), which routes the reply.
+    pub source: String,
     pub user_id: String,
     /// Where to answer (the event's `thread_id`).
     pub thread_id: String,
@@ -53,7 +55,7 @@ impl PairingNotice {
         ResponsePacket {
             seq: 0,
             in_reply_to: Some(self.event_id.clone()),
-            source: self.platform.as_str().to_owned(),
+            source: self.source.clone(),
             user_id: self.user_id.clone(),
             thread_id: self.thread_id.clone(),
             kind: ResponseKind::Notice,

@@ -13,8 +13,8 @@ use opticlaw_core::{ResponseKind, ResponsePacket};
 use opticlaw_gateway::format::{escape_markdown_v2, telegram_markdown_v2};
 use opticlaw_gateway::platforms::telegram::TelegramPoller;
 use opticlaw_gateway::{
-    Gateway, GatewayConfig, MemoryAuditLog, MemoryLedger, MemoryPairingStore, MemorySink,
-    OutboundMessage, PartOutcome, Platform, ReplyOrigin, SendError, Sender,
+    Channel, Gateway, GatewayConfig, MemoryAuditLog, MemoryLedger, MemoryPairingStore, MemorySink,
+    OutboundMessage, PartOutcome, Platform, ReplyOrigin, SendError, SendLedger, Sender,
 };
 use serde_json::{Value, json};
 
@@ -49,10 +49,22 @@ fn render(
     p: &ResponsePacket,
     origin: Option<&ReplyOrigin>,
 ) -> Vec<OutboundMessage> {
-    g.adapter(Platform::parse(&p.source).unwrap())
+    g.render(&Channel::from_source(&p.source).unwrap(), p, origin)
         .unwrap()
-        .render(p, origin)
         .unwrap()
+}
+
+/// A fake platform server, a gateway and a sender aimed at it.
+async fn fake_world() -> (FakePlatform, TestGateway, Sender<MemoryLedger>) {
+    let fake = FakePlatform::start().await;
+    let config = config(&fake.base);
+    let g = gateway(config.clone());
+    let sender = Sender::new(
+        reqwest::Client::new(),
+        config,
+        Arc::new(MemoryLedger::new()),
+    );
+    (fake, g, sender)
 }
 
 fn thread_of(platform: Platform) -> &'static str {
@@ -167,14 +179,7 @@ fn each_platform_splits_at_its_own_limit() {
 
 #[tokio::test]
 async fn reply_reaches_every_fake_platform_formatted_for_it() {
-    let fake = FakePlatform::start().await;
-    let config = config(&fake.base);
-    let g = gateway(config.clone());
-    let sender = Sender::new(
-        reqwest::Client::new(),
-        config,
-        Arc::new(MemoryLedger::new()),
-    );
+    let (fake, g, sender) = fake_world().await;
     let text = "*Done*: 3 < 4 & `x_y` [link](https://example.org/a)";
     for platform in Platform::ALL {
         let parts = render(&g, &packet(platform, thread_of(platform), 10, text), None);
@@ -272,6 +277,7 @@ async fn fake_platform_refuses_an_over_limit_message_as_the_platform_does() {
     );
     let message = OutboundMessage {
         platform: Platform::Discord,
+        account: "default".into(),
         method: "POST".into(),
         path: "channels/645027906669510667/messages".into(),
         body: json!({"content": "x".repeat(2001)}),
@@ -456,7 +462,7 @@ async fn replies_thread_under_the_original_message() {
 async fn discord_interaction_followup_needs_no_bot_token() {
     let fake = FakePlatform::start().await;
     let mut config = config(&fake.base);
-    config.discord.as_mut().unwrap().bot_token = None;
+    config.discord[0].bot_token = None;
     let g = gateway(config.clone());
     let sender = Sender::new(
         reqwest::Client::new(),
@@ -483,12 +489,7 @@ async fn discord_interaction_followup_needs_no_bot_token() {
 async fn telegram_long_poll_blocks_at_the_server_until_an_update_arrives() {
     let fake = FakePlatform::start().await;
     let config = config(&fake.base);
-    let mut poller = TelegramPoller::new(
-        reqwest::Client::new(),
-        config.telegram.as_ref().unwrap(),
-        0,
-        30,
-    );
+    let mut poller = TelegramPoller::new(reqwest::Client::new(), &config.telegram[0], 0, 30);
     let update: Value = serde_json::from_slice(&fixture("telegram_message.json")).unwrap();
     let push = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -503,4 +504,151 @@ async fn telegram_long_poll_blocks_at_the_server_until_an_update_arrives() {
     assert_eq!(calls.len(), 1, "one held request, no polling loop");
     assert_eq!(calls[0].body["timeout"], 30);
     assert_eq!(calls[0].body["offset"], 0);
+}
+
+#[tokio::test]
+async fn attachments_go_out_natively_where_the_platform_fetches_them() {
+    use opticlaw_core::Attachment;
+    let (fake, g, sender) = fake_world().await;
+    let attachment = |kind: &str, name: &str, reference: &str| Attachment {
+        kind: kind.into(),
+        name: Some(name.into()),
+        mime_type: Some("image/png".into()),
+        reference: reference.into(),
+        size_bytes: Some(2048),
+    };
+    let cases = [
+        (
+            Platform::Telegram,
+            "https://example.org/chart.png",
+            "sendPhoto",
+        ),
+        (Platform::WhatsApp, "https://example.org/chart.png", "image"),
+        (Platform::Matrix, "mxc://example.org/AbCdEf", "m.image"),
+    ];
+    for (seq, (platform, reference, native)) in cases.into_iter().enumerate() {
+        let mut p = packet(
+            platform,
+            thread_of(platform),
+            900 + seq as i64,
+            "Here is the chart.",
+        );
+        p.attachments = vec![
+            attachment("image", "chart.png", reference),
+            attachment("document", "notes.txt", "/home/me/notes.txt"),
+        ];
+        let parts = render(&g, &p, None);
+        assert_eq!(parts.len(), 2, "{platform}: text, then the image");
+        sender.deliver(&parts).await.unwrap();
+        let calls = fake.delivered(platform.as_str());
+        let (text_call, file_call) = (&calls[calls.len() - 2], &calls[calls.len() - 1]);
+        // What cannot go out natively is named in the text.
+        assert!(
+            text_of(platform, &text_call.body).contains("notes"),
+            "{platform}: {:?}",
+            text_call.body
+        );
+        match platform {
+            Platform::Telegram => {
+                assert!(file_call.path.ends_with(native), "{}", file_call.path);
+                assert_eq!(file_call.body["photo"], reference);
+                assert_eq!(file_call.body["caption"], "chart.png");
+            }
+            Platform::WhatsApp => {
+                assert_eq!(file_call.body["type"], native);
+                assert_eq!(file_call.body["image"]["link"], reference);
+            }
+            _ => {
+                assert_eq!(file_call.body["msgtype"], native);
+                assert_eq!(file_call.body["url"], reference);
+                assert_eq!(file_call.body["info"]["size"], 2048);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn fake_platforms_refuse_a_local_path_as_a_file() {
+    let fake = FakePlatform::start().await;
+    let sender = Sender::new(
+        reqwest::Client::new(),
+        config(&fake.base),
+        Arc::new(MemoryLedger::new()),
+    );
+    let message = OutboundMessage {
+        platform: Platform::Telegram,
+        account: "default".into(),
+        method: "POST".into(),
+        path: "sendDocument".into(),
+        body: json!({"chat_id": 1, "document": "/etc/passwd"}),
+        idempotency_key: "oc1-local-path".into(),
+        rate_key: "1".into(),
+        part: 0,
+        parts: 1,
+    };
+    match sender.deliver(&[message]).await.unwrap_err() {
+        SendError::Rejected { status, detail, .. } => {
+            assert_eq!(status, 400);
+            assert!(detail.contains("wrong remote file identifier"), "{detail}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn deferred_completion_leaves_the_mark_to_the_caller_and_never_sends_twice() {
+    let fake = FakePlatform::start().await;
+    let config = config(&fake.base);
+    let g = gateway(config.clone());
+    let ledger = Arc::new(MemoryLedger::new());
+    let sender =
+        Sender::new(reqwest::Client::new(), config, ledger.clone()).with_deferred_completion();
+    let parts = render(&g, &packet(Platform::Telegram, "1111111", 61, "once"), None);
+    let delivery = sender.deliver(&parts).await.unwrap();
+    assert!(matches!(delivery.parts[0].1, PartOutcome::Sent { .. }));
+    // The caller crashed before recording it: the part is in doubt, so a
+    // redelivery skips it rather than sending it again.
+    let again = sender.deliver(&parts).await.unwrap();
+    assert_eq!(again.parts[0].1, PartOutcome::SkippedInDoubt);
+    assert_eq!(fake.delivered("telegram").len(), 1);
+    // Once the caller records it, a redelivery knows it was sent.
+    ledger
+        .complete(&parts[0].idempotency_key, Some("1".into()))
+        .await;
+    let recorded = sender.deliver(&parts).await.unwrap();
+    assert!(matches!(
+        recorded.parts[0].1,
+        PartOutcome::AlreadySent { .. }
+    ));
+    assert_eq!(fake.delivered("telegram").len(), 1);
+}
+
+#[tokio::test]
+async fn a_platform_outage_is_waited_out_once_then_the_reply_is_sent() {
+    let (fake, g, sender) = fake_world().await;
+    for platform in Platform::ALL {
+        fake.outage(platform.as_str(), 1);
+        let started = std::time::Instant::now();
+        let parts = render(
+            &g,
+            &packet(platform, thread_of(platform), 70, "after the outage"),
+            None,
+        );
+        let delivery = sender.deliver(&parts).await.unwrap();
+        assert!(
+            matches!(delivery.parts[0].1, PartOutcome::Sent { .. }),
+            "{platform}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{platform}: waited"
+        );
+        let calls = fake.calls(platform.as_str());
+        let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+        assert_eq!(
+            statuses,
+            [503, 200],
+            "{platform}: one refused call, one delivery"
+        );
+    }
 }

@@ -61,7 +61,7 @@ async fn forged_slack_signature_is_refused_and_audited() {
     let forged = opticlaw_gateway::platforms::slack::sign("not-the-secret", &ts, &body);
     let response = h
         .client
-        .post(h.url("/webhooks/slack"))
+        .post(h.url("/hooks/slack/default"))
         .header("x-slack-request-timestamp", &ts)
         .header("x-slack-signature", forged)
         .body(body.clone())
@@ -91,7 +91,7 @@ async fn forged_slack_signature_is_refused_and_audited() {
     let signature = opticlaw_gateway::platforms::slack::sign(SLACK_SECRET, &ts, &body);
     let response = h
         .client
-        .post(h.url("/webhooks/slack"))
+        .post(h.url("/hooks/slack/default"))
         .header("x-slack-request-timestamp", &ts)
         .header("x-slack-signature", signature)
         .body(tampered)
@@ -102,7 +102,7 @@ async fn forged_slack_signature_is_refused_and_audited() {
     // and so is a request with no signature at all
     let response = h
         .client
-        .post(h.url("/webhooks/slack"))
+        .post(h.url("/hooks/slack/default"))
         .body(body)
         .send()
         .await
@@ -220,7 +220,7 @@ async fn telegram_wrong_secret_token_is_refused() {
     assert_eq!(response.status(), 403);
     let response = h
         .client
-        .post(h.url("/webhooks/telegram"))
+        .post(h.url("/hooks/telegram/default"))
         .body(fixture("telegram_message.json"))
         .send()
         .await
@@ -329,7 +329,7 @@ async fn whatsapp_subscription_check_echoes_challenge() {
     let response = h
         .client
         .get(h.url(&format!(
-            "/webhooks/whatsapp?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={WHATSAPP_VERIFY_TOKEN}"
+            "/hooks/whatsapp/default?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={WHATSAPP_VERIFY_TOKEN}"
         )))
         .send()
         .await
@@ -340,7 +340,7 @@ async fn whatsapp_subscription_check_echoes_challenge() {
     let wrong = h
         .client
         .get(h.url(
-            "/webhooks/whatsapp?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=nope",
+            "/hooks/whatsapp/default?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=nope",
         ))
         .send()
         .await
@@ -495,7 +495,7 @@ async fn busy_store_answers_429_with_retry_after() {
 #[tokio::test]
 async fn unconfigured_platform_is_not_mounted() {
     let mut config = config("http://127.0.0.1:9");
-    config.slack = None;
+    config.slack.clear();
     let h = Harness::start(config).await;
     let response = h
         .post_slack(&fixture("slack_message.json"), now(), &[])
@@ -508,7 +508,7 @@ async fn unconfigured_platform_is_not_mounted() {
 #[tokio::test]
 async fn unknown_sender_gets_a_pairing_code_and_nothing_else_until_approved() {
     let mut config = config("http://127.0.0.1:9");
-    config.telegram.as_mut().unwrap().allow_from.clear();
+    config.telegram[0].allow_from.clear();
     let h = Harness::start(config).await;
     let body = fixture("telegram_message.json");
     assert_eq!(h.post_telegram(&body, TELEGRAM_SECRET).await.status(), 200);
@@ -553,7 +553,7 @@ async fn unknown_sender_gets_a_pairing_code_and_nothing_else_until_approved() {
 #[tokio::test]
 async fn denied_sender_is_ignored() {
     let mut config = config("http://127.0.0.1:9");
-    config.whatsapp.as_mut().unwrap().allow_from.clear();
+    config.whatsapp[0].allow_from.clear();
     let h = Harness::start(config).await;
     let body = fixture("whatsapp_text_message.json");
     h.post_whatsapp(&body, WHATSAPP_APP_SECRET).await;
@@ -581,7 +581,7 @@ async fn denied_sender_is_ignored() {
 #[tokio::test]
 async fn unknown_discord_sender_sees_the_pairing_code_inline_and_privately() {
     let mut config = config("http://127.0.0.1:9");
-    config.discord.as_mut().unwrap().allow_from.clear();
+    config.discord[0].allow_from.clear();
     let h = Harness::start(config).await;
     let response = h
         .post_discord(&fixture("discord_command.json"), &discord_key(), now())

@@ -210,6 +210,9 @@ impl Config {
         if self.local.user_id.trim().is_empty() {
             return fail("local.user_id", "must not be empty".into());
         }
+        if let Some(Err(err)) = self.gateway.as_ref().map(|g| g.validate()) {
+            return fail("account", err.to_string());
+        }
         if let Some(models) = &self.models
             && let Err(err) = opticlaw_models::ModelRouter::new(models.clone())
         {
@@ -342,9 +345,12 @@ user_id = "owner"
 # semantic = true                     # reuse replies to requests that mean the same (needs
 #                                     # scripts/fetch-embedding-model); semantic_threshold = 0.92
 
-# Chat platforms (webhooks are served under /webhooks/<platform>):
+# Chat platforms, one webhook route per account: /hooks/<platform>/<account>
+# (`opticlaw channels add --help`). One table is the account "default";
+# use [[gateway.telegram]] with `account = "..."` for several bots.
 # [gateway.telegram]
 # bot_token = "..."                   # see `opticlaw doctor`
+# long_poll = true                    # no public URL: getUpdates instead of a webhook
 
 # Replies without any model, checked after the built-in commands:
 # [[rules]]

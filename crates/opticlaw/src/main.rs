@@ -45,6 +45,9 @@ enum Command {
     /// Approve or deny chat-platform senders waiting with a pairing code
     #[command(subcommand)]
     Pairing(commands::pairing::Command),
+    /// Chat accounts (Telegram, Slack, Discord, WhatsApp, Matrix): list, add, test, remove
+    #[command(subcommand)]
+    Channels(commands::channels::Command),
     /// Model providers and tiers: list, add, test, usage
     #[command(subcommand)]
     Models(commands::models::Command),
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Status => commands::status::run(cli.home.as_deref()),
         Command::Doctor => commands::doctor::run(cli.home.as_deref()),
         Command::Pairing(command) => commands::pairing::run(cli.home.as_deref(), command),
+        Command::Channels(command) => commands::channels::run(cli.home.as_deref(), command),
         Command::Models(command) => commands::models::run(cli.home.as_deref(), command),
         Command::Triage(command) => commands::triage::run(command),
         Command::Approvals(command) => commands::approvals::run(cli.home.as_deref(), command),

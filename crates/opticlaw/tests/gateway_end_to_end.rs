@@ -45,7 +45,7 @@ fn post_webhook(daemon: &common::Daemon, secret: &str, body: &Value) -> u16 {
         .unwrap();
     runtime.block_on(async {
         reqwest::Client::new()
-            .post(format!("{}/webhooks/telegram", daemon.base))
+            .post(format!("{}/hooks/telegram/default", daemon.base))
             .header("X-Telegram-Bot-Api-Secret-Token", secret)
             .json(body)
             .send()
@@ -142,36 +142,20 @@ fn fake_telegram() -> (String, Calls, std::thread::JoinHandle<()>) {
     use axum::routing::post;
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorded = calls.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let app = axum::Router::new().route(
-                "/{*path}",
-                post(
-                    move |axum::extract::Path(path): axum::extract::Path<String>,
-                          axum::Json(body): axum::Json<Value>| {
-                        let recorded = recorded.clone();
-                        async move {
-                            recorded.lock().unwrap().push((path, body));
-                            axum::Json(json!({ "ok": true, "result": { "message_id": 777 } }))
-                        }
-                    },
-                ),
-            );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(20),
-                axum::serve(listener, app),
-            )
-            .await;
-        });
-    });
+    let app = axum::Router::new().route(
+        "/{*path}",
+        post(
+            move |axum::extract::Path(path): axum::extract::Path<String>,
+                  axum::Json(body): axum::Json<Value>| {
+                let recorded = recorded.clone();
+                async move {
+                    recorded.lock().unwrap().push((path, body));
+                    axum::Json(json!({ "ok": true, "result": { "message_id": 777 } }))
+                }
+            },
+        ),
+    );
+    let (base, server) = common::serve_in_thread(app, 20);
     (base, calls, server)
 }
 
@@ -194,6 +178,16 @@ fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
     while calls.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // The sender keeps its connection to the platform for the next reply,
+    // and an idle daemon still never wakes (no pool reaper timer).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = common::context_switches(daemon.pid());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let woke = common::context_switches(daemon.pid()) - before;
+    assert_eq!(
+        woke, 0,
+        "the idle daemon woke {woke} times in 3 s after a delivery"
+    );
     // A restart must not send it again.
     daemon.kill9();
     let daemon = home.serve();

@@ -4,27 +4,6 @@ mod common;
 
 use std::time::Duration;
 
-fn switches(pid: i32) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let status =
-            std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
-        for line in status.lines() {
-            if line.starts_with("voluntary_ctxt_switches:")
-                || line.starts_with("nonvoluntary_ctxt_switches:")
-            {
-                total += line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap();
-            }
-        }
-    }
-    total
-}
-
 #[test]
 #[cfg(target_os = "linux")]
 fn idle_daemon_makes_no_wakeups() {
@@ -35,9 +14,9 @@ fn idle_daemon_makes_no_wakeups() {
     daemon.send("main", "remind me tomorrow at 9 to pay rent");
     daemon.wait_for_replies("main", 2, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(1500));
-    let before = switches(daemon.pid());
+    let before = common::context_switches(daemon.pid());
     std::thread::sleep(Duration::from_secs(3));
-    let after = switches(daemon.pid());
+    let after = common::context_switches(daemon.pid());
     assert_eq!(
         after - before,
         0,

@@ -23,7 +23,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Normalized, parts, text_with_attachments};
+use super::{Media, Normalized, parts, text_with_links};
 use crate::adapter::parse_json;
 use crate::split::split_rendered;
 use crate::{
@@ -79,14 +79,21 @@ impl MatrixAdapter {
                 .query_param("access_token")
                 .ok_or_else(|| InboundError::unauthenticated(P, "no hs_token presented"))?,
         };
-        if self.config.hs_token.matches(token.trim().as_bytes()) {
+        let Some(expected) = &self.config.hs_token else {
+            return Err(InboundError::forged(
+                P,
+                "no hs_token configured; application-service mode is disabled",
+                403,
+            ));
+        };
+        if expected.matches(token.trim().as_bytes()) {
             Ok(())
         } else {
             Err(InboundError::forged(P, "hs_token does not match", 403))
         }
     }
 
-    fn normalize(&self, raw: Value, txn_id: &str) -> Option<Normalized> {
+    pub(crate) fn normalize(&self, raw: Value, txn_id: &str) -> Option<Normalized> {
         let event: RoomEvent = serde_json::from_value(raw).ok()?;
         if event.kind != "m.room.message" || event.sender == self.config.bot_user_id {
             return None;
@@ -172,8 +179,11 @@ impl BridgeAdapter for MatrixAdapter {
                 detail: "not a room id".into(),
             });
         }
+        // Files already in the homeserver's media repository (`mxc://`) go
+        // out as m.image/m.file/... events (spec: m.room.message msgtypes).
+        let native = |a: &Attachment| a.reference.starts_with("mxc://");
         let pieces = split_rendered(
-            &text_with_attachments(packet),
+            &text_with_links(packet, native),
             CONTENT_LIMIT_BYTES,
             |s| (format::plain_text(s), format::matrix_html(s)),
             |(body, html)| body.len() + html.len(),
@@ -182,22 +192,42 @@ impl BridgeAdapter for MatrixAdapter {
             .in_reply_to
             .as_deref()
             .filter(|id| id.starts_with('$'));
-        let bodies = pieces
+        let texts = pieces
             .into_iter()
-            .enumerate()
-            .map(|(i, (body, html))| {
-                let mut content = json!({
+            .filter(|(body, _)| !body.trim().is_empty())
+            .map(|(body, html)| {
+                json!({
                     "msgtype": "m.text",
                     "body": body,
                     "format": "org.matrix.custom.html",
                     "formatted_body": html,
-                });
-                if let (0, Some(id)) = (i, reply_to) {
-                    content["m.relates_to"] = json!({"m.in_reply_to": {"event_id": id}});
-                }
-                content
+                })
+            });
+        let files = packet.attachments.iter().filter(|a| native(a)).map(|a| {
+            let msgtype = match Media::of(&a.kind) {
+                Media::Image => "m.image",
+                Media::Audio => "m.audio",
+                Media::Video => "m.video",
+                Media::File => "m.file",
+            };
+            let mut info = json!({});
+            if let Some(mime) = &a.mime_type {
+                info["mimetype"] = json!(mime);
+            }
+            if let Some(size) = a.size_bytes {
+                info["size"] = json!(size);
+            }
+            json!({
+                "msgtype": msgtype,
+                "body": a.name.as_deref().unwrap_or("file"),
+                "url": a.reference,
+                "info": info,
             })
-            .collect();
+        });
+        let mut bodies: Vec<Value> = texts.chain(files).collect();
+        if let (Some(first), Some(id)) = (bodies.first_mut(), reply_to) {
+            first["m.relates_to"] = json!({"m.in_reply_to": {"event_id": id}});
+        }
         let room = utf8_percent_encode(&packet.thread_id, NON_ALPHANUMERIC).to_string();
         let path = format!("_matrix/client/v3/rooms/{room}/send/m.room.message/{{key}}");
         parts(P, packet, "PUT", &path, &packet.thread_id, bodies)

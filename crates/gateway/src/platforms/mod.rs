@@ -2,6 +2,7 @@
 
 pub mod discord;
 pub mod matrix;
+pub mod matrix_sync;
 pub mod slack;
 pub mod telegram;
 pub mod whatsapp;
@@ -61,6 +62,18 @@ pub(crate) fn parts(
     rate_key: &str,
     bodies: Vec<Value>,
 ) -> Result<Vec<OutboundMessage>, RenderError> {
+    let routed = bodies.into_iter().map(|b| (path.to_owned(), b)).collect();
+    parts_routed(platform, packet, method, rate_key, routed)
+}
+
+/// Like [`parts`], with a path per part (Telegram's `sendPhoto` beside `sendMessage`).
+pub(crate) fn parts_routed(
+    platform: Platform,
+    packet: &ResponsePacket,
+    method: &str,
+    rate_key: &str,
+    bodies: Vec<(String, Value)>,
+) -> Result<Vec<OutboundMessage>, RenderError> {
     if bodies.is_empty() {
         return Err(RenderError::Empty { platform });
     }
@@ -68,10 +81,11 @@ pub(crate) fn parts(
     Ok(bodies
         .into_iter()
         .enumerate()
-        .map(|(part, body)| {
+        .map(|(part, (path, body))| {
             let key = idempotency_key(&packet.source, &packet.thread_id, packet.seq, part);
             OutboundMessage {
                 platform,
+                account: crate::config::DEFAULT_ACCOUNT.to_owned(),
                 method: method.to_owned(),
                 path: path.replace("{key}", &key),
                 body,
@@ -85,10 +99,19 @@ pub(crate) fn parts(
 }
 
 /// The text of a reply plus a line per attachment reference, for platforms
-/// where this crate sends text only.
+/// where this crate sends text only (Slack and Discord unfurl a URL).
 pub(crate) fn text_with_attachments(packet: &ResponsePacket) -> String {
+    text_with_links(packet, |_| false)
+}
+
+/// The text of a reply plus a line per attachment that does not go out
+/// natively (`native` says which do).
+pub(crate) fn text_with_links(
+    packet: &ResponsePacket,
+    native: impl Fn(&Attachment) -> bool,
+) -> String {
     let mut text = packet.text.clone();
-    for a in &packet.attachments {
+    for a in packet.attachments.iter().filter(|a| !native(a)) {
         if !text.is_empty() {
             text.push('\n');
         }
@@ -99,6 +122,37 @@ pub(crate) fn text_with_attachments(packet: &ResponsePacket) -> String {
         }
     }
     text
+}
+
+/// An `http(s)://` URL, which Telegram and WhatsApp fetch themselves.
+pub(crate) fn is_web_url(reference: &str) -> bool {
+    reference.starts_with("https://") || reference.starts_with("http://")
+}
+
+/// What an attachment is, as the platforms' media types see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Media {
+    Image,
+    Audio,
+    Video,
+    File,
+}
+
+impl Media {
+    /// From `Attachment::kind`.
+    pub fn of(kind: &str) -> Self {
+        match kind {
+            "image" | "photo" => Media::Image,
+            "audio" | "voice" => Media::Audio,
+            "video" => Media::Video,
+            _ => Media::File,
+        }
+    }
+}
+
+/// At most `max` characters of `text` (a caption).
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 /// A metadata string from the replied-to event.

@@ -23,7 +23,7 @@ use opticlaw_core::{Attachment, EventEnvelope, ResponsePacket};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Normalized, from_unix, parts, text_with_attachments};
+use super::{Media, Normalized, clip, from_unix, is_web_url, parts_routed, text_with_links};
 use crate::adapter::parse_json;
 use crate::split::{Unit, split_rendered};
 use crate::{
@@ -33,6 +33,8 @@ use crate::{
 
 /// Telegram's maximum message length.
 pub const TEXT_LIMIT: usize = 4096;
+/// Media captions: 0-1024 characters.
+pub const CAPTION_LIMIT: usize = 1024;
 /// The secret-token header.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 const P: Platform = Platform::Telegram;
@@ -225,34 +227,52 @@ impl BridgeAdapter for TelegramAdapter {
             TelegramParseMode::MarkdownV2 => (format::telegram_markdown_v2, "MarkdownV2"),
             TelegramParseMode::Html => (format::telegram_html, "HTML"),
         };
-        let pieces = split_rendered(&text_with_attachments(packet), TEXT_LIMIT, render, |s| {
-            Unit::Utf16.measure(s)
-        });
+        // Attachments at a URL go out natively: Telegram fetches the file
+        // (<https://core.telegram.org/bots/api#sending-files>). Others are listed.
+        let native = |a: &Attachment| is_web_url(&a.reference);
+        let text = text_with_links(packet, native);
+        let pieces: Vec<String> =
+            split_rendered(&text, TEXT_LIMIT, render, |s| Unit::Utf16.measure(s))
+                .into_iter()
+                .filter(|piece| !piece.trim().is_empty())
+                .collect();
         let reply_to = origin.and_then(|o| o.get("telegram.message_id")).cloned();
         let topic = origin
             .and_then(|o| o.get("telegram.message_thread_id"))
             .cloned();
-        let bodies = pieces
-            .into_iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let mut body = json!({
-                    "chat_id": chat_id,
-                    "text": text,
-                    "parse_mode": mode,
-                    "link_preview_options": {"is_disabled": true},
-                });
-                if let (0, Some(id)) = (i, &reply_to) {
-                    body["reply_parameters"] =
-                        json!({"message_id": id, "allow_sending_without_reply": true});
-                }
-                if let Some(topic) = &topic {
-                    body["message_thread_id"] = topic.clone();
-                }
-                body
-            })
-            .collect();
-        parts(P, packet, "POST", "sendMessage", &packet.thread_id, bodies)
+        let texts = pieces.into_iter().map(|text| {
+            let body = json!({
+                "chat_id": chat_id,
+                "text": text,
+                "parse_mode": mode,
+                "link_preview_options": {"is_disabled": true},
+            });
+            ("sendMessage".to_owned(), body)
+        });
+        let files = packet.attachments.iter().filter(|a| native(a)).map(|a| {
+            let (method, field) = match Media::of(&a.kind) {
+                Media::Image => ("sendPhoto", "photo"),
+                Media::Audio => ("sendAudio", "audio"),
+                Media::Video => ("sendVideo", "video"),
+                Media::File => ("sendDocument", "document"),
+            };
+            let mut body = json!({"chat_id": chat_id, field: a.reference});
+            if let Some(name) = &a.name {
+                body["caption"] = json!(clip(name, CAPTION_LIMIT));
+            }
+            (method.to_owned(), body)
+        });
+        let mut bodies: Vec<(String, Value)> = texts.chain(files).collect();
+        for (i, (_, body)) in bodies.iter_mut().enumerate() {
+            if let (0, Some(id)) = (i, &reply_to) {
+                body["reply_parameters"] =
+                    json!({"message_id": id, "allow_sending_without_reply": true});
+            }
+            if let Some(topic) = &topic {
+                body["message_thread_id"] = topic.clone();
+            }
+        }
+        parts_routed(P, packet, "POST", &packet.thread_id, bodies)
     }
 }
 
@@ -317,9 +337,11 @@ impl TelegramPoller {
                 "allowed_updates": ["message"],
             }))
             .send()
-            .await?;
+            .await
+            // without the URL: it carries the bot token
+            .map_err(reqwest::Error::without_url)?;
         let status = response.status().as_u16();
-        let body: Value = response.json().await?;
+        let body: Value = response.json().await.map_err(reqwest::Error::without_url)?;
         if status == 429 {
             let secs = body["parameters"]["retry_after"].as_u64().unwrap_or(1);
             return Err(PollError::RateLimited(Duration::from_secs(secs)));

@@ -21,7 +21,7 @@ use opticlaw_core::{Attachment, ResponsePacket};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Normalized, from_unix, parts, text_with_attachments};
+use super::{Media as MediaKind, Normalized, clip, from_unix, is_web_url, parts, text_with_links};
 use crate::adapter::parse_json;
 use crate::split::{Unit, split_rendered};
 use crate::verify::{hex_mac_matches, hmac_sha256};
@@ -32,6 +32,8 @@ use crate::{
 
 /// WhatsApp's maximum text body length.
 pub const TEXT_LIMIT: usize = 4096;
+/// Media captions: at most 1024 characters.
+pub const CAPTION_LIMIT: usize = 1024;
 const P: Platform = Platform::WhatsApp;
 
 /// The WhatsApp bridge.
@@ -287,24 +289,45 @@ impl BridgeAdapter for WhatsAppAdapter {
                 detail: "not a phone number (wa_id)".into(),
             });
         }
+        // Media at a URL go out as media messages with a `link`, which
+        // WhatsApp fetches (<https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages#media-object>).
+        let native = |a: &Attachment| is_web_url(&a.reference);
         let pieces = split_rendered(
-            &text_with_attachments(packet),
+            &text_with_links(packet, native),
             TEXT_LIMIT,
             format::whatsapp,
             |s| Unit::Utf16.measure(s),
         );
-        let bodies = pieces
-            .into_iter()
-            .map(|body| {
-                json!({
-                    "messaging_product": "whatsapp",
-                    "recipient_type": "individual",
-                    "to": to,
-                    "type": "text",
-                    "text": {"preview_url": false, "body": body},
-                })
+        let envelope = |kind: &str, object: serde_json::Value| {
+            json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": kind,
+                kind: object,
             })
-            .collect();
+        };
+        let texts = pieces
+            .into_iter()
+            .filter(|body| !body.trim().is_empty())
+            .map(|body| envelope("text", json!({"preview_url": false, "body": body})));
+        let media = packet.attachments.iter().filter(|a| native(a)).map(|a| {
+            let kind = match MediaKind::of(&a.kind) {
+                MediaKind::Image => "image",
+                MediaKind::Audio => "audio",
+                MediaKind::Video => "video",
+                MediaKind::File => "document",
+            };
+            let mut object = json!({"link": a.reference});
+            if let Some(name) = a.name.as_deref().filter(|_| kind != "audio") {
+                object["caption"] = json!(clip(name, CAPTION_LIMIT));
+                if kind == "document" {
+                    object["filename"] = json!(name);
+                }
+            }
+            envelope(kind, object)
+        });
+        let bodies = texts.chain(media).collect();
         let path = format!("{}/messages", self.config.phone_number_id);
         parts(P, packet, "POST", &path, to, bodies)
     }

@@ -35,6 +35,11 @@ pub struct FakeState {
     pub throttle: Mutex<HashMap<&'static str, VecDeque<f64>>>,
     matrix_txns: Mutex<HashMap<String, String>>,
     updates: Mutex<Vec<Value>>,
+    /// Per platform: answer the next this-many calls 503 (an outage).
+    outage: Mutex<HashMap<&'static str, u32>>,
+    /// `getUpdates` bodies as they arrive (calls are logged when answered,
+    /// which for a held poll is much later).
+    polls: Mutex<Vec<Value>>,
     update_arrived: Notify,
 }
 
@@ -95,6 +100,16 @@ impl FakePlatform {
             .extend(delays.iter().copied());
     }
 
+    /// Answers the next `calls` calls to `platform` with 503 Service Unavailable.
+    pub fn outage(&self, platform: &'static str, calls: u32) {
+        self.state.outage.lock().unwrap().insert(platform, calls);
+    }
+
+    /// The `getUpdates` calls received so far, answered or still held.
+    pub fn polls(&self) -> Vec<Value> {
+        self.state.polls.lock().unwrap().clone()
+    }
+
     /// Queues a Telegram update for `getUpdates` and wakes a waiting poll.
     pub fn push_update(&self, update: Value) {
         self.state.updates.lock().unwrap().push(update);
@@ -127,7 +142,21 @@ async fn handle(State(state): State<Arc<FakeState>>, request: Request) -> Respon
         .unwrap()
         .get_mut(platform)
         .and_then(|q| q.pop_front());
-    let (status, headers, answer) = if let Some(delay) = throttled {
+    let down = state
+        .outage
+        .lock()
+        .unwrap()
+        .get_mut(platform)
+        .filter(|left| **left > 0)
+        .map(|left| *left -= 1)
+        .is_some();
+    let (status, headers, answer) = if down {
+        (
+            503,
+            HeaderMap::new(),
+            json!({"error": "service unavailable"}),
+        )
+    } else if let Some(delay) = throttled {
         rate_limited(platform, delay)
     } else {
         match platform {
@@ -199,8 +228,10 @@ fn rate_limited(platform: &str, delay: f64) -> Answer {
 }
 
 async fn telegram(state: &FakeState, path: &str, body: &Value) -> Answer {
-    let prefix = format!("/telegram/bot{TELEGRAM_TOKEN}/");
-    let Some(method) = path.strip_prefix(&prefix) else {
+    let method = [TELEGRAM_TOKEN, TELEGRAM_WORK_TOKEN]
+        .iter()
+        .find_map(|token| path.strip_prefix(&format!("/telegram/bot{token}/")));
+    let Some(method) = method else {
         return (
             401,
             HeaderMap::new(),
@@ -215,6 +246,29 @@ async fn telegram(state: &FakeState, path: &str, body: &Value) -> Answer {
         )
     };
     match method {
+        "getMe" => ok(
+            json!({"ok": true, "result": {"id": 123456, "is_bot": true, "first_name": "OptiClaw", "username": "opticlaw_bot"}}),
+        ),
+        "sendPhoto" | "sendDocument" | "sendAudio" | "sendVideo" => {
+            // https://core.telegram.org/bots/api#sending-files: a file_id or an HTTP URL.
+            let field = method.trim_start_matches("send").to_ascii_lowercase();
+            if body["chat_id"].is_null() {
+                return bad("chat_id is empty");
+            }
+            let Some(file) = body[&field].as_str().filter(|f| !f.is_empty()) else {
+                return bad(&format!("there is no {field} in the request"));
+            };
+            let web = file.starts_with("https://") || file.starts_with("http://");
+            if !web && file.contains('/') {
+                return bad("wrong remote file identifier specified");
+            }
+            if body["caption"].as_str().is_some_and(|c| utf16(c) > 1024) {
+                return bad("message caption is too long");
+            }
+            ok(
+                json!({"ok": true, "result": {"message_id": 1000 + rand_id(), "chat": {"id": body["chat_id"]}, "date": 0}}),
+            )
+        }
         "sendMessage" => {
             if body["chat_id"].is_null() {
                 return bad("chat_id is empty");
@@ -239,6 +293,7 @@ async fn telegram(state: &FakeState, path: &str, body: &Value) -> Answer {
             )
         }
         "getUpdates" => {
+            state.polls.lock().unwrap().push(body.clone());
             let offset = body["offset"].as_i64().unwrap_or(0);
             let timeout = body["timeout"].as_u64().unwrap_or(0);
             let take = || -> Vec<Value> {
@@ -272,11 +327,16 @@ async fn telegram(state: &FakeState, path: &str, body: &Value) -> Answer {
 }
 
 fn slack(path: &str, auth: Option<&str>, body: &Value) -> Answer {
-    if path != "/slack/api/chat.postMessage" {
+    if !matches!(path, "/slack/api/chat.postMessage" | "/slack/api/auth.test") {
         return ok(json!({"ok": false, "error": "unknown_method"}));
     }
     if auth != Some(&format!("Bearer {SLACK_BOT_TOKEN}")) {
         return ok(json!({"ok": false, "error": "invalid_auth"}));
+    }
+    if path == "/slack/api/auth.test" {
+        return ok(
+            json!({"ok": true, "url": "https://team.slack.com/", "team": "Team", "user": "opticlaw", "team_id": "T1", "user_id": "U1", "bot_id": "B1"}),
+        );
     }
     if body["channel"].as_str().is_none_or(str::is_empty) {
         return ok(json!({"ok": false, "error": "channel_not_found"}));
@@ -298,6 +358,16 @@ fn discord(path: &str, auth: Option<&str>, body: &Value) -> Answer {
     let authorized = match segments.as_slice() {
         ["webhooks", app, token] => *app == DISCORD_APP_ID && !token.is_empty(),
         ["channels", _, "messages"] => auth == Some(&format!("Bot {DISCORD_BOT_TOKEN}")),
+        ["users", "@me"] => {
+            if auth != Some(&format!("Bot {DISCORD_BOT_TOKEN}")) {
+                return (
+                    401,
+                    HeaderMap::new(),
+                    json!({"message": "401: Unauthorized", "code": 0}),
+                );
+            }
+            return ok(json!({"id": "80351110224678912", "username": "opticlaw", "bot": true}));
+        }
         _ => {
             return (
                 404,
@@ -341,16 +411,43 @@ fn whatsapp(path: &str, auth: Option<&str>, body: &Value) -> Answer {
             json!({"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "Az"}}),
         )
     };
-    if path != format!("/whatsapp/v21.0/{WHATSAPP_PHONE_ID}/messages") {
+    let lookup = path == format!("/whatsapp/v21.0/{WHATSAPP_PHONE_ID}");
+    if !lookup && path != format!("/whatsapp/v21.0/{WHATSAPP_PHONE_ID}/messages") {
         return err(400, 100, "Unsupported post request");
     }
     if auth != Some(&format!("Bearer {WHATSAPP_ACCESS_TOKEN}")) {
         return err(401, 190, "Invalid OAuth access token");
     }
-    if body["messaging_product"] != "whatsapp"
-        || body["to"].as_str().is_none()
-        || body["type"] != "text"
-    {
+    if lookup {
+        return ok(
+            json!({"display_phone_number": "+1 555-0100", "verified_name": "OptiClaw", "id": WHATSAPP_PHONE_ID}),
+        );
+    }
+    if body["messaging_product"] != "whatsapp" || body["to"].as_str().is_none() {
+        return err(400, 100, "(#100) Invalid parameter");
+    }
+    let kind = body["type"].as_str().unwrap_or("");
+    if matches!(kind, "image" | "document" | "audio" | "video") {
+        let media = &body[kind];
+        let link = media["link"].as_str().unwrap_or("");
+        if !(link.starts_with("https://") || link.starts_with("http://")) {
+            return err(400, 100, "(#100) Param link must be an HTTP/HTTPS URL");
+        }
+        if kind == "audio" && !media["caption"].is_null() {
+            return err(400, 100, "(#100) Param audio['caption'] is not allowed");
+        }
+        if media["caption"].as_str().is_some_and(|c| utf16(c) > 1024) {
+            return err(
+                400,
+                100,
+                "(#100) Param caption must be at most 1024 characters long.",
+            );
+        }
+        return ok(
+            json!({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}], "messages": [{"id": format!("wamid.{}", rand_id())}]}),
+        );
+    }
+    if kind != "text" {
         return err(400, 100, "(#100) Invalid parameter");
     }
     let text = body["text"]["body"].as_str().unwrap_or("");
@@ -386,6 +483,9 @@ fn matrix(
     if auth != format!("Bearer {MATRIX_AS_TOKEN}") {
         return err(401, "M_UNKNOWN_TOKEN", "Unrecognised access token");
     }
+    if path == "/matrix/_matrix/client/v3/account/whoami" {
+        return ok(json!({"user_id": MATRIX_BOT, "is_guest": false}));
+    }
     let rest = path
         .strip_prefix("/matrix/_matrix/client/v3/rooms/")
         .unwrap_or("");
@@ -405,6 +505,17 @@ fn matrix(
     }
     if body["msgtype"].as_str().is_none() || body["body"].as_str().is_none() {
         return err(400, "M_BAD_JSON", "msgtype and body are required");
+    }
+    let media = matches!(
+        body["msgtype"].as_str(),
+        Some("m.image" | "m.file" | "m.audio" | "m.video")
+    );
+    if media
+        && !body["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("mxc://"))
+    {
+        return err(400, "M_BAD_JSON", "media events need an mxc:// url");
     }
     if serde_json::to_vec(body).unwrap().len() > 65536 {
         return err(413, "M_TOO_LARGE", "event too large");

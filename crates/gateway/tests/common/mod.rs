@@ -11,9 +11,9 @@ use chrono::Utc;
 use ed25519_dalek::{Signer, SigningKey};
 use opticlaw_gateway::platforms::{slack, whatsapp};
 use opticlaw_gateway::{
-    DiscordConfig, Gateway, GatewayConfig, MatrixConfig, MemoryAuditLog, MemoryPairingStore,
-    MemorySink, Secret, SlackConfig, TelegramConfig, TelegramParseMode, WhatsAppConfig,
-    webhook_router,
+    DEFAULT_ACCOUNT, DiscordConfig, Gateway, GatewayConfig, MatrixConfig, MemoryAuditLog,
+    MemoryPairingStore, MemorySink, Secret, SlackConfig, TelegramConfig, TelegramParseMode,
+    WhatsAppConfig, webhook_router,
 };
 use tokio::task::JoinHandle;
 
@@ -21,6 +21,9 @@ pub const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 pub const SLACK_BOT_TOKEN: &str = "xoxb-test-token";
 pub const TELEGRAM_TOKEN: &str = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11";
 pub const TELEGRAM_SECRET: &str = "telegram-webhook-secret_42";
+/// A second bot, the `work` account in multi-account tests.
+pub const TELEGRAM_WORK_TOKEN: &str = "654321:WORK-bot-token";
+pub const TELEGRAM_WORK_SECRET: &str = "telegram-work-secret_7";
 pub const DISCORD_APP_ID: &str = "1107430150000000000";
 pub const DISCORD_BOT_TOKEN: &str = "discord-bot-token";
 pub const WHATSAPP_APP_SECRET: &str = "whatsapp-app-secret";
@@ -40,41 +43,51 @@ pub fn discord_key() -> SigningKey {
 /// `api` is the fake platform's base URL.
 pub fn config(api: &str) -> GatewayConfig {
     GatewayConfig {
-        slack: Some(SlackConfig {
+        slack: vec![SlackConfig {
+            account: DEFAULT_ACCOUNT.into(),
             signing_secret: Secret::new(SLACK_SECRET),
             bot_token: Secret::new(SLACK_BOT_TOKEN),
             allow_from: vec!["U2147483697".into()],
             api_base: format!("{api}/slack/api"),
-        }),
-        telegram: Some(TelegramConfig {
+        }],
+        telegram: vec![TelegramConfig {
+            account: DEFAULT_ACCOUNT.into(),
             bot_token: Secret::new(TELEGRAM_TOKEN),
             webhook_secret: Some(Secret::new(TELEGRAM_SECRET)),
             allow_from: vec!["1111111".into()],
             api_base: format!("{api}/telegram"),
             parse_mode: TelegramParseMode::MarkdownV2,
-        }),
-        discord: Some(DiscordConfig {
+            long_poll: false,
+            poll_timeout_secs: 50,
+        }],
+        discord: vec![DiscordConfig {
+            account: DEFAULT_ACCOUNT.into(),
             application_id: DISCORD_APP_ID.into(),
             public_key: hex::encode(discord_key().verifying_key().as_bytes()),
             bot_token: Some(Secret::new(DISCORD_BOT_TOKEN)),
             allow_from: vec!["53908232506183680".into()],
             api_base: format!("{api}/discord/api/v10"),
-        }),
-        whatsapp: Some(WhatsAppConfig {
+        }],
+        whatsapp: vec![WhatsAppConfig {
+            account: DEFAULT_ACCOUNT.into(),
             app_secret: Secret::new(WHATSAPP_APP_SECRET),
             verify_token: Secret::new(WHATSAPP_VERIFY_TOKEN),
             access_token: Secret::new(WHATSAPP_ACCESS_TOKEN),
             phone_number_id: WHATSAPP_PHONE_ID.into(),
             allow_from: vec!["16505551234".into()],
             api_base: format!("{api}/whatsapp/v21.0"),
-        }),
-        matrix: Some(MatrixConfig {
-            hs_token: Secret::new(MATRIX_HS_TOKEN),
+        }],
+        matrix: vec![MatrixConfig {
+            account: DEFAULT_ACCOUNT.into(),
+            hs_token: Some(Secret::new(MATRIX_HS_TOKEN)),
             as_token: Secret::new(MATRIX_AS_TOKEN),
+            sync: false,
+            sync_timeout_secs: 50,
+            sync_timeline_limit: 100,
             homeserver_url: format!("{api}/matrix"),
             bot_user_id: MATRIX_BOT.into(),
             allow_from: vec!["@alice:example.org".into()],
-        }),
+        }],
         ..GatewayConfig::default()
     }
 }
@@ -142,7 +155,7 @@ impl Harness {
         let ts = ts.to_string();
         let mut req = self
             .client
-            .post(self.url("/webhooks/slack"))
+            .post(self.url("/hooks/slack/default"))
             .header("content-type", "application/json")
             .header("x-slack-request-timestamp", &ts)
             .header("x-slack-signature", slack::sign(SLACK_SECRET, &ts, body))
@@ -154,8 +167,19 @@ impl Harness {
     }
 
     pub async fn post_telegram(&self, body: &[u8], secret: &str) -> reqwest::Response {
+        self.post_telegram_at("/hooks/telegram/default", body, secret)
+            .await
+    }
+
+    /// POSTs a Telegram update to `path` with `secret` as the secret token.
+    pub async fn post_telegram_at(
+        &self,
+        path: &str,
+        body: &[u8],
+        secret: &str,
+    ) -> reqwest::Response {
         self.client
-            .post(self.url("/webhooks/telegram"))
+            .post(self.url(path))
             .header("content-type", "application/json")
             .header("x-telegram-bot-api-secret-token", secret)
             .body(body.to_vec())
@@ -171,7 +195,7 @@ impl Harness {
         message.extend_from_slice(body);
         let signature = key.sign(&message);
         self.client
-            .post(self.url("/webhooks/discord"))
+            .post(self.url("/hooks/discord/default"))
             .header("content-type", "application/json")
             .header("x-signature-ed25519", hex::encode(signature.to_bytes()))
             .header("x-signature-timestamp", ts)
@@ -183,7 +207,7 @@ impl Harness {
 
     pub async fn post_whatsapp(&self, body: &[u8], secret: &str) -> reqwest::Response {
         self.client
-            .post(self.url("/webhooks/whatsapp"))
+            .post(self.url("/hooks/whatsapp/default"))
             .header("content-type", "application/json")
             .header("x-hub-signature-256", whatsapp::sign(secret, body))
             .body(body.to_vec())
@@ -201,7 +225,7 @@ impl Harness {
         let mut req = self
             .client
             .put(self.url(&format!(
-                "/webhooks/matrix/_matrix/app/v1/transactions/{txn}"
+                "/hooks/matrix/default/_matrix/app/v1/transactions/{txn}"
             )))
             .header("content-type", "application/json")
             .body(body.to_vec());

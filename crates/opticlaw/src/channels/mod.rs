@@ -7,4 +7,4 @@ mod stores;
 
 pub use outbound::run_outbound;
 pub use sink::RuntimeSink;
-pub use stores::{COMPONENT, SqliteAudit, SqliteLedger, SqlitePairing};
+pub use stores::{COMPONENT, SqliteAudit, SqliteCursors, SqliteLedger, SqlitePairing};

@@ -6,19 +6,20 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use opticlaw_core::ResponsePacket;
-use opticlaw_gateway::{Gateway, Platform, SendError, Sender};
+use opticlaw_gateway::{Channel, Gateway, PartOutcome, SendError, Sender};
 use opticlaw_runtime::Runtime;
 use opticlaw_store::ops;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
+use super::stores::mark_sent;
 use super::{RuntimeSink, SqliteAudit, SqliteLedger, SqlitePairing};
 
 /// The daemon's gateway, whose adapters render replies.
 pub type DaemonGateway = Gateway<RuntimeSink, SqliteAudit, SqlitePairing>;
 
 /// Conversations delivered in parallel; one conversation's replies stay in order.
-const SHARDS: usize = 8;
+const SHARDS: usize = 64;
 
 /// Delivers replies until the runtime stops. Waits on the reply channel
 /// (an internal completion event), never on a timer. Replies are spread over
@@ -85,7 +86,7 @@ async fn deliver(
     reply: ResponsePacket,
 ) {
     let seq = reply.seq;
-    let Some(platform) = Platform::parse(&reply.source) else {
+    let Some(channel) = Channel::from_source(&reply.source) else {
         tracing::warn!(
             source = reply.source,
             seq,
@@ -94,15 +95,10 @@ async fn deliver(
         mark_delivered(runtime, seq).await;
         return;
     };
-    let Some(adapter) = gateway.adapter(platform) else {
-        tracing::warn!(
-            source = reply.source,
-            seq,
-            "reply for a channel that is not configured; left undelivered"
-        );
-        return;
-    };
+    let recent = |event_id: &str| gateway.sink().take_origin(&reply.source, event_id);
     let origin = match &reply.in_reply_to {
+        // Usually the event just came in: its metadata is still in memory.
+        Some(event_id) if let Some(origin) = recent(event_id) => Some(origin),
         Some(event_id) => {
             let (source, event_id) = (reply.source.clone(), event_id.clone());
             runtime
@@ -115,18 +111,35 @@ async fn deliver(
         }
         None => None,
     };
-    let parts = match adapter.render(&reply, origin.as_ref()) {
-        Ok(parts) => parts,
-        Err(err) => {
+    let parts = match gateway.render(&channel, &reply, origin.as_ref()) {
+        None => {
+            tracing::warn!(
+                source = reply.source,
+                seq,
+                "reply for an account that is not configured; left undelivered"
+            );
+            return;
+        }
+        Some(Ok(parts)) => parts,
+        Some(Err(err)) => {
             tracing::error!(%err, seq, "cannot render a reply; giving up on it");
             mark_delivered(runtime, seq).await;
             return;
         }
     };
     let mut from = 0;
+    let mut sent: Vec<(String, Option<String>)> = Vec::new();
     loop {
         match sender.deliver(&parts[from..]).await {
-            Ok(_) => break,
+            Ok(delivery) => {
+                sent.extend(delivery.parts.into_iter().filter_map(
+                    |(key, outcome)| match outcome {
+                        PartOutcome::Sent { remote_id } => Some((key, remote_id)),
+                        _ => None,
+                    },
+                ));
+                break;
+            }
             Err(SendError::RateLimited {
                 retry_after, part, ..
             }) => {
@@ -145,7 +158,19 @@ async fn deliver(
             }
         }
     }
-    mark_delivered(runtime, seq).await;
+    // One write: the parts are marked sent (the sender defers that) and
+    // the reply delivered.
+    let now = chrono::Utc::now().timestamp_millis();
+    let recorded = runtime
+        .store()
+        .call(move |conn| {
+            mark_sent(conn, &sent, now)?;
+            ops::mark_delivered(conn, seq, now)
+        })
+        .await;
+    if let Err(err) = recorded {
+        tracing::error!(%err, seq, "recording a delivery failed");
+    }
 }
 
 async fn mark_delivered(runtime: &Runtime, seq: i64) {

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use opticlaw_gateway::pairing::{CODE_TTL, generate_code};
 use opticlaw_gateway::{
-    AuditLog, AuditRecord, LedgerState, PairingError, PairingRequest, PairingStore, PairingTicket,
-    Platform, SendLedger, SenderStatus,
+    AuditLog, AuditRecord, CursorStore, LedgerState, PairingError, PairingRequest, PairingStore,
+    PairingTicket, Platform, SendLedger, SenderStatus, SinkError,
 };
 use opticlaw_store::rusqlite::{self, Connection, OptionalExtension, params};
 use opticlaw_store::{StoreError, StoreHandle};
@@ -41,8 +41,54 @@ pub const COMPONENT: opticlaw_store::Component = opticlaw_store::Component {
             at_ms     INTEGER NOT NULL
         );
     "#,
+        r#"
+        CREATE TABLE gateway_cursor (
+            name  TEXT    PRIMARY KEY,
+            value TEXT    NOT NULL,
+            at_ms INTEGER NOT NULL
+        );
+    "#,
     ],
 };
+
+/// Long-poll positions (Telegram offsets, Matrix `since` tokens) in
+/// `gateway_cursor`, saved in the same durable store as the events.
+#[derive(Clone)]
+pub struct SqliteCursors(pub StoreHandle);
+
+impl CursorStore for SqliteCursors {
+    async fn load(&self, name: &str) -> Result<Option<String>, SinkError> {
+        let name = name.to_owned();
+        self.0
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT value FROM gateway_cursor WHERE name = ?1",
+                        [name],
+                        |r| r.get(0),
+                    )
+                    .optional()?)
+            })
+            .await
+            .map_err(|e| SinkError::Failed(e.to_string()))
+    }
+
+    async fn save(&self, name: &str, value: &str) -> Result<(), SinkError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        let now_ms = Utc::now().timestamp_millis();
+        self.0
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO gateway_cursor (name, value, at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, at_ms = excluded.at_ms",
+                    params![name, value, now_ms],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| SinkError::Failed(e.to_string()))
+    }
+}
 
 /// Send attempts in `gateway_send_ledger`: a key is written `pending` before
 /// the platform call and `sent` after, so a crash never sends twice.
@@ -57,20 +103,17 @@ impl SendLedger for SqliteLedger {
             .0
             .call(move |conn| {
                 let existing: Option<(String, Option<String>)> = conn
-                    .query_row(
-                        "SELECT state, remote_id FROM gateway_send_ledger WHERE key = ?1",
-                        [&key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
+                    .prepare_cached("SELECT state, remote_id FROM gateway_send_ledger WHERE key = ?1")?
+                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 Ok(match existing {
                     Some((state, remote)) if state == "sent" => LedgerState::Sent(remote),
                     Some(_) => LedgerState::InDoubt,
                     None => {
-                        conn.execute(
+                        conn.prepare_cached(
                             "INSERT INTO gateway_send_ledger (key, state, at_ms) VALUES (?1, 'pending', ?2)",
-                            params![key, now_ms],
-                        )?;
+                        )?
+                        .execute(params![key, now_ms])?;
                         LedgerState::Fresh
                     }
                 })
@@ -82,17 +125,11 @@ impl SendLedger for SqliteLedger {
     }
 
     async fn complete(&self, key: &str, remote_id: Option<String>) {
-        let key = key.to_owned();
+        let sent = vec![(key.to_owned(), remote_id)];
         let now_ms = Utc::now().timestamp_millis();
         let result = self
             .0
-            .call(move |conn| {
-                conn.execute(
-                    "UPDATE gateway_send_ledger SET state = 'sent', remote_id = ?2, at_ms = ?3 WHERE key = ?1",
-                    params![key, remote_id, now_ms],
-                )?;
-                Ok(())
-            })
+            .call(move |conn| mark_sent(conn, &sent, now_ms))
             .await;
         if let Err(err) = result {
             tracing::error!(%err, "recording a delivered message failed");
@@ -112,6 +149,21 @@ impl SendLedger for SqliteLedger {
             })
             .await;
     }
+}
+
+/// Marks delivered parts `sent`, with the platform's message ids.
+pub fn mark_sent(
+    conn: &Connection,
+    sent: &[(String, Option<String>)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut update = conn.prepare_cached(
+        "UPDATE gateway_send_ledger SET state = 'sent', remote_id = ?2, at_ms = ?3 WHERE key = ?1",
+    )?;
+    for (key, remote_id) in sent {
+        update.execute(params![key, remote_id, now_ms])?;
+    }
+    Ok(())
 }
 
 /// Appends every refusal, replay and pairing event to `gateway_audit`.

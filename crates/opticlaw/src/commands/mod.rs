@@ -1,5 +1,6 @@
 pub mod approvals;
 pub mod audit;
+pub mod channels;
 pub mod chat;
 pub mod dlq;
 pub mod doctor;

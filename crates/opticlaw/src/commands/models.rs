@@ -552,7 +552,7 @@ fn read_key_from_stdin() -> Result<Secret> {
 
 /// Writes `text` to a sibling temporary file with `path`'s permissions, then
 /// renames it over `path`: a crash leaves the old or the new file, whole.
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)

@@ -9,7 +9,7 @@ use opticlaw_runtime::{Runtime, RuntimeConfig};
 use opticlaw_store::StoreHandle;
 use opticlaw_triage::rules::RuleEngine;
 
-use crate::channels::{RuntimeSink, SqliteAudit, SqliteLedger, SqlitePairing};
+use crate::channels::{RuntimeSink, SqliteAudit, SqliteCursors, SqliteLedger, SqlitePairing};
 use crate::config::Config;
 use crate::home::Home;
 use crate::server::{AppState, router};
@@ -130,19 +130,9 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
         state.local_user.clone(),
     ));
     if let Some(gateway) = config.gateway.clone() {
-        let platforms: Vec<&str> = [
-            gateway.slack.is_some().then_some("slack"),
-            gateway.telegram.is_some().then_some("telegram"),
-            gateway.discord.is_some().then_some("discord"),
-            gateway.whatsapp.is_some().then_some("whatsapp"),
-            gateway.matrix.is_some().then_some("matrix"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
         let gateway = opticlaw_gateway::Gateway::new(
             gateway,
-            Arc::new(RuntimeSink(runtime.clone())),
+            Arc::new(RuntimeSink::new(runtime.clone())),
             Arc::new(SqliteAudit(store.clone())),
             Arc::new(SqlitePairing(store.clone())),
         )
@@ -150,17 +140,33 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
         let gateway = Arc::new(gateway);
         app = app.merge(opticlaw_gateway::webhook_router(gateway.clone()));
         let sender = opticlaw_gateway::Sender::new(
-            // No idle pool: its reaper timer would wake the idle daemon.
-            opticlaw_models::providers::no_idle_pool_client(),
+            // Connections are kept for reuse (a new TCP connection per reply
+            // was the bench's main cost), with no idle timeout: hyper arms
+            // its pool reaper timer only when there is one, and an idle
+            // daemon must not wake.
+            reqwest::Client::builder()
+                .pool_idle_timeout(None)
+                .build()
+                .context("building the platform HTTP client")?,
             gateway.config().clone(),
             Arc::new(SqliteLedger(store.clone())),
+        )
+        // Parts are marked sent together with the outbox's delivered mark.
+        .with_deferred_completion();
+        let routes: Vec<String> = gateway.channels().map(|c| c.route()).collect();
+        // Accounts with no public URL: Telegram getUpdates, Matrix /sync.
+        // Each holds one long-poll open; no idle pool, no timer.
+        opticlaw_gateway::poll::spawn_receivers(
+            &gateway,
+            &Arc::new(SqliteCursors(store.clone())),
+            &opticlaw_models::providers::no_idle_pool_client(),
         );
         tokio::spawn(crate::channels::run_outbound(
             runtime.clone(),
             gateway,
             sender,
         ));
-        tracing::info!(?platforms, "webhooks served under /webhooks/<platform>");
+        tracing::info!(?routes, "chat platform webhooks served");
     }
 
     let draining = runtime.clone();
