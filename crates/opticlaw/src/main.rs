@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod config;
 mod home;
+mod memory;
 mod model_answerer;
 mod procfs;
 mod server;
@@ -50,6 +51,9 @@ enum Command {
     /// The cheap path's classifier: train it, explain a decision
     #[command(subcommand)]
     Triage(commands::triage::Command),
+    /// What the assistant remembers: search, add, show, pin, forget, export, import, stats
+    #[command(subcommand)]
+    Memory(commands::memory::Command),
     /// Measure the assistant
     #[command(subcommand)]
     Bench(benches::BenchCommand),
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Pairing(command) => commands::pairing::run(cli.home.as_deref(), command),
         Command::Models(command) => commands::models::run(cli.home.as_deref(), command),
         Command::Triage(command) => commands::triage::run(command),
+        Command::Memory(command) => commands::memory::run(cli.home.as_deref(), command),
         Command::Bench(bench) => benches::run(bench),
     };
     match result {

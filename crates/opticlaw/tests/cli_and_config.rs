@@ -17,7 +17,9 @@ fn unknown_command_prints_help() {
 #[test]
 fn every_command_has_help() {
     let home = Home::init();
-    for command in ["init", "serve", "chat", "status", "doctor", "bench"] {
+    for command in [
+        "init", "serve", "chat", "status", "doctor", "memory", "bench",
+    ] {
         let out = home.run(&[command, "--help"]);
         assert!(out.status.success(), "{command} --help");
         assert!(

@@ -1,6 +1,7 @@
 pub mod chat;
 pub mod doctor;
 pub mod init;
+pub mod memory;
 pub mod models;
 pub mod pairing;
 pub mod serve;

@@ -118,18 +118,16 @@ impl RuleEngine {
                 "time" | "date" => decide("time", RuleAction::Reply(describe_now(now))),
                 "remind" => decide("remind", reminder_action(rest, now)),
                 "reminders" => decide("reminders", RuleAction::ListReminders),
-                // Recognised here so they never reach a model; what they act
-                // on (the memory engine, approvals) is not in the daemon yet,
-                // and the reply says so instead of pretending.
-                "memory" | "forget" | "approve" | "deny" => decide(
+                // The memory engine lives outside triage (which touches no
+                // store): these go on to the daemon's answerer, which
+                // handles them itself and never gives them to a model.
+                "memory" | "forget" | "remember" => decide(&name, RuleAction::NeedsModel),
+                // Recognised here so they never reach a model; approvals are
+                // not in the daemon yet, and the reply says so.
+                "approve" | "deny" => decide(
                     &name,
                     RuleAction::Reply(format!(
-                        "/{name} is not available yet: this build has no {} wired into the daemon.",
-                        if name == "memory" || name == "forget" {
-                            "memory engine"
-                        } else {
-                            "approval workflow"
-                        }
+                        "/{name} is not available yet: this build has no approval workflow wired into the daemon."
                     )),
                 ),
                 "cancel" if !rest.is_empty() => {
