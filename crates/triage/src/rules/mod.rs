@@ -72,6 +72,7 @@ pub const HELP_TEXT: &str = "I'm OptiClaw, your local assistant. Things I can do
 • remind me tomorrow at 9 to pay rent\n\
 • /reminders — your pending reminders; /cancel ID — cancel one\n\
 • /time — the current date and time\n\
+• /memory WORDS — what I remember; /remember FACT; /forget ID or TEXT\n\
 Anything else needs a language model: add one with `opticlaw models add` (or [models] in config.toml) and run `opticlaw doctor`.";
 
 /// Messages longer than this are never treated as commands.
