@@ -69,6 +69,25 @@ fn a_message_is_remembered_searchable_and_forget_removes_it_everywhere() {
         records_containing(&home, secret) == 1
     });
 
+    // With the model fetched (scripts/test does), the daemon embeds what it
+    // remembers: every record gets its vector.
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.cache/models/all-MiniLM-L6-v2/model.safetensors");
+    if model.is_file() {
+        let count = |table: &str| {
+            query_i64(
+                &memory_db(&home),
+                &format!("SELECT COUNT(*) FROM {table} WHERE ?1 = ?1"),
+                "",
+            )
+        };
+        wait_until(Duration::from_secs(30), "vectors for every record", || {
+            count("memory_records") >= 1 && count("memory_vectors") == count("memory_records")
+        });
+    } else {
+        eprintln!("embedding model not fetched: this run checks full text + graph only");
+    }
+
     // The CLI finds it while the daemon runs.
     let out = home.run(&["memory", "search", "Where did Alice move?"]);
     assert!(out.status.success(), "{}", stderr(&out));
