@@ -320,3 +320,51 @@ pub fn forget(
     }
     Ok(doomed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_users_see_only_their_own_conversations() {
+        let owner = Scope::of("local", "owner", "main");
+        assert_eq!(owner.thread_prefix, None);
+        assert_eq!(owner.thread_id, "local/owner/main");
+        let guest = Scope::of("telegram", "42", "chat-7");
+        assert_eq!(guest.thread_prefix.as_deref(), Some("telegram/42/"));
+        assert!(
+            guest
+                .thread_id
+                .starts_with(guest.thread_prefix.as_deref().unwrap())
+        );
+    }
+
+    #[test]
+    fn forget_by_text_deletes_only_visible_records_containing_it() {
+        let mut engine = MemoryEngine::open_in_memory(Default::default()).unwrap();
+        let at = chrono::Utc::now();
+        for (thread, text) in [
+            ("telegram/42/c", "my locker code is 1234"),
+            ("telegram/7/c", "my locker code is 1234"),
+            ("telegram/42/c", "the locker is blue"),
+        ] {
+            engine
+                .add(NewMemory::episodic(thread, "u", text, at))
+                .unwrap();
+        }
+        let gone = forget(
+            &mut engine,
+            &Scope::of("telegram", "42", "c"),
+            "LOCKER CODE is 1234",
+        )
+        .unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].record.thread_id.as_deref(), Some("telegram/42/c"));
+        let left = engine.search(&Query::new("locker code", 10)).unwrap();
+        assert_eq!(
+            left.len(),
+            2,
+            "the other user's record and the unrelated one stay"
+        );
+    }
+}
