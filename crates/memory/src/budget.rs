@@ -36,6 +36,8 @@ pub struct ContextRequest {
     pub now: Option<DateTime<Utc>>,
     /// Retrieval hints.
     pub hints: RetrievalHints,
+    /// Only records of threads starting with this (see [`Query::thread_prefix`]).
+    pub thread_prefix: Option<String>,
 }
 
 impl ContextRequest {
@@ -48,6 +50,7 @@ impl ContextRequest {
             thread_id: None,
             now: None,
             hints: RetrievalHints::default(),
+            thread_prefix: None,
         }
     }
 }
@@ -133,6 +136,7 @@ impl MemoryEngine {
             now: req.now,
             hints: req.hints.clone(),
             vector: None,
+            thread_prefix: req.thread_prefix.clone(),
         };
         let hits = self.search(&query)?;
         let Some(top) = hits.first().map(|h| h.score) else {

@@ -11,7 +11,7 @@ use crate::cache::HotCache;
 use crate::embed::Embedder;
 use crate::error::{MemoryError, Result};
 use crate::record::{NewMemory, StoredMemory};
-use crate::retrieve::{FusionWeights, Hit, Query, Retriever};
+use crate::retrieve::{FusionWeights, Hit, Query, QueryVector, Retriever};
 use crate::store::{self, PreparedRecord};
 use crate::vector::VectorIndex;
 
@@ -72,6 +72,49 @@ pub fn content_from_bytes(bytes: Vec<u8>) -> Result<String> {
     })
 }
 
+/// Embed `texts`, checking the count and dimension of what comes back.
+fn checked_embed(e: &dyn Embedder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    let vecs = e.embed(texts)?;
+    if vecs.len() != texts.len() {
+        return Err(MemoryError::Embedder(format!(
+            "{} vectors for {} texts",
+            vecs.len(),
+            texts.len()
+        )));
+    }
+    if let Some(bad) = vecs.iter().find(|v| v.len() != e.dim()) {
+        return Err(MemoryError::DimensionMismatch {
+            expected: e.dim(),
+            actual: bad.len(),
+        });
+    }
+    Ok(vecs)
+}
+
+/// A query's embedding, from the recent-query cache when the same text was
+/// embedded lately (the budgeter searches again for the same text).
+fn cached_query_vector(
+    e: &dyn Embedder,
+    cache: &std::sync::Mutex<Vec<(String, Vec<f32>)>>,
+    text: &str,
+) -> Result<Vec<f32>> {
+    let cached = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.iter().find(|(t, _)| t == text).map(|(_, v)| v.clone()));
+    if let Some(v) = cached {
+        return Ok(v);
+    }
+    let v = checked_embed(e, &[text])?.pop().unwrap_or_default();
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= QUERY_VECTOR_CACHE {
+            c.remove(0);
+        }
+        c.push((text.to_string(), v.clone()));
+    }
+    Ok(v)
+}
+
 /// Earlier turns of a thread indexed as a new episodic record's context.
 const CONTEXT_BEFORE: usize = 2;
 
@@ -96,6 +139,8 @@ impl MemoryEngine {
     /// [`MemoryEngine::open`] with a config.
     pub fn open_with(path: impl AsRef<Path>, config: EngineConfig) -> Result<Self> {
         let conn = Connection::open(path)?;
+        // The daemon and the CLI may write at once: wait for the lock.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;",
         )?;
@@ -216,24 +261,10 @@ impl MemoryEngine {
     }
 
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let Some(e) = &self.embedder else {
-            return Ok(Vec::new());
-        };
-        let vecs = e.embed(texts)?;
-        if vecs.len() != texts.len() {
-            return Err(MemoryError::Embedder(format!(
-                "{} vectors for {} texts",
-                vecs.len(),
-                texts.len()
-            )));
+        match &self.embedder {
+            Some(e) => checked_embed(e.as_ref(), texts),
+            None => Ok(Vec::new()),
         }
-        if let Some(bad) = vecs.iter().find(|v| v.len() != e.dim()) {
-            return Err(MemoryError::DimensionMismatch {
-                expected: e.dim(),
-                actual: bad.len(),
-            });
-        }
-        Ok(vecs)
     }
 
     fn prepare(&self, mut new: NewMemory, now: DateTime<Utc>) -> Result<PreparedRecord> {
@@ -307,13 +338,53 @@ impl MemoryEngine {
     /// before it, and (added when it arrives) the turn after it, so a
     /// question and its answer find each other.
     pub fn add_batch(&mut self, news: Vec<NewMemory>) -> Result<Vec<StoredMemory>> {
-        self.add_batch_numbered(news).map_err(|(_, e)| e)
+        self.add_batch_numbered(news, &[]).map_err(|(_, e)| e)
+    }
+
+    /// [`MemoryEngine::add_batch`] that also moves ingestion cursors (see
+    /// [`MemoryEngine::cursor`]) in the same transaction: a feed ingested
+    /// this way is ingested exactly once, even across a crash. `news` may
+    /// be empty (only the cursors move). An error names the index of the
+    /// record refused (0 when no single record is to blame).
+    pub fn add_batch_at_cursors(
+        &mut self,
+        news: Vec<NewMemory>,
+        cursors: &[(&str, i64)],
+    ) -> Result<Vec<StoredMemory>, (usize, MemoryError)> {
+        self.add_batch_numbered(news, cursors)
+    }
+
+    /// Drop the recent-query embedding cache (benchmarks time uncached queries).
+    pub fn clear_query_cache(&self) {
+        if let Ok(mut c) = self.query_vectors.lock() {
+            c.clear();
+        }
+    }
+
+    /// The engine's limits and knobs.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Position of the ingestion cursor `name` (0 before the first move).
+    pub fn cursor(&self, name: &str) -> Result<i64> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT position FROM memory_cursors WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
     }
 
     /// [`MemoryEngine::add_batch`], naming the index of the record that failed.
     pub(crate) fn add_batch_numbered(
         &mut self,
         news: Vec<NewMemory>,
+        cursors: &[(&str, i64)],
     ) -> Result<Vec<StoredMemory>, (usize, MemoryError)> {
         let at = |i: usize| move |e: MemoryError| (i, e);
         let now = Utc::now();
@@ -376,6 +447,14 @@ impl MemoryEngine {
             for (i, ((seq, _), v)) in prepared.iter().zip(&vecs).enumerate() {
                 store::put_vector(&tx, *seq, &model, v).map_err(at(i))?;
             }
+        }
+        for (name, position) in cursors {
+            tx.execute(
+                "INSERT INTO memory_cursors (name, position) VALUES (?1, ?2)
+                   ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                rusqlite::params![name, position],
+            )
+            .map_err(|e| (0, e.into()))?;
         }
         tx.commit().map_err(|e| (0, e.into()))?;
         if let Some(idx) = self.vectors.as_mut() {
@@ -454,22 +533,34 @@ impl MemoryEngine {
         Ok(seqs.len())
     }
 
-    /// Hybrid search (see [`crate::retrieve`]).
+    /// Hybrid search (see [`crate::retrieve`]). A query that needs
+    /// embedding is embedded on a second thread while full-text and graph
+    /// candidates are gathered on this one.
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>> {
-        let query_vector = match (&self.embedder, &query.vector) {
-            (Some(_), Some(v)) => Some(v.clone()),
-            (Some(_), None) if !query.text.trim().is_empty() => {
-                Some(self.query_vector(&query.text)?)
+        let retriever = |query_vector| {
+            Retriever {
+                conn: &self.conn,
+                vectors: self.vectors.as_ref(),
+                query_vector: std::cell::RefCell::new(query_vector),
+                weights: &self.config.fusion,
             }
-            _ => None,
+            .search(query)
         };
-        Retriever {
-            conn: &self.conn,
-            vectors: self.vectors.as_ref(),
-            query_vector,
-            weights: &self.config.fusion,
+        match (&self.embedder, &query.vector) {
+            (Some(_), Some(v)) => retriever(QueryVector::Ready(v.clone())),
+            (Some(embedder), None) if !query.text.trim().is_empty() => {
+                let cache = &self.query_vectors;
+                let embedder: &dyn Embedder = embedder.as_ref();
+                std::thread::scope(|scope| {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    scope.spawn(move || {
+                        let _ = tx.send(cached_query_vector(embedder, cache, &query.text));
+                    });
+                    retriever(QueryVector::Pending(rx))
+                })
+            }
+            _ => retriever(QueryVector::None),
         }
-        .search(query)
     }
 
     /// The embedding of a query text with the attached embedder (cached for
@@ -477,28 +568,9 @@ impl MemoryEngine {
     /// [`Query::vector`] to search without embedding again.
     pub fn embed_query(&self, text: &str) -> Result<Option<Vec<f32>>> {
         match &self.embedder {
-            Some(_) => self.query_vector(text).map(Some),
+            Some(e) => cached_query_vector(e.as_ref(), &self.query_vectors, text).map(Some),
             None => Ok(None),
         }
-    }
-
-    fn query_vector(&self, text: &str) -> Result<Vec<f32>> {
-        let cached = self
-            .query_vectors
-            .lock()
-            .ok()
-            .and_then(|c| c.iter().find(|(t, _)| t == text).map(|(_, v)| v.clone()));
-        if let Some(v) = cached {
-            return Ok(v);
-        }
-        let v = self.embed_texts(&[text])?.pop().unwrap_or_default();
-        if let Ok(mut c) = self.query_vectors.lock() {
-            if c.len() >= QUERY_VECTOR_CACHE {
-                c.remove(0);
-            }
-            c.push((text.to_string(), v.clone()));
-        }
-        Ok(v)
     }
 
     /// Record that these records were used (put in a prompt): decay counts

@@ -130,7 +130,7 @@ impl MemoryEngine {
         }
         let lines: Vec<usize> = news.iter().map(|(l, _)| *l).collect();
         let n = news.len();
-        self.add_batch_numbered(news.into_iter().map(|(_, m)| m).collect())
+        self.add_batch_numbered(news.into_iter().map(|(_, m)| m).collect(), &[])
             .map_err(|(idx, e)| MemoryError::Import {
                 line: lines.get(idx).copied().unwrap_or(0),
                 message: e.to_string(),

@@ -50,7 +50,8 @@ pub struct NewMemory {
 }
 
 impl NewMemory {
-    fn new(kind: MemoryType, content: impl Into<String>) -> Self {
+    /// A record of `kind` with only its content set.
+    pub fn new(kind: MemoryType, content: impl Into<String>) -> Self {
         Self {
             kind,
             content: content.into(),

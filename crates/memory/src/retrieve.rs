@@ -52,6 +52,10 @@ pub struct Query {
     /// message is usually embedded once for ingestion); computed otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+    /// Only records whose thread starts with this (a user's conversations);
+    /// every record when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_prefix: Option<String>,
 }
 
 impl Query {
@@ -147,8 +151,34 @@ impl Default for FusionWeights {
 pub(crate) struct Retriever<'a> {
     pub conn: &'a Connection,
     pub vectors: Option<&'a VectorIndex>,
-    pub query_vector: Option<Vec<f32>>,
+    pub query_vector: std::cell::RefCell<QueryVector>,
     pub weights: &'a FusionWeights,
+}
+
+/// The query's embedding: none, known, or being computed on another thread
+/// while full-text and graph candidates are gathered.
+pub(crate) enum QueryVector {
+    None,
+    Ready(Vec<f32>),
+    Pending(std::sync::mpsc::Receiver<Result<Vec<f32>>>),
+}
+
+impl Retriever<'_> {
+    /// The query vector, waiting for it if it is still being computed.
+    fn query_vector(&self) -> Result<Option<Vec<f32>>> {
+        let mut slot = self.query_vector.borrow_mut();
+        let ready = match std::mem::replace(&mut *slot, QueryVector::None) {
+            QueryVector::None => None,
+            QueryVector::Ready(v) => Some(v),
+            QueryVector::Pending(rx) => Some(rx.recv().map_err(|_| {
+                crate::error::MemoryError::Embedder("the query embedding thread stopped".into())
+            })??),
+        };
+        if let Some(v) = &ready {
+            *slot = QueryVector::Ready(v.clone());
+        }
+        Ok(ready)
+    }
 }
 
 impl Retriever<'_> {
@@ -168,10 +198,12 @@ impl Retriever<'_> {
         let query_words: Vec<String> = crate::text::words(&q.text);
         let asks_when = crate::timeparse::asks_when(&query_words);
 
+        // Full text and graph first: the query may still be being embedded.
         let fulltext_scored = self.fulltext(&terms, depth)?;
-        let vector_scored: Vec<(i64, f32)> = match (self.vectors, &self.query_vector) {
+        let graph = self.graph(&q.text, &q.hints.entities, depth)?;
+        let vector_scored: Vec<(i64, f32)> = match (self.vectors, self.query_vector()?) {
             (Some(idx), Some(v)) => idx
-                .search(v, depth)?
+                .search(&v, depth)?
                 .into_iter()
                 .map(|h| (h.seq, h.score))
                 .collect(),
@@ -179,7 +211,6 @@ impl Retriever<'_> {
         };
         let fulltext: Vec<i64> = fulltext_scored.iter().map(|h| h.0).collect();
         let vector: Vec<i64> = vector_scored.iter().map(|h| h.0).collect();
-        let graph = self.graph(&q.text, &q.hints.entities, depth)?;
 
         let w = self.weights;
         let mut fused: HashMap<i64, (f32, HitSources)> = HashMap::new();
@@ -279,6 +310,15 @@ impl Retriever<'_> {
                 })
             })
             .collect();
+        if let Some(prefix) = &q.thread_prefix {
+            hits.retain(|h| {
+                h.memory
+                    .record
+                    .thread_id
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with(prefix.as_str()))
+            });
+        }
         hits.sort_by(|a, b| {
             b.score
                 .total_cmp(&a.score)

@@ -101,6 +101,14 @@ CREATE TABLE memory_summary_sources (
 ) WITHOUT ROWID;
 CREATE INDEX memory_summary_sources_summary ON memory_summary_sources (summary_id);
 "#,
+    // 2: ingestion cursors (how far a feed, e.g. the daemon's event log, has
+    // been ingested), advanced in the same transaction as the records.
+    r#"
+CREATE TABLE memory_cursors (
+    name     TEXT    PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Apply every migration in [`MIGRATIONS`] not yet applied to `conn`, each in

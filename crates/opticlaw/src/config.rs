@@ -19,6 +19,8 @@ pub struct Config {
     pub models: Option<opticlaw_models::ModelsConfig>,
     /// Chat platform bridges (`[gateway.slack]`, `[gateway.telegram]`, ...).
     pub gateway: Option<opticlaw_gateway::GatewayConfig>,
+    /// What the assistant remembers (`[memory]`).
+    pub memory: MemorySection,
     pub rules: Vec<PatternRuleConfig>,
     /// What tools may touch (`[tools]`).
     pub tools: ToolsConfig,
@@ -56,8 +58,63 @@ impl Default for ToolsConfig {
     }
 }
 
+/// `[memory]`: the memory engine (`crates/memory`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySection {
+    /// Ingest messages and replies, give the model path context, and
+    /// answer `/memory`, `/remember`, `/forget`.
+    pub enabled: bool,
+    /// A Hugging Face-layout sentence-embedding model (config.json,
+    /// tokenizer.json, model.safetensors). Empty: `.cache/models/all-MiniLM-L6-v2`
+    /// found from the working directory, or `$OPTICLAW_EMBEDDING_MODEL_DIR`.
+    /// Without a model, retrieval is full text + graph.
+    pub embedding_model_dir: Option<PathBuf>,
+    /// Most tokens of memory put in a model request's context.
+    pub context_token_budget: usize,
+}
+
+impl Default for MemorySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            embedding_model_dir: None,
+            context_token_budget: 1_000,
+        }
+    }
+}
+
 /// The tools the daemon runs, by name (what `[[policy]]` entries may name).
 pub const KNOWN_TOOLS: [&str; 3] = ["shell", "file.read", "file.write"];
+
+impl MemorySection {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.context_token_budget > 32_000 {
+            return Err((
+                "memory.context_token_budget".into(),
+                "must be between 0 and 32000 tokens".into(),
+            ));
+        }
+        if let Some(dir) = &self.embedding_model_dir {
+            if dir.as_os_str().is_empty() {
+                return Err((
+                    "memory.embedding_model_dir".into(),
+                    "is empty: remove the key to use the default model directory".into(),
+                ));
+            }
+            if !dir.is_dir() {
+                return Err((
+                    "memory.embedding_model_dir".into(),
+                    format!(
+                        "{} is not a directory (run scripts/fetch-embedding-model, or remove the key: retrieval then uses full text + graph)",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -221,6 +278,9 @@ impl Config {
         if let Err((key, message)) = self.validate_tools() {
             return fail(&key, message);
         }
+        if let Err((key, message)) = self.memory.validate() {
+            return fail(&key, message);
+        }
         for (index, rule) in self.rules.iter().enumerate() {
             if let Err(err) = regex_check(&rule.pattern) {
                 return fail(&format!("rules[{index}].pattern"), err);
@@ -352,6 +412,16 @@ user_id = "owner"
 # bot_token = "..."                   # see `opticlaw doctor`
 # long_poll = true                    # no public URL: getUpdates instead of a webhook
 
+[memory]
+# Remember messages and replies, give models context, answer /memory.
+enabled = true
+# A sentence-embedding model directory (Hugging Face layout); without one,
+# retrieval uses full text + the entity graph. Default: the directory
+# scripts/fetch-embedding-model fills, or $OPTICLAW_EMBEDDING_MODEL_DIR.
+# embedding_model_dir = "/path/to/all-MiniLM-L6-v2"
+# Most tokens of memory added to a model request.
+context_token_budget = 1000
+
 # Replies without any model, checked after the built-in commands:
 # [[rules]]
 # name = "wifi"
@@ -435,6 +505,25 @@ mod tests {
         let config = parse(DEFAULT_CONFIG).unwrap();
         assert_eq!(config.bind_addr().port(), 7420);
         assert_eq!(config.store.synchronous, Synchronous::Normal);
+    }
+
+    #[test]
+    fn memory_section_errors_name_the_key() {
+        let err = parse("[memory]\ncontext_token_budget = 99999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("memory.context_token_budget"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = parse("[memory]\nembedding_model_dir = \"/nonexistent/model\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/model is not a directory"),
+            "{err}"
+        );
+        let config = parse("[memory]\nenabled = false\n").unwrap();
+        assert!(!config.memory.enabled);
+        assert_eq!(config.memory.context_token_budget, 1000);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod config;
 mod home;
+mod memory;
 mod model_answerer;
 mod orchestration;
 mod procfs;
@@ -63,6 +64,9 @@ enum Command {
     /// Tasks that ran out of retries: list, show, replay
     #[command(subcommand)]
     Dlq(commands::dlq::Command),
+    /// What the assistant remembers: search, add, show, pin, forget, export, import, stats
+    #[command(subcommand)]
+    Memory(commands::memory::Command),
     /// Measure the assistant
     #[command(subcommand)]
     Bench(benches::BenchCommand),
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Approvals(command) => commands::approvals::run(cli.home.as_deref(), command),
         Command::Audit(command) => commands::audit::run(cli.home.as_deref(), command),
         Command::Dlq(command) => commands::dlq::run(cli.home.as_deref(), command),
+        Command::Memory(command) => commands::memory::run(cli.home.as_deref(), command),
         Command::Bench(bench) => benches::run(bench),
         Command::Explain(args) => commands::explain::run(cli.home.as_deref(), args),
         Command::Security(command) => commands::security::run(command),

@@ -88,10 +88,19 @@ impl ModelAnswerer {
 
     /// The request sent for a user's message (before the router sets the
     /// model, output cap and temperature of each rung).
-    pub fn request_for(text: &str) -> ChatRequest {
+    /// The memory budgeter's context (already cut to `[memory]
+    /// context_token_budget`), when there is one, is a second system message.
+    pub fn request_with_memory(text: &str, memory: Option<&str>) -> ChatRequest {
+        let mut messages = vec![Message::system(SYSTEM_PROMPT)];
+        if let Some(context) = memory.filter(|c| !c.trim().is_empty()) {
+            messages.push(Message::system(format!(
+                "What you remember from earlier conversations that may help:\n{context}"
+            )));
+        }
+        messages.push(Message::user(text));
         ChatRequest {
             model: String::new(),
-            messages: vec![Message::system(SYSTEM_PROMPT), Message::user(text)],
+            messages,
             tools: Vec::new(),
             max_tokens: 0,
             temperature: 0.0,
@@ -116,7 +125,11 @@ impl Inner {
             triage,
         } = request;
         let text = event.content.text.trim();
-        let chat = ModelAnswerer::request_for(text);
+        let memory = event
+            .metadata
+            .get(crate::memory::answerer::CONTEXT_KEY)
+            .and_then(|v| v.as_str());
+        let chat = ModelAnswerer::request_with_memory(text, memory);
         let mut task = Task::from_signals(
             &format!("event-{seq}"),
             &event.user_id,
@@ -366,7 +379,7 @@ mod tests {
             source_id: "weather".into(),
             version: "1".into(),
         }];
-        let ask = |text: &str| ModelAnswerer::request_for(text);
+        let ask = |text: &str| ModelAnswerer::request_with_memory(text, None);
         let mut calls = Vec::new();
         for text in [
             "What's the weather like in Paris today?",

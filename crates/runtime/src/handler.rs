@@ -298,13 +298,18 @@ fn respond(
             }
             None => {
                 completion.outcome = json!({ "rule": "none", "path": "needs_model" });
-                format!(
-                    "I can only answer commands and reminders so far: this needs a language model, and none is configured. To add one, {}. Type /help to see what works without one.",
-                    context.no_model_hint
-                )
+                no_model_notice(&context.no_model_hint)
             }
         },
     })
+}
+
+/// What the user is told when a message needs a model and none is
+/// configured; `hint` says how to add one.
+pub fn no_model_notice(hint: &str) -> String {
+    format!(
+        "I can only answer commands and reminders so far: this needs a language model, and none is configured. To add one, {hint}. Type /help to see what works without one."
+    )
 }
 
 /// What a fired reminder says, and to whom.

@@ -19,5 +19,6 @@ mod scheduler;
 mod timer;
 
 pub use answerer::{ACTOR_TIMER, ActRequest, Actor, Answer, AnswerFuture, AnswerRequest, Answerer};
+pub use handler::no_model_notice;
 pub use queue::QueueDepths;
 pub use runtime::{Runtime, RuntimeConfig, RuntimeStatus, Submission, SubmitError};

@@ -211,6 +211,18 @@ impl Triage {
     /// limit ([`opticlaw_intent::text::MAX_INPUT_BYTES`]).
     pub fn decide(&self, text: &str, now: DateTime<FixedOffset>) -> TriageDecision {
         let ruled = self.rules.evaluate(text, now);
+        if ruled.action == RuleAction::NeedsModel && ruled.rule != "none" {
+            // A command the daemon's answerer handles (`/memory ...`): no
+            // classifier may answer it instead.
+            return TriageDecision {
+                why: format!("command `/{}` goes to the daemon's answerer", ruled.rule),
+                rule: ruled.rule,
+                action: RuleAction::NeedsModel,
+                route: Route::PlanAndExecute,
+                intent: None,
+                hints: hints::extract(text, now, None),
+            };
+        }
         if ruled.action != RuleAction::NeedsModel {
             return TriageDecision {
                 why: format!("rule `{}` matched", ruled.rule),

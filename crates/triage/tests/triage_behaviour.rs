@@ -226,3 +226,20 @@ fn the_explained_decision_matches_the_classifiers_own() {
         }
     }
 }
+
+#[test]
+fn memory_commands_go_to_the_daemon_and_no_classifier_answers_them() {
+    // "/memory what time is it" must search memory, not tell the time.
+    for text in [
+        "/memory what time is it",
+        "/remember I like tea",
+        "/forget tea",
+        "/forget",
+    ] {
+        let d = decide(text);
+        assert_eq!(d.action, RuleAction::NeedsModel, "{text}: {}", d.why);
+        assert_eq!(d.route, Route::PlanAndExecute, "{text}");
+        assert!(d.intent.is_none(), "{text}: the classifier ran");
+        assert!(d.why.contains("daemon's answerer"), "{}", d.why);
+    }
+}

@@ -268,6 +268,7 @@ pub fn locomo_with(
             };
             // The full path once (embedding included), then the two parts
             // separately on a fresh text so no cache helps.
+            engine.clear_query_cache();
             let t0 = Instant::now();
             let hits = engine.search(&query)?;
             latencies.push(t0.elapsed().as_secs_f64() * 1000.0);

@@ -101,7 +101,9 @@ impl MiniLmEmbedder {
             let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
             let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
             let types = ids.zeros_like()?;
-            let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (n, len, dim)
+            // One text has no padding: skip building and adding the mask.
+            let attention = (n > 1).then_some(&mask);
+            let hidden = self.model.forward(&ids, &types, attention)?; // (n, len, dim)
             let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
             let summed = hidden.broadcast_mul(&m)?.sum(1)?; // (n, dim)
             let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?; // (n, 1)

@@ -52,9 +52,17 @@ pub fn find_model_dir() -> Option<std::path::PathBuf> {
 /// The local embedder if the `embeddings` feature is on and a model is
 /// found by [`find_model_dir`]; otherwise why not.
 pub fn local_embedder() -> std::result::Result<Box<dyn Embedder>, String> {
+    local_embedder_from(None)
+}
+
+/// The local embedder loaded from `dir`, or from [`find_model_dir`] when
+/// `dir` is `None`; otherwise why not (feature off, model missing, bad files).
+pub fn local_embedder_from(
+    dir: Option<&std::path::Path>,
+) -> std::result::Result<Box<dyn Embedder>, String> {
     #[cfg(feature = "embeddings")]
     {
-        let dir = find_model_dir().ok_or_else(|| {
+        let dir = dir.map(std::path::Path::to_path_buf).or_else(find_model_dir).ok_or_else(|| {
             format!("no embedding model: run scripts/fetch-embedding-model or set OPTICLAW_EMBEDDING_MODEL_DIR (looked for {DEFAULT_MODEL_DIR})")
         })?;
         MiniLmEmbedder::load(&dir)
@@ -63,6 +71,7 @@ pub fn local_embedder() -> std::result::Result<Box<dyn Embedder>, String> {
     }
     #[cfg(not(feature = "embeddings"))]
     {
+        let _ = dir;
         Err("built without the `embeddings` feature".to_string())
     }
 }

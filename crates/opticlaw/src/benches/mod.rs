@@ -3,6 +3,8 @@
 
 mod gateway;
 mod idle;
+mod locomo;
+mod memory_scale;
 mod routing;
 mod triage;
 
@@ -20,6 +22,10 @@ pub enum BenchCommand {
     Routing(routing::Args),
     /// Triage accuracy, calibration and speed on CLINC150 (or FILE)
     Triage(triage::Args),
+    /// Memory recall@k, ingest rate and query latency on LoCoMo conversations
+    Locomo(locomo::Args),
+    /// Memory query latency at a million synthetic records
+    MemoryScale(memory_scale::Args),
 }
 
 pub fn run(command: BenchCommand) -> Result<ExitCode> {
@@ -28,5 +34,7 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Gateway(args) => gateway::run(args),
         BenchCommand::Routing(args) => routing::run(args),
         BenchCommand::Triage(args) => triage::run(args),
+        BenchCommand::Locomo(args) => locomo::run(args),
+        BenchCommand::MemoryScale(args) => memory_scale::run(args),
     }
 }

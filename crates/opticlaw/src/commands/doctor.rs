@@ -47,6 +47,7 @@ pub fn run(home: Option<&Path>) -> Result<ExitCode> {
     if let Some(config) = &config {
         push("port", check_port(&home, config));
         push("model", check_model(config));
+        push("memory", check_memory(config));
     }
 
     let mut failed = false;
@@ -162,6 +163,54 @@ fn check_port(home: &Home, config: &Config) -> Verdict {
             format!("{addr} is taken by another program: {err}"),
             "set another port in server.bind, or stop the program using it".into(),
         ),
+    }
+}
+
+/// Memory works without an embedding model (full text + graph); say so.
+fn check_memory(config: &Config) -> Verdict {
+    use opticlaw_memory::embed::{MODEL_FILES, find_model_dir};
+    if !config.memory.enabled {
+        return Verdict::Ok("disabled ([memory] enabled = false)".into());
+    }
+    const FETCH: &str =
+        "run scripts/fetch-embedding-model in the repository, or set [memory] embedding_model_dir";
+    if !cfg!(feature = "embeddings") {
+        return Verdict::Warn(
+            "this build has no in-process embeddings: memory search uses full text + graph".into(),
+            "build with `--features embeddings` for semantic search".into(),
+        );
+    }
+    let Some(dir) = config
+        .memory
+        .embedding_model_dir
+        .clone()
+        .or_else(find_model_dir)
+    else {
+        return Verdict::Warn(
+            "no embedding model found: memory still works with full text + graph, without semantic matches".into(),
+            FETCH.into(),
+        );
+    };
+    let missing: Vec<&str> = MODEL_FILES
+        .iter()
+        .copied()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if missing.is_empty() {
+        Verdict::Ok(format!(
+            "full text + graph + embeddings ({}), context up to {} tokens",
+            dir.display(),
+            config.memory.context_token_budget
+        ))
+    } else {
+        Verdict::Warn(
+            format!(
+                "the embedding model at {} lacks {}: memory uses full text + graph only",
+                dir.display(),
+                missing.join(", ")
+            ),
+            FETCH.into(),
+        )
     }
 }
 

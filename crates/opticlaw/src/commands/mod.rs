@@ -6,6 +6,7 @@ pub mod dlq;
 pub mod doctor;
 pub mod explain;
 pub mod init;
+pub mod memory;
 pub mod models;
 pub mod pairing;
 pub mod security;

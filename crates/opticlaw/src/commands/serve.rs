@@ -69,14 +69,17 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
             _ => (None, None),
         },
     };
+    let no_model_hint = format!(
+        "run `opticlaw models add --help` (it writes [models] in {}), then restart the daemon",
+        home.config_file().display()
+    );
+    // Memory answers /memory, /remember, /forget and gives the model context.
+    let (memory, answerer) = crate::memory::wire(&home, &config.memory, answerer, &no_model_hint)?;
     let runtime_config = RuntimeConfig {
         queue_capacity: config.runtime.queue_capacity,
         workers: config.runtime.workers,
         retry_after_secs: config.runtime.retry_after_secs,
-        no_model_hint: format!(
-            "run `opticlaw models add --help` (it writes [models] in {}), then restart the daemon",
-            home.config_file().display()
-        ),
+        no_model_hint,
         // Fault injection for crash tests: accept and store, never process.
         process_events: std::env::var_os("OPTICLAW_FAULT_HOLD_EVENTS").is_none(),
     };
@@ -86,10 +89,18 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
     let orchestrator =
         crate::orchestration::build(&home, &config, store.clone(), late_runtime.clone())?;
     let actor = Arc::new(crate::orchestration::DaemonActor(orchestrator.clone()));
-    let runtime =
-        Runtime::start_with_actor(store.clone(), rules, runtime_config, answerer, Some(actor))
-            .await?;
+    let runtime = Runtime::start_with_actor(
+        store.clone(),
+        rules,
+        runtime_config,
+        Some(answerer),
+        Some(actor),
+    )
+    .await?;
     late_runtime.set(runtime.clone());
+    if let Some(memory) = memory {
+        crate::memory::follow(&runtime, memory);
+    }
     let resumed = orchestrator.resume_all().await?;
     if resumed > 0 {
         tracing::info!(resumed, "tasks resumed from the orchestrator's log");

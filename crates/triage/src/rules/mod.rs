@@ -89,6 +89,7 @@ pub const HELP_TEXT: &str = "I'm OptiClaw, your local assistant. Things I can do
 • /time — the current date and time\n\
 • /run COMMAND — run a shell command in the sandbox; /read PATH — read a granted file\n\
 • /approve ID, /deny ID — answer an action waiting for your approval\n\
+• /memory WORDS — what I remember; /remember FACT; /forget ID or TEXT\n\
 Anything else needs a language model: add one with `opticlaw models add` (or [models] in config.toml) and run `opticlaw doctor`.";
 
 /// Messages longer than this are never treated as commands.
@@ -135,15 +136,10 @@ impl RuleEngine {
                 "time" | "date" => decide("time", RuleAction::Reply(describe_now(now))),
                 "remind" => decide("remind", reminder_action(rest, now)),
                 "reminders" => decide("reminders", RuleAction::ListReminders),
-                // Recognised here so they never reach a model; what they act
-                // on (the memory engine) is not in the daemon yet, and the
-                // reply says so instead of pretending.
-                "memory" | "forget" => decide(
-                    &name,
-                    RuleAction::Reply(format!(
-                        "/{name} is not available yet: this build has no memory engine wired into the daemon."
-                    )),
-                ),
+                // The memory engine lives outside triage (which touches no
+                // store): these go on to the daemon's answerer, which
+                // handles them itself and never gives them to a model.
+                "memory" | "forget" | "remember" => decide(&name, RuleAction::NeedsModel),
                 "run" | "read" | "approve" | "deny" => decide(&name, act_action(&name, rest)),
                 "cancel" if !rest.is_empty() => {
                     decide("cancel", RuleAction::CancelReminder(rest.to_owned()))

@@ -1,0 +1,210 @@
+//! Catching the memory up with the daemon's store: every accepted user
+//! message and every reply becomes an episodic record, exactly once.
+//!
+//! The store's `events.seq` and `replies.seq` only grow and are committed in
+//! order by its single writer, so "everything past the cursor" is a complete
+//! feed. Both cursors live in the memory file and move in the transaction
+//! that adds the records.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use opticlaw_core::EventEnvelope;
+use opticlaw_memory::{MemoryEngine, MemoryError, NewMemory};
+use rusqlite::{Connection, OpenFlags};
+
+use super::conversation_key;
+
+const EVENTS_CURSOR: &str = "daemon.events";
+const REPLIES_CURSOR: &str = "daemon.replies";
+/// Rows read per pass from each table.
+const BATCH: i64 = 256;
+/// Who replies are attributed to.
+pub const ASSISTANT: &str = "assistant";
+
+/// A read-only view of the daemon's store.
+pub struct Feed {
+    conn: Connection,
+}
+
+/// One row to remember, with the position it came from.
+struct Item {
+    at_ms: i64,
+    new: NewMemory,
+}
+
+impl Feed {
+    pub fn open(store_file: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            store_file,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening {} for memory ingestion", store_file.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Self { conn })
+    }
+
+    /// Ingest everything committed past the cursors; returns how many records.
+    pub fn catch_up(&mut self, engine: &mut MemoryEngine) -> Result<usize> {
+        let limit = engine_limit(engine);
+        let mut total = 0;
+        loop {
+            let events_from = engine.cursor(EVENTS_CURSOR)?;
+            let replies_from = engine.cursor(REPLIES_CURSOR)?;
+            let (events, events_to) = self.events(events_from, limit)?;
+            let (replies, replies_to) = self.replies(replies_from, limit)?;
+            if events_to == events_from && replies_to == replies_from {
+                return Ok(total);
+            }
+            // Interleaved by time, so each turn is indexed next to its neighbours.
+            let mut items: Vec<Item> = events.into_iter().chain(replies).collect();
+            items.sort_by_key(|i| i.at_ms);
+            let mut news: Vec<NewMemory> = items.into_iter().map(|i| i.new).collect();
+            let cursors = [(EVENTS_CURSOR, events_to), (REPLIES_CURSOR, replies_to)];
+            // A record the engine refuses must not stall the feed: drop it
+            // (logged) and add the rest, cursors included, in one transaction.
+            let count = loop {
+                match engine.add_batch_at_cursors(news.clone(), &cursors) {
+                    Ok(stored) => break stored.len(),
+                    Err((i, err)) if refuses_record(&err) && i < news.len() => {
+                        tracing::warn!(%err, "memory: a message was not remembered");
+                        news.remove(i);
+                    }
+                    Err((_, err)) => return Err(err.into()),
+                }
+            };
+            total += count;
+        }
+    }
+
+    /// User messages after `from`: (items, new cursor).
+    fn events(&self, from: i64, limit: usize) -> Result<(Vec<Item>, i64)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, envelope, accepted_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map([from, BATCH], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut to = from;
+        let mut items = Vec::new();
+        for row in rows {
+            let (seq, envelope, accepted_ms) = row?;
+            to = seq;
+            let Ok(event) = serde_json::from_str::<EventEnvelope>(&envelope) else {
+                tracing::warn!(
+                    seq,
+                    "memory: an event's envelope does not parse; not ingested"
+                );
+                continue;
+            };
+            let Some(text) = conversational(&event.content.text, limit) else {
+                continue;
+            };
+            let thread = conversation_key(&event.source, &event.user_id, &event.thread_id);
+            items.push(Item {
+                at_ms: accepted_ms,
+                new: NewMemory::episodic(thread, &event.user_id, text, event.timestamp),
+            });
+        }
+        Ok((items, to))
+    }
+
+    /// Replies after `from` (not those answering a command): (items, new cursor).
+    fn replies(&self, from: i64, limit: usize) -> Result<(Vec<Item>, i64)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.seq, r.source, r.user_id, r.thread_id, r.body, r.created_ms, e.envelope
+               FROM replies r LEFT JOIN events e ON e.seq = r.event_seq
+              WHERE r.seq > ?1 ORDER BY r.seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map([from, BATCH], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        let mut to = from;
+        let mut items = Vec::new();
+        for row in rows {
+            let (seq, source, user, thread, body, created_ms, envelope) = row?;
+            to = seq;
+            let answers_command = envelope
+                .and_then(|e| serde_json::from_str::<EventEnvelope>(&e).ok())
+                .is_some_and(|e| conversational(&e.content.text, limit).is_none());
+            if answers_command {
+                continue;
+            }
+            let Some(text) = conversational(&body, limit) else {
+                continue;
+            };
+            let at = DateTime::<Utc>::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now);
+            items.push(Item {
+                at_ms: created_ms,
+                new: NewMemory::episodic(
+                    conversation_key(&source, &user, &thread),
+                    ASSISTANT,
+                    text,
+                    at,
+                ),
+            });
+        }
+        Ok((items, to))
+    }
+}
+
+/// Errors that belong to one record (not the store or the model).
+fn refuses_record(err: &MemoryError) -> bool {
+    matches!(
+        err,
+        MemoryError::Oversized { .. } | MemoryError::Invalid(_) | MemoryError::InvalidUtf8 { .. }
+    )
+}
+
+fn engine_limit(engine: &MemoryEngine) -> usize {
+    engine.config().max_record_bytes
+}
+
+/// The text worth remembering: not a `/command`, not empty, no NUL bytes,
+/// cut at the engine's record limit (on a character boundary).
+fn conversational(text: &str, limit: usize) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() || text.starts_with('/') {
+        return None;
+    }
+    let mut end = text.len().min(limit);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(text[..end].replace('\0', ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conversational;
+
+    #[test]
+    fn commands_and_blank_messages_are_not_remembered() {
+        assert_eq!(conversational("  /memory lisbon ", 100), None);
+        assert_eq!(conversational("   ", 100), None);
+        assert_eq!(
+            conversational("I moved to Lisbon", 100).as_deref(),
+            Some("I moved to Lisbon")
+        );
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary() {
+        let text = "é".repeat(10); // 20 bytes
+        assert_eq!(conversational(&text, 5).as_deref(), Some("éé"));
+        assert_eq!(conversational("a\0b", 10).as_deref(), Some("ab"));
+    }
+}

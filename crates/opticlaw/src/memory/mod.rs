@@ -1,0 +1,370 @@
+//! The daemon's memory: one thread owning the [`MemoryEngine`] (its own
+//! SQLite file, `data/memory.db`), fed by a channel.
+//!
+//! Ingestion never sits on the fast path: after the runtime commits a reply
+//! (and when the model path starts on a message) the thread is told to catch
+//! up, reads the daemon store's `events` and `replies` past its cursors, and
+//! adds them as episodic records, moving the cursors in the same memory
+//! transaction, so a kill -9 loses nothing and duplicates nothing. The
+//! thread blocks on its channel with no timeout: an idle daemon stays idle.
+
+pub mod answerer;
+mod ingest;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use opticlaw_memory::TimeRange;
+use opticlaw_memory::budget::ContextPack;
+use opticlaw_memory::{ContextRequest, Hit, MemoryEngine, NewMemory, Query, StoredMemory};
+use opticlaw_runtime::Answerer;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::config::MemorySection;
+
+/// The daemon's memory, when `[memory]` enables it, and the answerer that
+/// serves the memory commands in front of `answerer` (the model path).
+pub fn wire(
+    home: &crate::home::Home,
+    section: &MemorySection,
+    answerer: Option<Arc<dyn Answerer>>,
+    no_model_hint: &str,
+) -> Result<(Option<MemoryHandle>, Arc<dyn Answerer>)> {
+    let memory = if section.enabled {
+        Some(MemoryHandle::start(
+            &home.data_dir(),
+            &home.store_file(),
+            section,
+        )?)
+    } else {
+        None
+    };
+    let answerer = answerer::MemoryAnswerer {
+        memory: memory.clone(),
+        inner: answerer,
+        context_budget: section.context_token_budget,
+        no_model_hint: no_model_hint.to_owned(),
+    };
+    Ok((memory, Arc::new(answerer)))
+}
+
+/// Catch the memory up after every reply the runtime commits (a task that
+/// sleeps on the reply channel: no wake-up while idle).
+pub fn follow(runtime: &opticlaw_runtime::Runtime, memory: MemoryHandle) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut replies = runtime.subscribe();
+    // Replies committed before the subscription (pending events redone at
+    // start-up) are covered by one more catch-up after it.
+    memory.catch_up();
+    tokio::spawn(async move {
+        loop {
+            match replies.recv().await {
+                Ok(_) | Err(RecvError::Lagged(_)) => memory.catch_up(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// A record on one line: `who: what (when, id ID)`.
+pub fn one_line(m: &StoredMemory) -> String {
+    let who = m
+        .speaker
+        .as_deref()
+        .map(|s| format!("{s}: "))
+        .unwrap_or_default();
+    format!(
+        "{who}{} ({}, id {})",
+        m.content(),
+        m.occurred_at.format("%Y-%m-%d %H:%M"),
+        m.id()
+    )
+}
+
+/// The memory file in a home's data directory.
+pub fn memory_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("memory.db")
+}
+
+/// Attach the embedding model if one is found; `Some(why)` when none is.
+/// A model of another dimension than the stored vectors is an error.
+pub fn attach_embedder(
+    engine: &mut MemoryEngine,
+    section: &MemorySection,
+) -> Result<Option<String>> {
+    match opticlaw_memory::embed::local_embedder_from(section.embedding_model_dir.as_deref()) {
+        Ok(embedder) => {
+            engine
+                .set_embedder(embedder)
+                .context("attaching the embedding model of [memory] to the memory store")?;
+            Ok(None)
+        }
+        Err(why) => Ok(Some(why)),
+    }
+}
+
+/// Who is asking: the local owner sees every memory, a platform user only
+/// the conversations they took part in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scope {
+    /// Thread prefix the user may see (`None`: everything).
+    pub thread_prefix: Option<String>,
+    /// The conversation asking (its records rank higher).
+    pub thread_id: String,
+}
+
+impl Scope {
+    /// The scope of a message from `user` in `thread` on `source`.
+    pub fn of(source: &str, user: &str, thread: &str) -> Self {
+        Self {
+            thread_prefix: (source != "local").then(|| format!("{source}/{user}/")),
+            thread_id: conversation_key(source, user, thread),
+        }
+    }
+}
+
+/// The memory thread of a conversation: `source/user/thread`.
+pub fn conversation_key(source: &str, user: &str, thread: &str) -> String {
+    format!("{source}/{user}/{thread}")
+}
+
+type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+enum Request {
+    CatchUp,
+    Search(Scope, String, usize, Reply<Vec<Hit>>),
+    Context(Scope, String, usize, DateTime<Utc>, Reply<ContextPack>),
+    Remember(Scope, String, Reply<StoredMemory>),
+    Forget(Scope, String, Reply<Vec<StoredMemory>>),
+}
+
+/// A cheap handle to the memory thread.
+#[derive(Clone)]
+pub struct MemoryHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl MemoryHandle {
+    /// Open `data/memory.db` and start the memory thread. The model loads
+    /// on that thread, so the daemon is ready without waiting for it.
+    pub fn start(data_dir: &Path, store_file: &Path, section: &MemorySection) -> Result<Self> {
+        let path = memory_file(data_dir);
+        let engine = MemoryEngine::open(&path)
+            .with_context(|| format!("opening the memory store {}", path.display()))?;
+        let feed = ingest::Feed::open(store_file)?;
+        let (tx, rx) = mpsc::channel();
+        let section = section.clone();
+        std::thread::Builder::new()
+            .name("opticlaw-memory".into())
+            .spawn(move || run(engine, feed, &section, rx))
+            .context("starting the memory thread")?;
+        let handle = Self { tx };
+        handle.catch_up();
+        Ok(handle)
+    }
+
+    /// Ingest whatever the daemon committed since the last catch-up.
+    pub fn catch_up(&self) {
+        let _ = self.tx.send(Request::CatchUp);
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| "the memory thread has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the memory thread has stopped".to_owned())?
+    }
+
+    /// The best `limit` memories for `text` visible in `scope`.
+    pub async fn search(
+        &self,
+        scope: Scope,
+        text: String,
+        limit: usize,
+    ) -> Result<Vec<Hit>, String> {
+        self.ask(|r| Request::Search(scope, text, limit, r)).await
+    }
+
+    /// The budgeter's context for `text` within `budget` tokens, from what
+    /// happened before `before` (the message itself may be ingested already).
+    pub async fn context(
+        &self,
+        scope: Scope,
+        text: String,
+        budget: usize,
+        before: DateTime<Utc>,
+    ) -> Result<ContextPack, String> {
+        self.ask(|r| Request::Context(scope, text, budget, before, r))
+            .await
+    }
+
+    /// Remember a fact told in `scope`'s conversation.
+    pub async fn remember(&self, scope: Scope, fact: String) -> Result<StoredMemory, String> {
+        self.ask(|r| Request::Remember(scope, fact, r)).await
+    }
+
+    /// Forget a record by id, or every visible record containing `target`.
+    pub async fn forget(&self, scope: Scope, target: String) -> Result<Vec<StoredMemory>, String> {
+        self.ask(|r| Request::Forget(scope, target, r)).await
+    }
+}
+
+fn run(
+    mut engine: MemoryEngine,
+    mut feed: ingest::Feed,
+    section: &MemorySection,
+    rx: mpsc::Receiver<Request>,
+) {
+    match attach_embedder(&mut engine, section) {
+        Ok(None) => tracing::info!("memory: embedding model loaded"),
+        Ok(Some(why)) => {
+            tracing::warn!(%why, "memory: no embedding model; retrieval uses full text + graph")
+        }
+        Err(err) => {
+            tracing::error!("memory: {err:#}; retrieval uses full text + graph")
+        }
+    }
+    // Blocks with no timeout: nothing runs here until a request arrives.
+    while let Ok(request) = rx.recv() {
+        match request {
+            Request::CatchUp => {
+                // Several catch-up requests in a row need one pass.
+                if let Err(err) = feed.catch_up(&mut engine) {
+                    tracing::error!("memory ingestion: {err:#}");
+                }
+            }
+            Request::Search(scope, text, limit, reply) => {
+                let _ = reply.send(search(&engine, &scope, &text, limit));
+            }
+            Request::Context(scope, text, budget, before, reply) => {
+                let mut request = ContextRequest {
+                    thread_id: Some(scope.thread_id.clone()),
+                    thread_prefix: scope.thread_prefix.clone(),
+                    ..ContextRequest::new(&text, budget)
+                };
+                // Stored times have millisecond precision: cut `before` to match.
+                let to =
+                    DateTime::from_timestamp_millis(before.timestamp_millis()).unwrap_or(before);
+                request.hints.time_range = Some(TimeRange {
+                    from: DateTime::<Utc>::MIN_UTC,
+                    to,
+                });
+                let _ = reply.send(engine.build_context(&request).map_err(|e| e.to_string()));
+            }
+            Request::Remember(scope, fact, reply) => {
+                let new = NewMemory::semantic(fact, 1.0, "told with /remember")
+                    .in_thread(scope.thread_id.clone());
+                let _ = reply.send(engine.add(new).map_err(|e| e.to_string()));
+            }
+            Request::Forget(scope, target, reply) => {
+                let _ = reply.send(forget(&mut engine, &scope, &target));
+            }
+        }
+    }
+}
+
+fn search(
+    engine: &MemoryEngine,
+    scope: &Scope,
+    text: &str,
+    limit: usize,
+) -> Result<Vec<Hit>, String> {
+    let query = Query {
+        thread_id: Some(scope.thread_id.clone()),
+        thread_prefix: scope.thread_prefix.clone(),
+        ..Query::new(text, limit)
+    };
+    engine.search(&query).map_err(|e| e.to_string())
+}
+
+/// Forget by id (when `target` is one) or every visible record whose content
+/// contains `target` (case-insensitive); nothing vaguer, so a forget never
+/// deletes what the user did not name.
+pub fn forget(
+    engine: &mut MemoryEngine,
+    scope: &Scope,
+    target: &str,
+) -> Result<Vec<StoredMemory>, String> {
+    let visible = |m: &StoredMemory| match &scope.thread_prefix {
+        None => true,
+        Some(p) => m
+            .record
+            .thread_id
+            .as_deref()
+            .is_some_and(|t| t.starts_with(p.as_str())),
+    };
+    let doomed: Vec<StoredMemory> = match Uuid::parse_str(target.trim()) {
+        Ok(id) => engine
+            .get(id)
+            .map_err(|e| e.to_string())?
+            .filter(visible)
+            .into_iter()
+            .collect(),
+        Err(_) => {
+            let needle = target.trim().to_lowercase();
+            search(engine, scope, target, 200)?
+                .into_iter()
+                .map(|h| h.memory)
+                .filter(|m| m.content().to_lowercase().contains(&needle))
+                .collect()
+        }
+    };
+    for m in &doomed {
+        engine.forget(m.id()).map_err(|e| e.to_string())?;
+    }
+    Ok(doomed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_users_see_only_their_own_conversations() {
+        let owner = Scope::of("local", "owner", "main");
+        assert_eq!(owner.thread_prefix, None);
+        assert_eq!(owner.thread_id, "local/owner/main");
+        let guest = Scope::of("telegram", "42", "chat-7");
+        assert_eq!(guest.thread_prefix.as_deref(), Some("telegram/42/"));
+        assert!(
+            guest
+                .thread_id
+                .starts_with(guest.thread_prefix.as_deref().unwrap())
+        );
+    }
+
+    #[test]
+    fn forget_by_text_deletes_only_visible_records_containing_it() {
+        let mut engine = MemoryEngine::open_in_memory(Default::default()).unwrap();
+        let at = chrono::Utc::now();
+        for (thread, text) in [
+            ("telegram/42/c", "my locker code is 1234"),
+            ("telegram/7/c", "my locker code is 1234"),
+            ("telegram/42/c", "the locker is blue"),
+        ] {
+            engine
+                .add(NewMemory::episodic(thread, "u", text, at))
+                .unwrap();
+        }
+        let gone = forget(
+            &mut engine,
+            &Scope::of("telegram", "42", "c"),
+            "LOCKER CODE is 1234",
+        )
+        .unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].record.thread_id.as_deref(), Some("telegram/42/c"));
+        let left = engine.search(&Query::new("locker code", 10)).unwrap();
+        assert_eq!(
+            left.len(),
+            2,
+            "the other user's record and the unrelated one stay"
+        );
+    }
+}
