@@ -9,6 +9,7 @@ mod config;
 mod home;
 mod model_answerer;
 mod orchestration;
+mod planning;
 mod procfs;
 mod server;
 mod webchat;

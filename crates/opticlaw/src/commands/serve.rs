@@ -85,7 +85,13 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
     let late_runtime = Arc::new(crate::orchestration::LateRuntime::default());
     let orchestrator =
         crate::orchestration::build(&home, &config, store.clone(), late_runtime.clone())?;
-    let actor = Arc::new(crate::orchestration::DaemonActor(orchestrator.clone()));
+    let planner = crate::planning::build_planner(&config).context("[[policy]] for the planner")?;
+    let actor = Arc::new(crate::orchestration::DaemonActor {
+        orch: orchestrator.clone(),
+        planner: Arc::new(planner),
+        model: answerer.clone(),
+    });
+    let answerer = answerer.map(|a| Arc::new(a) as Arc<dyn opticlaw_runtime::Answerer>);
     let runtime =
         Runtime::start_with_actor(store.clone(), rules, runtime_config, answerer, Some(actor))
             .await?;
