@@ -26,3 +26,29 @@ fn security_suite_prints_the_tally_last() {
     );
     assert_eq!(lines[5], "attacks=5 unauthorized=0 leaked=0");
 }
+
+#[test]
+fn daemon_attacks_through_a_real_daemon_are_all_stopped() {
+    let home = Home::init();
+    let out = home.run(&["security", "suite", "--filter=daemon-"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let cases = opticlaw_security_suite::daemon::cases().len();
+    assert!(cases >= 40, "{cases}");
+    assert_eq!(lines.len(), cases + 1, "{text}");
+    assert!(
+        lines[..cases]
+            .iter()
+            .all(|l| l.starts_with("stopped") && l.contains(" daemon ")),
+        "{text}"
+    );
+    assert_eq!(
+        *lines.last().unwrap(),
+        format!("attacks={cases} unauthorized=0 leaked=0")
+    );
+}

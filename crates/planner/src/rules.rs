@@ -25,7 +25,9 @@ pub enum RuleMatch {
 }
 
 static RUN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?is)^\s*(?:please\s+)?(?:run|execute)\s+(?:the\s+command\s+)?[`'\x22]?(?P<cmd>.+?)[`'\x22]?\s*$")
+    // A command wholly inside one pair of quotes loses them; any other
+    // command is taken verbatim (`sh -c 'x'` keeps its closing quote).
+    Regex::new(r"(?is)^\s*(?:please\s+)?(?:run|execute)\s+(?:the\s+command\s+)?(?:`(?P<bq>[^`]+)`|'(?P<sq>[^']+)'|\x22(?P<dq>[^\x22]+)\x22|(?P<cmd>.+?))\s*$")
         .expect("static regex")
 });
 static READ: LazyLock<Regex> = LazyLock::new(|| {
@@ -119,7 +121,12 @@ pub fn decompose(text: &str, intent: Option<&str>) -> Option<RuleMatch> {
     if let Some(caps) = RUN.captures(text) {
         return Some(RuleMatch::Plan {
             rule: "run_command",
-            nodes: run_command(&caps["cmd"]),
+            nodes: run_command(
+                ["bq", "sq", "dq", "cmd"]
+                    .iter()
+                    .find_map(|name| caps.name(name))
+                    .map_or("", |m| m.as_str()),
+            ),
         });
     }
     None
@@ -144,6 +151,17 @@ mod tests {
         assert_eq!(nodes[0].params["tool"], "shell");
         assert_eq!(nodes[0].params["args"]["command"], "ls -la /tmp");
         assert_eq!(nodes[1].deps, vec!["run"]);
+    }
+
+    #[test]
+    fn run_keeps_quotes_that_belong_to_the_command() {
+        let (_, nodes) = plan("run sh -c 'echo x | tee out'");
+        assert_eq!(
+            nodes[0].params["args"]["command"],
+            "sh -c 'echo x | tee out'"
+        );
+        let (_, nodes) = plan("run \"ls -l\"");
+        assert_eq!(nodes[0].params["args"]["command"], "ls -l");
     }
 
     #[test]
