@@ -6,58 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, Home};
+use common::{Daemon, Home, configure, granted_dir, reply_containing};
 use serde_json::json;
-
-fn granted_dir() -> (tempfile::TempDir, PathBuf) {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(base).unwrap();
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let grant = dir.path().canonicalize().unwrap();
-    if let Ok(sandbox) = opticlaw_sandbox::NamespaceSandbox::new() {
-        let (uid, gid) = sandbox.identity();
-        std::os::unix::fs::chown(&grant, Some(uid), Some(gid)).unwrap();
-    }
-    (dir, grant)
-}
-
-fn configure(home: &Home, grant: &Path, policy: &[(&str, &str, u8)]) {
-    let mut text = std::fs::read_to_string(home.config_file()).unwrap();
-    text.push_str(&format!(
-        "\n[tools]\ngranted_dirs = [{:?}]\nretry_base_ms = 20\n",
-        grant.display().to_string()
-    ));
-    for (tool, scope, tier) in policy {
-        text.push_str(&format!(
-            "\n[[policy]]\ntool = {tool:?}\nscope = {scope:?}\ntier = {tier}\n"
-        ));
-    }
-    std::fs::write(home.config_file(), text).unwrap();
-}
-
-/// Waits (polling, in the test only) for a reply in `thread` containing `needle`.
-fn reply_containing(daemon: &Daemon, thread: &str, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = daemon
-            .replies(thread)
-            .into_iter()
-            .filter_map(|r| r["text"].as_str().map(str::to_owned))
-            .find(|t| t.contains(needle));
-        if let Some(text) = found {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no reply with {needle:?} in {thread}: {:?}",
-            daemon.replies(thread)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn post(daemon: &Daemon, body: serde_json::Value) {
     let (status, reply) = daemon.post(body);
