@@ -179,14 +179,14 @@ impl RetryTimer for SchedulerTimer {
 pub struct DaemonActor {
     pub orch: Orchestrator,
     pub planner: Arc<opticlaw_planner::Planner>,
-    /// The model path, for action requests no rule plans (`None`: no model).
+    /// The model path, for action requests no rule plans (`None`: no
+    /// model, or `[planner] model_plans` is off).
     pub model: Option<crate::model_answerer::ModelAnswerer>,
+    /// Triage's classifier must give at least this probability that a tool
+    /// is needed before a model is asked to plan (cheap first: other
+    /// messages go to the plain answerer).
+    pub tool_need: f32,
 }
-
-/// Triage's classifier must give at least this probability that a tool is
-/// needed before a model is asked to plan (cheap first: other messages go
-/// to the plain answerer).
-const PLAN_TOOL_NEED: f32 = 0.5;
 
 impl Actor for DaemonActor {
     fn act(&self, request: ActRequest) -> AnswerFuture {
@@ -239,7 +239,7 @@ impl Actor for DaemonActor {
         let by_rule = planning::rules_plan(&text, label.as_deref());
         let by_model = !by_rule
             && self.model.is_some()
-            && intent.is_some_and(|i| i.tool_needed >= PLAN_TOOL_NEED);
+            && intent.is_some_and(|i| i.tool_needed >= self.tool_need);
         if !by_rule && !by_model {
             return None;
         }

@@ -106,3 +106,72 @@ fn an_untrusted_request_waits_for_approval_and_changes_nothing() {
     assert!(why.contains("needs the user's approval"), "{why}");
     assert!(why.contains("email"), "{why}");
 }
+
+#[test]
+fn a_request_no_rule_knows_is_planned_by_the_model_when_enabled() {
+    let (_keep, grant) = granted_dir();
+    std::fs::write(grant.join("list.txt"), "eggs\nflour\n").unwrap();
+    let home = Home::init();
+    configure(&home, &grant, &[("file.read", "read", 1)]);
+    // Every message counts as needing a tool, so the model plans it.
+    let mut config = std::fs::read_to_string(home.config_file()).unwrap();
+    config.push_str("\n[planner]\nmodel_plans = true\ntool_need = 0.0\n");
+    std::fs::write(home.config_file(), config).unwrap();
+    // The model answers with a `submit_plan` call: read the list, reply.
+    let plan = json!({
+        "task_id": "00000000-0000-0000-0000-000000000000",
+        "goal": "what do I need to buy?",
+        "nodes": [
+            { "id": "fetch", "kind": "tool", "deps": [],
+              "policy": { "requires_approval": false }, "budget": { "max_ms": 0, "max_cost": 0 },
+              "params": { "tool": "file.read", "scope": "read", "resource": "list.txt",
+                          "args": { "path": "list.txt" } } },
+            { "id": "answer", "kind": "message", "deps": ["fetch"],
+              "policy": { "requires_approval": false }, "budget": { "max_ms": 0, "max_cost": 0 },
+              "params": { "text": "You need: {fetch.output}" } }
+        ]
+    });
+    let trace = json!({
+        "name": "planner", "repeat": true,
+        "turns": [{ "reply": { "tool_calls": [
+            { "id": "call_1", "name": "submit_plan", "arguments": plan }
+        ] } }]
+    });
+    let trace_file = home.path().join("plan-trace.json");
+    std::fs::write(&trace_file, trace.to_string()).unwrap();
+    let spec = format!("replay:{}", trace_file.display());
+    let mut child = home
+        .command(&["serve", "--model", &spec])
+        .env("OPTICLAW_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("ready on"), "{line}");
+    let daemon = common::Daemon {
+        child,
+        base: format!("http://127.0.0.1:{}", home.port),
+        token: home.token(),
+    };
+
+    post(
+        &daemon,
+        json!({ "text": "what do I need to buy?", "thread_id": "m1", "event_id": "evt-model-plan" }),
+    );
+    let answer = reply_containing(&daemon, "m1", "You need:");
+    assert!(
+        answer.contains("eggs") && answer.contains("flour"),
+        "{answer}"
+    );
+    let why = explain(&home, "evt-model-plan");
+    assert!(
+        why.contains("decompose: plan by model: fetch, answer"),
+        "{why}"
+    );
+    assert!(why.contains("risk [fetch]: tier 1"), "{why}");
+}

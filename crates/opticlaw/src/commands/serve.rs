@@ -89,7 +89,8 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
     let actor = Arc::new(crate::orchestration::DaemonActor {
         orch: orchestrator.clone(),
         planner: Arc::new(planner),
-        model: answerer.clone(),
+        model: answerer.clone().filter(|_| config.planner.model_plans),
+        tool_need: config.planner.tool_need,
     });
     let answerer = answerer.map(|a| Arc::new(a) as Arc<dyn opticlaw_runtime::Answerer>);
     let runtime =
