@@ -26,6 +26,30 @@ pub struct Config {
     pub tools: ToolsConfig,
     /// Trust tier per tool and scope (`[[policy]]`); anything unlisted is denied.
     pub policy: Vec<opticlaw_security::tier::PolicyRule>,
+    /// How action requests are planned (`[planner]`).
+    pub planner: PlannerSection,
+}
+
+/// `[planner]`: rule-matched requests are always planned without a model;
+/// a model plans other requests only when `model_plans = true` and a
+/// `[models]` tier exists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlannerSection {
+    /// Let a model plan messages triage's classifier says need a tool
+    /// (each such message then costs a planning call before any answer).
+    pub model_plans: bool,
+    /// The classifier's tool-need probability from which a model plans.
+    pub tool_need: f32,
+}
+
+impl Default for PlannerSection {
+    fn default() -> Self {
+        Self {
+            model_plans: false,
+            tool_need: 0.5,
+        }
+    }
 }
 
 /// `[tools]`: the orchestrator's tool runners.
@@ -452,6 +476,12 @@ context_token_budget = 1000
 # tool = "shell"
 # scope = "exec"
 # tier = 2
+#
+# "read FILE", "run X", "save a note ..." are planned by rules, no model.
+# Let a model plan other requests that need a tool (one planning call each):
+# [planner]
+# model_plans = false
+# tool_need = 0.5
 "#;
 
 #[cfg(test)]

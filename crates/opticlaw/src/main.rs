@@ -10,6 +10,7 @@ mod home;
 mod memory;
 mod model_answerer;
 mod orchestration;
+mod planning;
 mod procfs;
 mod server;
 mod webchat;

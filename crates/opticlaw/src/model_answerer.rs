@@ -86,6 +86,15 @@ impl ModelAnswerer {
         })
     }
 
+    /// The planner's model path over this answerer's router and providers
+    /// (the same value gate, budgets and accounting).
+    pub fn decomposer(&self) -> opticlaw_planner::LlmDecomposer<'_> {
+        opticlaw_planner::LlmDecomposer {
+            router: &self.inner.router,
+            providers: &self.inner.providers,
+        }
+    }
+
     /// The request sent for a user's message (before the router sets the
     /// model, output cap and temperature of each rung).
     /// The memory budgeter's context (already cut to `[memory]
@@ -270,20 +279,20 @@ pub fn user_message(err: &ModelError) -> String {
 }
 
 /// Builds the answerer for the `[models]` section, for `opticlaw serve`.
-pub async fn build(models: &ModelsConfig, store: StoreHandle) -> Result<Arc<dyn Answerer>> {
+pub async fn build(models: &ModelsConfig, store: StoreHandle) -> Result<ModelAnswerer> {
     let answerer = ModelAnswerer::new(models, store).await?;
     tracing::info!(
         tiers = models.tiers.len(),
         providers = models.providers.len(),
         "model path ready; no model is called until a message needs one"
     );
-    Ok(Arc::new(answerer))
+    Ok(answerer)
 }
 
 /// `opticlaw serve --model replay:FILE`: serves the golden trace `file` on
 /// loopback and answers with it, as a local model would. Keep the returned
 /// server alive as long as the answerer (dropping it stops it).
-pub async fn replay(file: &Path, store: StoreHandle) -> Result<(ReplayServer, Arc<dyn Answerer>)> {
+pub async fn replay(file: &Path, store: StoreHandle) -> Result<(ReplayServer, ModelAnswerer)> {
     let trace = Trace::load(file).context("--model replay:FILE")?;
     let server = ReplayServer::start(trace.clone())
         .await

@@ -13,12 +13,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use opticlaw_core::ResponseKind;
-use opticlaw_orchestrator::plans::{GraphBuilder, task_id_for_event};
+use opticlaw_orchestrator::plans::task_id_for_event;
 use opticlaw_orchestrator::tools::{FileRead, FileWrite, GrantedDirs, Shell, Tool};
 use opticlaw_orchestrator::{
     BoxFuture, Notifier, Orchestrator, OrchestratorConfig, Parts, RetryTimer, Timers,
 };
-use opticlaw_runtime::{ACTOR_TIMER, ActRequest, Actor, Answer, AnswerFuture, Runtime};
+use opticlaw_planner::rules;
+use opticlaw_runtime::{
+    ACTOR_TIMER, ActRequest, Actor, Answer, AnswerFuture, AnswerRequest, Answerer, Runtime,
+};
 use opticlaw_security::approval::Principal;
 use opticlaw_security::keys::SigningKey;
 use opticlaw_security::token::TokenMinter;
@@ -31,6 +34,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::home::Home;
+use crate::planning;
 
 /// The runtime, set once it has started (the orchestrator is built first,
 /// because the runtime takes it as its actor).
@@ -83,7 +87,7 @@ pub fn build(
         None => None,
     };
     let key = SigningKey::load_or_create(&home.data_dir().join("token_signing.key"))?;
-    Ok(Orchestrator::new(Parts {
+    let orchestrator = Orchestrator::new(Parts {
         store,
         minter: TokenMinter::new(key),
         tools,
@@ -96,7 +100,9 @@ pub fn build(
             retry_base: std::time::Duration::from_millis(config.tools.retry_base_ms),
             ..OrchestratorConfig::default()
         },
-    }))
+    });
+    // Tool outcomes update the planner's reliability figures.
+    Ok(orchestrator.with_outcome_hook(Arc::new(planning::SelfModelHook)))
 }
 
 fn read_totp(path: &Path) -> Result<Totp> {
@@ -167,34 +173,45 @@ impl RetryTimer for SchedulerTimer {
     }
 }
 
-/// The runtime's actor: chat commands in, plans to the orchestrator.
-pub struct DaemonActor(pub Orchestrator);
+/// The runtime's actor: chat commands and action requests in, through the
+/// planner, plans to the orchestrator.
+#[derive(Clone)]
+pub struct DaemonActor {
+    pub orch: Orchestrator,
+    pub planner: Arc<opticlaw_planner::Planner>,
+    /// The model path, for action requests no rule plans (`None`: no
+    /// model, or `[planner] model_plans` is off).
+    pub model: Option<crate::model_answerer::ModelAnswerer>,
+    /// Triage's classifier must give at least this probability that a tool
+    /// is needed before a model is asked to plan (cheap first: other
+    /// messages go to the plain answerer).
+    pub tool_need: f32,
+}
 
 impl Actor for DaemonActor {
     fn act(&self, request: ActRequest) -> AnswerFuture {
-        let orch = self.0.clone();
+        let this = self.clone();
         Box::pin(async move {
             let event = &request.event;
-            let principal = Principal {
-                source: event.source.clone(),
-                user_id: event.user_id.clone(),
-                chat_id: event.thread_id.clone(),
-            };
+            let principal = planning::principal_of(event);
             let task_id = task_id_for_event(&event.source, &event.event_id);
+            let orch = &this.orch;
             let (text, outcome) = match request.command {
                 ActCommand::Run(command) => {
-                    let graph = GraphBuilder::new(format!("/run {command}"))
-                        .task_id(task_id)
-                        .tool("run", &[], "shell", json!({ "command": command }))
-                        .build();
-                    started(orch.submit(graph, principal).await)?
+                    let goal = planning::goal_for(event, &format!("/run {command}"), None);
+                    this.plan_command(
+                        goal,
+                        principal,
+                        task_id,
+                        "/run",
+                        rules::run_command(&command),
+                    )
+                    .await?
                 }
                 ActCommand::Read(path) => {
-                    let graph = GraphBuilder::new(format!("/read {path}"))
-                        .task_id(task_id)
-                        .tool("read", &[], "file.read", json!({ "path": path }))
-                        .build();
-                    started(orch.submit(graph, principal).await)?
+                    let goal = planning::goal_for(event, &format!("/read {path}"), None);
+                    this.plan_command(goal, principal, task_id, "/read", rules::read_file(&path))
+                        .await?
                 }
                 ActCommand::Approve { id, code } => {
                     let text = orch
@@ -215,11 +232,66 @@ impl Actor for DaemonActor {
         })
     }
 
+    fn plan(&self, request: &AnswerRequest) -> Option<AnswerFuture> {
+        let text = request.event.content.text.trim().to_owned();
+        let intent = request.triage.intent.as_ref();
+        let label = intent.filter(|i| i.in_scope).map(|i| i.intent.clone());
+        let by_rule = planning::rules_plan(&text, label.as_deref());
+        let by_model = !by_rule
+            && self.model.is_some()
+            && intent.is_some_and(|i| i.tool_needed >= self.tool_need);
+        if !by_rule && !by_model {
+            return None;
+        }
+        let this = self.clone();
+        let event = request.event.clone();
+        let fallback = request.clone();
+        Some(Box::pin(async move {
+            let goal = planning::goal_for(&event, &text, label);
+            let task_id = task_id_for_event(&event.source, &event.event_id);
+            let llm = this.model.as_ref().map(|m| m.decomposer());
+            let planned = planning::plan_goal(
+                &this.planner,
+                &this.orch,
+                &goal,
+                task_id,
+                llm.as_ref().filter(|_| by_model),
+            )
+            .await?;
+            // The model found no plan (or the gate refused it): answer the
+            // message as a question instead.
+            if by_model
+                && matches!(
+                    planned.result,
+                    Err(opticlaw_planner::PlanError::NoPlan(_)
+                        | opticlaw_planner::PlanError::Model(_))
+                )
+                && let Some(model) = &this.model
+            {
+                let outcomes = planned.model_outcomes;
+                this.orch
+                    .store()
+                    .call(move |conn| {
+                        for outcome in &outcomes {
+                            opticlaw_models::accounting::persist_outcome(conn, outcome)?;
+                        }
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return model.answer(fallback).await;
+            }
+            let (text, outcome) =
+                planning::submit(&this.orch, planned, planning::principal_of(&event)).await?;
+            Ok(Answer { text, outcome })
+        }))
+    }
+
     fn timer_fired(
         &self,
         task: opticlaw_store::DeferredTask,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        let orch = self.0.clone();
+        let orch = self.orch.clone();
         Box::pin(async move {
             let field = |name: &str| task.payload[name].as_str().unwrap_or_default().to_owned();
             let (task_id, node) = (field("task"), field("node"));
@@ -230,14 +302,22 @@ impl Actor for DaemonActor {
     }
 }
 
-fn started(
-    submitted: Result<String, opticlaw_orchestrator::OrchError>,
-) -> Result<(String, Value), String> {
-    let task = submitted.map_err(|e| e.to_string())?;
-    Ok((
-        format!("On it (task {task}); I'll report back here."),
-        json!({ "task": task }),
-    ))
+impl DaemonActor {
+    /// Plans a command's nodes (no decomposition) and submits them.
+    async fn plan_command(
+        &self,
+        goal: opticlaw_planner::Goal,
+        principal: Principal,
+        task_id: uuid::Uuid,
+        command: &str,
+        nodes: Vec<opticlaw_core::TaskNode>,
+    ) -> Result<(String, Value), String> {
+        let self_model = planning::load_self_model(&self.orch).await?;
+        let planned = self
+            .planner
+            .plan_nodes(&goal, task_id, command, nodes, &self_model);
+        planning::submit(&self.orch, planned, principal).await
+    }
 }
 
 /// The local API for `opticlaw approvals approve|deny` and `opticlaw dlq

@@ -150,6 +150,11 @@ struct LocalMessage {
     event_id: Option<String>,
     #[serde(default)]
     priority: Option<Priority>,
+    /// Where the text came from when not typed by the user (`email`,
+    /// `web`, `file`, `tool_output`): an automation forwarding content
+    /// marks it, and what the planner derives from it waits for approval.
+    #[serde(default)]
+    provenance: Option<opticlaw_planner::Provenance>,
 }
 
 const MAX_ID_BYTES: usize = 200;
@@ -185,6 +190,12 @@ async fn post_message(
     }
     if let Some(priority) = message.priority {
         event.hints.priority = priority;
+    }
+    if let Some(provenance) = message.provenance {
+        event.metadata.insert(
+            crate::planning::PROVENANCE_KEY.to_owned(),
+            serde_json::json!(provenance.as_str()),
+        );
     }
     let submission = state.runtime.submit(event).await?;
     let status = if submission.duplicate {

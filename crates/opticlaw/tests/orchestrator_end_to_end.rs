@@ -4,40 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Home, ureq_like};
+use common::{Daemon, Home, configure, granted_dir, reply_containing, ureq_like};
 use serde_json::{Value, json};
-
-/// A granted directory outside /tmp (the sandbox gives commands a private
-/// /tmp), writable by the sandbox's identity.
-fn granted_dir() -> (tempfile::TempDir, PathBuf) {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(base).unwrap();
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let grant = dir.path().canonicalize().unwrap();
-    // The sandbox runs commands as its own identity (nobody when root).
-    if let Ok(sandbox) = opticlaw_sandbox::NamespaceSandbox::new() {
-        let (uid, gid) = sandbox.identity();
-        std::os::unix::fs::chown(&grant, Some(uid), Some(gid)).unwrap();
-    }
-    (dir, grant)
-}
-
-fn configure(home: &Home, grant: &Path, policy: &[(&str, &str, u8)]) {
-    let mut text = std::fs::read_to_string(home.config_file()).unwrap();
-    text.push_str(&format!(
-        "\n[tools]\ngranted_dirs = [{:?}]\nretry_base_ms = 20\n",
-        grant.display().to_string()
-    ));
-    for (tool, scope, tier) in policy {
-        text.push_str(&format!(
-            "\n[[policy]]\ntool = {tool:?}\nscope = {scope:?}\ntier = {tier}\n"
-        ));
-    }
-    std::fs::write(home.config_file(), text).unwrap();
-}
 
 fn sandbox_available() -> bool {
     opticlaw_sandbox_probe()
@@ -57,27 +28,6 @@ fn opticlaw_sandbox_probe() -> bool {
         ])
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Waits (polling, in the test only) for a reply in `thread` containing `needle`.
-fn reply_containing(daemon: &Daemon, thread: &str, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = daemon
-            .replies(thread)
-            .into_iter()
-            .filter_map(|r| r["text"].as_str().map(str::to_owned))
-            .find(|t| t.contains(needle));
-        if let Some(text) = found {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no reply with {needle:?} in {thread}: {:?}",
-            daemon.replies(thread)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn send_as(daemon: &Daemon, user: &str, thread: &str, text: &str) {
@@ -142,7 +92,8 @@ fn run_waits_for_approval_in_the_same_chat_and_audit_verify_catches_edits() {
     );
 
     // /read of a file outside the grant is refused.
-    send_as(&daemon, "owner", "t3", "/read /etc/passwd");
+    // (not /etc/passwd: the planner holds reads of secret-looking paths for approval)
+    send_as(&daemon, "owner", "t3", "/read /etc/hostname");
     reply_containing(&daemon, "t3", "outside every granted directory");
     drop(daemon);
 

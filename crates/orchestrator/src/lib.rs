@@ -28,7 +28,8 @@ pub mod state;
 pub mod tools;
 
 pub use engine::{
-    BoxFuture, Notifier, OrchError, Orchestrator, OrchestratorConfig, Parts, RetryTimer, Timers,
+    BoxFuture, Notifier, OnInsert, OrchError, Orchestrator, OrchestratorConfig, OutcomeHook, Parts,
+    RetryTimer, Timers,
 };
 pub use journal::{DeadLetter, JournalError, NodeView, TaskView};
 pub use schema::COMPONENT;

@@ -48,6 +48,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 pub use budget::BudgetRouter;
+pub use catalog::ToolDescription;
 pub use decision::{Decision, DecisionRecord};
 pub use decomposer::{Decomposed, GoalDecomposer};
 pub use goal::{Attachment, Goal, Provenance, TaskBudget};
@@ -104,7 +105,15 @@ pub struct Planner {
 impl Planner {
     /// A planner over `policy` and the default tool list.
     pub fn new(policy: &PolicyConfig) -> Result<Self, PolicyError> {
-        let tools = catalog::default_tools();
+        Self::with_tools(policy, catalog::default_tools())
+    }
+
+    /// A planner over `policy` that plans only with `tools` (the daemon
+    /// passes the tools its orchestrator runs).
+    pub fn with_tools(
+        policy: &PolicyConfig,
+        tools: Vec<ToolDescription>,
+    ) -> Result<Self, PolicyError> {
         Ok(Self {
             decomposer: GoalDecomposer {
                 tools: tools.clone(),
@@ -127,22 +136,88 @@ impl Planner {
         self_model: &SelfModel,
         llm: Option<&LlmDecomposer<'_>>,
     ) -> Planned {
-        let task_id = Uuid::now_v7();
+        self.plan_as(goal, Uuid::now_v7(), self_model, llm).await
+    }
+
+    /// Like [`Planner::plan`], under a task id the caller chose (the
+    /// daemon derives it from the event, so a redelivered event plans the
+    /// same task).
+    pub async fn plan_as(
+        &self,
+        goal: &Goal,
+        task_id: Uuid,
+        self_model: &SelfModel,
+        llm: Option<&LlmDecomposer<'_>>,
+    ) -> Planned {
         let decomposition = self.decomposer.decompose(goal, task_id, llm).await;
-        let mut planned = Planned {
+        let planned = Planned {
             request_id: goal.request_id.clone(),
             result: Err(PlanError::NoPlan(String::new())),
             decisions: decomposition.decisions,
             model_outcomes: decomposition.model_outcomes,
         };
-        let mut graph = match decomposition.result {
-            Ok(Decomposed::Graph(graph)) => graph,
+        match decomposition.result {
+            Ok(Decomposed::Graph(graph)) => self.finish(planned, graph, goal, self_model),
             other => {
+                let mut planned = planned;
                 planned.result = other;
                 planned.refusal_decision();
-                return planned;
+                planned
             }
+        }
+    }
+
+    /// Plans `nodes` a command already spelled out (`/run`, `/read`): no
+    /// decomposition, the other three stages as for any plan. `command`
+    /// names it in the decision record.
+    pub fn plan_nodes(
+        &self,
+        goal: &Goal,
+        task_id: Uuid,
+        command: &str,
+        nodes: Vec<opticlaw_core::TaskNode>,
+        self_model: &SelfModel,
+    ) -> Planned {
+        let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+        let decision = Decision::new(
+            "decompose",
+            None,
+            &format!("plan by command `{command}`: {}", ids.join(" -> ")),
+            &format!(
+                "the user typed the command `{command}`, which names the action; no model was called"
+            ),
+            json!({"command": command}),
+        );
+        let graph = opticlaw_core::TaskGraph {
+            task_id,
+            goal: goal.text.clone(),
+            nodes,
         };
+        let planned = Planned {
+            request_id: goal.request_id.clone(),
+            result: Err(PlanError::NoPlan(String::new())),
+            decisions: vec![decision],
+            model_outcomes: Vec::new(),
+        };
+        match graph.validate() {
+            Ok(()) => self.finish(planned, graph, goal, self_model),
+            Err(error) => {
+                let mut planned = planned;
+                planned.result = Err(PlanError::NoPlan(error.to_string()));
+                planned.refusal_decision();
+                planned
+            }
+        }
+    }
+
+    /// Inspect, budget and assess a decomposed graph.
+    fn finish(
+        &self,
+        mut planned: Planned,
+        mut graph: opticlaw_core::TaskGraph,
+        goal: &Goal,
+        self_model: &SelfModel,
+    ) -> Planned {
         planned
             .decisions
             .extend(self.inspector.apply(&mut graph, self_model));

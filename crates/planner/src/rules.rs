@@ -25,7 +25,9 @@ pub enum RuleMatch {
 }
 
 static RUN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?is)^\s*(?:please\s+)?(?:run|execute)\s+(?:the\s+command\s+)?[`'\x22]?(?P<cmd>.+?)[`'\x22]?\s*$")
+    // A command wholly inside one pair of quotes loses them; any other
+    // command is taken verbatim (`sh -c 'x'` keeps its closing quote).
+    Regex::new(r"(?is)^\s*(?:please\s+)?(?:run|execute)\s+(?:the\s+command\s+)?(?:`(?P<bq>[^`]+)`|'(?P<sq>[^']+)'|\x22(?P<dq>[^\x22]+)\x22|(?P<cmd>.+?))\s*$")
         .expect("static regex")
 });
 static READ: LazyLock<Regex> = LazyLock::new(|| {
@@ -39,6 +41,42 @@ static NOTE: LazyLock<Regex> = LazyLock::new(|| {
 static REMIND: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)^\s*(?:please\s+)?remind\s+me\b").expect("static regex"));
 
+fn read_node(path: &str) -> TaskNode {
+    nodes::tool(
+        "read",
+        &[],
+        "file.read",
+        "read",
+        path,
+        json!({"path": path}),
+    )
+}
+
+/// The plan of "read FILE" (and of the `/read FILE` command): read it,
+/// reply with its content.
+pub fn read_file(path: &str) -> Vec<TaskNode> {
+    vec![
+        read_node(path),
+        nodes::message("reply", &["read"], "{read.output}"),
+    ]
+}
+
+/// The plan of "run COMMAND" (and of the `/run COMMAND` command): run it in
+/// the sandbox, reply with its output.
+pub fn run_command(command: &str) -> Vec<TaskNode> {
+    vec![
+        nodes::tool(
+            "run",
+            &[],
+            "shell",
+            "run",
+            "workspace",
+            json!({"command": command}),
+        ),
+        nodes::message("reply", &["run"], "{run.output}"),
+    ]
+}
+
 /// Applies the rules in order; `None` when no rule matches (the model plans).
 pub fn decompose(text: &str, intent: Option<&str>) -> Option<RuleMatch> {
     if intent == Some("reminder") || REMIND.is_match(text) {
@@ -46,21 +84,13 @@ pub fn decompose(text: &str, intent: Option<&str>) -> Option<RuleMatch> {
     }
     if let Some(caps) = READ.captures(text) {
         let path = &caps["path"];
-        let read = nodes::tool(
-            "read",
-            &[],
-            "file.read",
-            "read",
-            path,
-            json!({"path": path}),
-        );
         let verb = caps["verb"].to_lowercase();
         if verb.starts_with("summar") {
             let prompt = format!("Summarize the content of {path} in a few sentences.");
             return Some(RuleMatch::Plan {
                 rule: "summarize_file",
                 nodes: vec![
-                    read,
+                    read_node(path),
                     nodes::reason("summarize", &["read"], &prompt),
                     nodes::message("reply", &["summarize"], "{summarize.output}"),
                 ],
@@ -68,7 +98,7 @@ pub fn decompose(text: &str, intent: Option<&str>) -> Option<RuleMatch> {
         }
         return Some(RuleMatch::Plan {
             rule: "read_file",
-            nodes: vec![read, nodes::message("reply", &["read"], "{read.output}")],
+            nodes: read_file(path),
         });
     }
     if let Some(caps) = NOTE.captures(text) {
@@ -82,27 +112,21 @@ pub fn decompose(text: &str, intent: Option<&str>) -> Option<RuleMatch> {
                     "file.write",
                     "append",
                     NOTES_FILE,
-                    json!({"path": NOTES_FILE, "content": note}),
+                    json!({"path": NOTES_FILE, "content": note, "mode": "append"}),
                 ),
                 nodes::message("reply", &["save"], "Saved to your notes."),
             ],
         });
     }
     if let Some(caps) = RUN.captures(text) {
-        let command = caps["cmd"].to_owned();
         return Some(RuleMatch::Plan {
             rule: "run_command",
-            nodes: vec![
-                nodes::tool(
-                    "run",
-                    &[],
-                    "shell",
-                    "run",
-                    "workspace",
-                    json!({"command": command}),
-                ),
-                nodes::message("reply", &["run"], "{run.output}"),
-            ],
+            nodes: run_command(
+                ["bq", "sq", "dq", "cmd"]
+                    .iter()
+                    .find_map(|name| caps.name(name))
+                    .map_or("", |m| m.as_str()),
+            ),
         });
     }
     None
@@ -127,6 +151,17 @@ mod tests {
         assert_eq!(nodes[0].params["tool"], "shell");
         assert_eq!(nodes[0].params["args"]["command"], "ls -la /tmp");
         assert_eq!(nodes[1].deps, vec!["run"]);
+    }
+
+    #[test]
+    fn run_keeps_quotes_that_belong_to_the_command() {
+        let (_, nodes) = plan("run sh -c 'echo x | tee out'");
+        assert_eq!(
+            nodes[0].params["args"]["command"],
+            "sh -c 'echo x | tee out'"
+        );
+        let (_, nodes) = plan("run \"ls -l\"");
+        assert_eq!(nodes[0].params["args"]["command"], "ls -l");
     }
 
     #[test]

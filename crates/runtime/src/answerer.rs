@@ -59,6 +59,13 @@ pub const ACTOR_TIMER: &str = "actor_timer";
 /// (deferred tasks whose payload `kind` is [`ACTOR_TIMER`]) fires.
 pub trait Actor: Send + Sync + 'static {
     fn act(&self, request: ActRequest) -> AnswerFuture;
+    /// A message no rule answers that asks for an action the actor can
+    /// plan ("read notes.txt"): `Some` takes it (the answerer is then not
+    /// called), `None` leaves it to the answerer. Must decide without
+    /// waiting (rules, triage's signals), so it costs nothing otherwise.
+    fn plan(&self, _request: &AnswerRequest) -> Option<AnswerFuture> {
+        None
+    }
     fn timer_fired(
         &self,
         task: opticlaw_store::DeferredTask,

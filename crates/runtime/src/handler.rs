@@ -75,20 +75,29 @@ async fn handle_event(
         .triage()
         .decide(&event.content.text, Local::now().fixed_offset());
     let mut context = runtime.answer_context();
-    if decision.action == RuleAction::NeedsModel
-        && let Some(answerer) = runtime.shared.answerer.clone()
-    {
-        runtime.shared.active_plan.fetch_add(1, Ordering::Relaxed);
-        let answer = answerer
-            .answer(AnswerRequest {
-                event: event.clone(),
-                seq,
-                cancel: token.clone(),
-                triage: decision.explanation(),
-            })
-            .await;
-        runtime.shared.active_plan.fetch_sub(1, Ordering::Relaxed);
-        context.model_answer = Some(answer);
+    if decision.action == RuleAction::NeedsModel {
+        let request = AnswerRequest {
+            event: event.clone(),
+            seq,
+            cancel: token.clone(),
+            triage: decision.explanation(),
+        };
+        // The actor's planner first (an action request), then the answerer.
+        let planned = runtime
+            .shared
+            .actor
+            .as_ref()
+            .and_then(|actor| actor.plan(&request));
+        let answering = planned.or_else(|| {
+            let answerer = runtime.shared.answerer.clone()?;
+            Some(answerer.answer(request))
+        });
+        if let Some(answering) = answering {
+            runtime.shared.active_plan.fetch_add(1, Ordering::Relaxed);
+            let answer = answering.await;
+            runtime.shared.active_plan.fetch_sub(1, Ordering::Relaxed);
+            context.model_answer = Some(answer);
+        }
     }
     if let RuleAction::Act(command) = &decision.action
         && let Some(actor) = runtime.shared.actor.clone()

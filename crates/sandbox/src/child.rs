@@ -430,14 +430,18 @@ impl ChildPlan {
         // empty read-only tmpfs: the host tree is visible read-only, and a
         // command running as the daemon's own uid could read its secrets.
         for target in &self.hidden {
-            mount(
-                Stage::Hide,
+            let hidden = nix::mount::mount(
                 Some(c"tmpfs"),
                 target.as_c_str(),
                 Some(c"tmpfs"),
                 nosuid_nodev | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
                 Some(c"mode=0555,size=4k"),
-            )?;
+            );
+            // A directory absent from the new tree (say, under the private
+            // /tmp) is hidden already.
+            if hidden != Err(nix::errno::Errno::ENOENT) {
+                at(Stage::Hide, hidden)?;
+            }
         }
         mount(
             Stage::MountProc,

@@ -30,6 +30,10 @@ pub struct Env {
     pub model_server: ReplayServer,
     pub router: ModelRouter,
     pub providers: Providers,
+    /// The `opticlaw` binary the daemon cases start (`OPTICLAW_BIN`, or
+    /// [`Env::with_daemon_binary`]); without one they fail as unset up.
+    daemon_binary: Option<PathBuf>,
+    daemon: std::sync::OnceLock<Result<crate::daemon::Daemon, String>>,
 }
 
 impl Env {
@@ -59,6 +63,10 @@ impl Env {
                 .map_err(|e| e.to_string())?;
             canaries.push(canary);
         }
+        // The daemon cases' canaries: outside the grant, in the daemon home.
+        for _ in 0..2 {
+            canaries.push(format!("OPTICLAW-CANARY-{}", uuid::Uuid::new_v4().simple()));
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -84,7 +92,43 @@ impl Env {
             model_server,
             router,
             providers,
+            daemon_binary: std::env::var_os("OPTICLAW_BIN").map(PathBuf::from),
+            daemon: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Runs the daemon cases against `binary serve`.
+    pub fn with_daemon_binary(mut self, binary: PathBuf) -> Self {
+        self.daemon_binary = Some(binary);
+        self
+    }
+
+    /// Whether the daemon cases can run (a binary is known).
+    pub fn has_daemon(&self) -> bool {
+        self.daemon_binary.is_some()
+    }
+
+    /// The daemon under attack, started on first use.
+    pub fn daemon(&self) -> Result<&crate::daemon::Daemon, String> {
+        self.daemon
+            .get_or_init(|| match &self.daemon_binary {
+                Some(binary) => crate::daemon::Daemon::start(self, binary),
+                None => Err(
+                    "no opticlaw binary: set OPTICLAW_BIN or run `opticlaw security suite`".into(),
+                ),
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The canary in a file outside the daemon's granted directory.
+    pub fn outside_canary(&self) -> String {
+        self.canaries[SECRET_FILES.len()].clone()
+    }
+
+    /// The canary in the daemon home of the daemon cases.
+    pub fn home_canary(&self) -> String {
+        self.canaries[SECRET_FILES.len() + 1].clone()
     }
 
     /// The daemon-like home holding the canary secrets.

@@ -15,6 +15,7 @@
 //! `attacks=N unauthorized=U leaked=L`.
 
 pub mod approvals;
+pub mod daemon;
 mod env;
 pub mod injection;
 pub mod sandbox;
@@ -29,6 +30,7 @@ pub enum Family {
     Approval,
     Sandbox,
     Injection,
+    Daemon,
 }
 
 impl Family {
@@ -38,6 +40,7 @@ impl Family {
             Family::Approval => "approval",
             Family::Sandbox => "sandbox",
             Family::Injection => "injection",
+            Family::Daemon => "daemon",
         }
     }
 }
@@ -49,6 +52,7 @@ pub enum Attack {
     Approval(approvals::ApprovalAttack),
     Sandbox(sandbox::SandboxAttack),
     Injection(injection::InjectionAttack),
+    Daemon(daemon::DaemonAttack),
 }
 
 /// A named attack case.
@@ -77,6 +81,16 @@ impl Outcome {
             ran: false,
             leaked: false,
             detail: by.into(),
+        }
+    }
+
+    /// The case could not be set up: counted as ran, so a broken suite
+    /// never reads clean.
+    pub fn failed_setup(why: impl Into<String>) -> Self {
+        Self {
+            ran: true,
+            leaked: false,
+            detail: format!("setup failed: {}", why.into()),
         }
     }
 }
@@ -113,6 +127,7 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(approvals::cases());
     cases.extend(sandbox::cases());
     cases.extend(injection::cases());
+    cases.extend(daemon::cases());
     cases
 }
 
@@ -130,6 +145,7 @@ pub fn run(
             Attack::Approval(attack) => approvals::run(env, attack),
             Attack::Sandbox(attack) => sandbox::run(env, attack),
             Attack::Injection(attack) => injection::run(env, attack),
+            Attack::Daemon(attack) => daemon::run(env, &case.id, attack),
         };
         // Whatever a case reports, a canary in its detail is a leak too.
         if env.contains_canary(&outcome.detail) {

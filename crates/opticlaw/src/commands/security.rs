@@ -20,6 +20,11 @@ pub fn run(command: Command) -> Result<ExitCode> {
     let Command::Suite { filter } = command;
     let env = opticlaw_security_suite::Env::new()
         .map_err(|e| anyhow!("setting up the attack suite: {e}"))?;
+    // The daemon cases attack a real `opticlaw serve` of this very binary.
+    let env = match std::env::current_exe() {
+        Ok(binary) => env.with_daemon_binary(binary),
+        Err(_) => env,
+    };
     let cases: Vec<_> = opticlaw_security_suite::all_cases()
         .into_iter()
         .filter(|c| filter.as_deref().is_none_or(|f| c.id.contains(f)))

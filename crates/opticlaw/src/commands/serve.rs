@@ -55,7 +55,7 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
     // The model path: a replayed trace (`--model replay:FILE`), else the
     // [models] section when it has tiers, else none (a notice says how).
     // The replay server must live as long as the daemon.
-    let (_replay_server, answerer) = match &model {
+    let (_replay_server, model_answerer) = match &model {
         Some(spec) => {
             let file = crate::model_answerer::replay_path(spec)?;
             let (server, answerer) = crate::model_answerer::replay(file, store.clone()).await?;
@@ -74,7 +74,14 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
         home.config_file().display()
     );
     // Memory answers /memory, /remember, /forget and gives the model context.
-    let (memory, answerer) = crate::memory::wire(&home, &config.memory, answerer, &no_model_hint)?;
+    let (memory, answerer) = crate::memory::wire(
+        &home,
+        &config.memory,
+        model_answerer
+            .clone()
+            .map(|a| Arc::new(a) as Arc<dyn opticlaw_runtime::Answerer>),
+        &no_model_hint,
+    )?;
     let runtime_config = RuntimeConfig {
         queue_capacity: config.runtime.queue_capacity,
         workers: config.runtime.workers,
@@ -88,7 +95,13 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
     let late_runtime = Arc::new(crate::orchestration::LateRuntime::default());
     let orchestrator =
         crate::orchestration::build(&home, &config, store.clone(), late_runtime.clone())?;
-    let actor = Arc::new(crate::orchestration::DaemonActor(orchestrator.clone()));
+    let planner = crate::planning::build_planner(&config).context("[[policy]] for the planner")?;
+    let actor = Arc::new(crate::orchestration::DaemonActor {
+        orch: orchestrator.clone(),
+        planner: Arc::new(planner),
+        model: model_answerer.filter(|_| config.planner.model_plans),
+        tool_need: config.planner.tool_need,
+    });
     let runtime = Runtime::start_with_actor(
         store.clone(),
         rules,

@@ -45,6 +45,24 @@ pub trait RetryTimer: Send + Sync {
     fn arm<'a>(&'a self, task: &'a str, node: &'a str, wake_at_ms: i64) -> BoxFuture<'a, ()>;
 }
 
+/// Told how every tool call ended, inside the transaction that records it
+/// (the daemon feeds the planner's self-model with it). `error` is `None`
+/// on success; refusals (policy, grants, tokens) are not reported: they say
+/// nothing about the tool's reliability.
+pub trait OutcomeHook: Send + Sync {
+    fn tool_outcome(
+        &self,
+        conn: &Connection,
+        tool: &str,
+        scope: &str,
+        error: Option<&str>,
+    ) -> opticlaw_store::rusqlite::Result<()>;
+}
+
+/// Work done in the transaction that stores a new task (the daemon stores
+/// the planner's decisions with it). Not called for a task already stored.
+pub type OnInsert = Box<dyn FnOnce(&Connection) -> opticlaw_store::rusqlite::Result<()> + Send>;
+
 /// How retries are timed.
 #[derive(Clone)]
 pub enum Timers {
@@ -144,6 +162,7 @@ struct Inner {
     /// Tasks whose failure is being handled: one handler per task, so two
     /// nodes failing at once never compensate anything twice.
     failing: std::sync::Mutex<std::collections::HashSet<String>>,
+    outcomes: Option<Arc<dyn OutcomeHook>>,
 }
 
 /// One call of a node's tool: whose, under which idempotency key (and
@@ -160,6 +179,8 @@ struct ToolAttempt<'a> {
 #[derive(Debug, Clone)]
 struct Action {
     tool: String,
+    /// The scope the plan named (the runner's own when it named none).
+    scope: String,
     args: Value,
     tier: Tier,
 }
@@ -193,8 +214,18 @@ impl Orchestrator {
                 config: parts.config,
                 changed: watch::channel(0).0,
                 failing: Default::default(),
+                outcomes: None,
             }),
         }
+    }
+
+    /// Reports every tool call's end to `hook` (call right after `new`).
+    pub fn with_outcome_hook(mut self, hook: Arc<dyn OutcomeHook>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.outcomes = Some(hook),
+            None => tracing::error!("with_outcome_hook called on a shared orchestrator; ignored"),
+        }
+        self
     }
 
     pub fn store(&self) -> &StoreHandle {
@@ -208,6 +239,18 @@ impl Orchestrator {
         &self,
         graph: TaskGraph,
         principal: Principal,
+    ) -> Result<String, OrchError> {
+        self.submit_with(graph, principal, Box::new(|_| Ok(())))
+            .await
+    }
+
+    /// Like [`Orchestrator::submit`], running `on_insert` in the same
+    /// transaction as the task's first record (never for a resubmission).
+    pub async fn submit_with(
+        &self,
+        graph: TaskGraph,
+        principal: Principal,
+        on_insert: OnInsert,
     ) -> Result<String, OrchError> {
         graph
             .validate()
@@ -231,6 +274,7 @@ impl Orchestrator {
             .call(move |conn| {
                 let run = || -> Result<(), OrchError> {
                     if journal::insert_task(conn, &graph, &principal, now_ms())? {
+                        on_insert(conn)?;
                         audit_append(
                             conn,
                             "task_submitted",
@@ -481,6 +525,7 @@ impl Orchestrator {
                 };
                 return Ok(Action {
                     tool: String::new(),
+                    scope: String::new(),
                     args: node.params.clone(),
                     tier,
                 });
@@ -501,7 +546,16 @@ impl Orchestrator {
         if node.policy.requires_approval {
             tier = tier.max(Tier::SideEffect);
         }
-        Ok(Action { tool, args, tier })
+        let scope = node.params["scope"]
+            .as_str()
+            .unwrap_or(runner.tool().scope())
+            .to_owned();
+        Ok(Action {
+            tool,
+            scope,
+            args,
+            tier,
+        })
     }
 
     async fn tell(&self, to: &Principal, text: String) {

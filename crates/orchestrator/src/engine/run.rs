@@ -135,12 +135,15 @@ impl Orchestrator {
         if node.kind == NodeKind::Message
             && let Some(text) = node.params["text"].as_str()
         {
-            self.tell(&view.principal, text.to_owned()).await;
+            self.tell(&view.principal, fill_outputs(text, &node, &view))
+                .await;
         }
         match outcome {
             Ok(output) => {
                 let (t, n, k) = (task.to_owned(), node_id.to_owned(), key.clone());
                 let tool = action.tool.clone();
+                let scope = action.scope.clone();
+                let hook = self.inner.outcomes.clone();
                 let task_stopped = self
                     .inner
                     .store
@@ -149,6 +152,9 @@ impl Orchestrator {
                             idempotency::finish(conn, &k, &output.to_string(), Utc::now())?;
                             journal::transition(conn, &t, Some(&n), Some(State::Running), State::Completed, &json!({ "output": output, "key": k }), now_ms())?;
                             audit_append(conn, "tool_action", &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "completed" }))?;
+                            if let Some(hook) = hook.as_ref().filter(|_| !tool.is_empty()) {
+                                hook.tool_outcome(conn, &tool, &scope, None)?;
+                            }
                             // Read in the same transaction as the task's
                             // close (see `fail_task`): one of the two sees
                             // the other.
@@ -277,6 +283,13 @@ impl Orchestrator {
             action.tool.clone(),
         );
         let msg = message.clone();
+        let scope = action.scope.clone();
+        // Only the tool's own failures count against its reliability.
+        let hook = self
+            .inner
+            .outcomes
+            .clone()
+            .filter(|_| kind == "tool_action");
         self.inner
             .store
             .call(move |conn| {
@@ -288,6 +301,9 @@ impl Orchestrator {
                     };
                     journal::transition(conn, &t, Some(&n), Some(State::Running), to, &detail, now_ms())?;
                     audit_append(conn, kind, &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "failed", "error": msg, "retry": retry }))?;
+                    if let Some(hook) = &hook {
+                        hook.tool_outcome(conn, &tool, &scope, Some(&msg))?;
+                    }
                     Ok(())
                 };
                 Ok(run())
@@ -370,6 +386,29 @@ impl Orchestrator {
         }
         Ok(())
     }
+}
+
+/// A message node's text with `{ID.output}` replaced by what dependency
+/// `ID` produced (a command's stdout, a file's text), so a planned reply
+/// carries the result.
+fn fill_outputs(text: &str, node: &TaskNode, view: &TaskView) -> String {
+    let mut filled = text.to_owned();
+    for dep in &node.deps {
+        let placeholder = format!("{{{dep}.output}}");
+        if !filled.contains(&placeholder) {
+            continue;
+        }
+        let output = view.node(dep).output.clone().unwrap_or(Value::Null);
+        let shown = output["stdout"]
+            .as_str()
+            .or(output["text"].as_str())
+            .or(output["note"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| output.to_string());
+        let shown: String = shown.chars().take(4000).collect();
+        filled = filled.replace(&placeholder, shown.trim_end());
+    }
+    filled
 }
 
 pub(super) fn non_tool_note(node: &TaskNode, action: &Action) -> String {
