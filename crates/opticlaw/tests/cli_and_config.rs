@@ -18,7 +18,22 @@ fn unknown_command_prints_help() {
 fn every_command_has_help() {
     let home = Home::init();
     for command in [
-        "init", "serve", "chat", "status", "doctor", "memory", "bench", "explain", "security",
+        "init",
+        "serve",
+        "chat",
+        "status",
+        "doctor",
+        "memory",
+        "bench",
+        "explain",
+        "security",
+        "channels",
+        "pairing",
+        "models",
+        "triage",
+        "approvals",
+        "audit",
+        "dlq",
     ] {
         let out = home.run(&[command, "--help"]);
         assert!(out.status.success(), "{command} --help");
