@@ -86,8 +86,18 @@ impl TokenBucket {
 pub struct RateLimiter {
     global: BucketSpec,
     per_key: BucketSpec,
-    buckets: Mutex<HashMap<String, TokenBucket>>,
+    buckets: Mutex<Buckets>,
 }
+
+/// The buckets, and the size at which idle ones are next swept out.
+#[derive(Debug)]
+struct Buckets {
+    map: HashMap<String, TokenBucket>,
+    sweep_at: usize,
+}
+
+/// Fewest buckets before idle ones are swept out.
+const SWEEP_MIN: usize = 4096;
 
 const GLOBAL_KEY: &str = "\u{0}global";
 /// Buckets idle this long are full again and are forgotten on the next use.
@@ -99,16 +109,26 @@ impl RateLimiter {
         Self {
             global,
             per_key,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                sweep_at: SWEEP_MIN,
+            }),
         }
     }
 
     /// Takes a token from both the global and the conversation's bucket, or
     /// takes none and returns the longer of the two waits.
     pub fn try_acquire(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().expect("limiter lock");
-        if buckets.len() > 4096 {
+        let mut guard = self.buckets.lock().expect("limiter lock");
+        let Buckets {
+            map: buckets,
+            sweep_at,
+        } = &mut *guard;
+        if buckets.len() > *sweep_at {
             buckets.retain(|_, b| now.saturating_duration_since(b.updated) < FORGET_AFTER);
+            // Sweep again only once the map has doubled: with many active
+            // conversations a sweep every call would cost O(n) per send.
+            *sweep_at = SWEEP_MIN.max(buckets.len() * 2);
         }
         let global_wait = buckets
             .entry(GLOBAL_KEY.to_owned())
@@ -132,7 +152,7 @@ impl RateLimiter {
     /// Applies a server's `retry_after` to a conversation (or, with `global`,
     /// to the whole platform).
     pub fn block(&self, key: &str, global: bool, now: Instant, delay: Duration) {
-        let mut buckets = self.buckets.lock().expect("limiter lock");
+        let buckets = &mut self.buckets.lock().expect("limiter lock").map;
         let (k, spec) = if global {
             (GLOBAL_KEY, self.global)
         } else {
