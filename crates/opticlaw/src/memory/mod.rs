@@ -322,6 +322,23 @@ pub fn forget(
     Ok(doomed)
 }
 
+/// Memory is background work: embedding a turn takes milliseconds of CPU,
+/// and a burst of messages must not delay acknowledgements and replies on
+/// the daemon's thread. Linux keeps a nice value per thread, and threads
+/// started from here (the model's worker threads) inherit it.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = nix::unistd::gettid().as_raw();
+        // SAFETY: setpriority only reads its integer arguments; raising our
+        // own thread's nice value needs no privilege.
+        let rc = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid as _, 10) };
+        if rc != 0 {
+            tracing::debug!("memory: could not lower the thread's priority");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,22 +384,5 @@ mod tests {
             2,
             "the other user's record and the unrelated one stay"
         );
-    }
-}
-
-/// Memory is background work: embedding a turn takes milliseconds of CPU,
-/// and a burst of messages must not delay acknowledgements and replies on
-/// the daemon's thread. Linux keeps a nice value per thread, and threads
-/// started from here (the model's worker threads) inherit it.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let tid = nix::unistd::gettid().as_raw();
-        // SAFETY: setpriority only reads its integer arguments; raising our
-        // own thread's nice value needs no privilege.
-        let rc = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid as _, 10) };
-        if rc != 0 {
-            tracing::debug!("memory: could not lower the thread's priority");
-        }
     }
 }
