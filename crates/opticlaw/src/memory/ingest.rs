@@ -46,6 +46,14 @@ impl Feed {
     }
 
     /// Ingest everything committed past the cursors; returns how many records.
+    /// Whether the daemon committed anything since the last catch-up.
+    pub fn has_pending(&self, engine: &MemoryEngine) -> Result<bool> {
+        let events_from = engine.cursor(EVENTS_CURSOR)?;
+        let replies_from = engine.cursor(REPLIES_CURSOR)?;
+        Ok(self.events(events_from, 1)?.1 != events_from
+            || self.replies(replies_from, 1)?.1 != replies_from)
+    }
+
     pub fn catch_up(&mut self, engine: &mut MemoryEngine) -> Result<usize> {
         let limit = engine_limit(engine);
         let mut total = 0;

@@ -222,17 +222,19 @@ fn run(
     rx: mpsc::Receiver<Request>,
 ) {
     lower_priority();
-    match attach_embedder(&mut engine, section) {
-        Ok(None) => tracing::info!("memory: embedding model loaded"),
-        Ok(Some(why)) => {
-            tracing::warn!(%why, "memory: no embedding model; retrieval uses full text + graph")
-        }
-        Err(err) => {
-            tracing::error!("memory: {err:#}; retrieval uses full text + graph")
-        }
-    }
+    // The model (about 100 MB resident) loads on the first request that
+    // needs it, so a daemon that nobody talks to stays small.
+    let mut model_loaded = false;
     // Blocks with no timeout: nothing runs here until a request arrives.
     while let Ok(request) = rx.recv() {
+        let needs_model = match request {
+            Request::CatchUp => feed.has_pending(&engine).unwrap_or(true),
+            _ => true,
+        };
+        if needs_model && !model_loaded {
+            model_loaded = true;
+            load_model(&mut engine, section);
+        }
         match request {
             Request::CatchUp => {
                 // Several catch-up requests in a row need one pass.
@@ -320,6 +322,18 @@ pub fn forget(
         engine.forget(m.id()).map_err(|e| e.to_string())?;
     }
     Ok(doomed)
+}
+
+fn load_model(engine: &mut MemoryEngine, section: &MemorySection) {
+    match attach_embedder(engine, section) {
+        Ok(None) => tracing::info!("memory: embedding model loaded"),
+        Ok(Some(why)) => {
+            tracing::warn!(%why, "memory: no embedding model; retrieval uses full text + graph")
+        }
+        Err(err) => {
+            tracing::error!("memory: {err:#}; retrieval uses full text + graph")
+        }
+    }
 }
 
 /// Memory is background work: embedding a turn takes milliseconds of CPU,
