@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -355,8 +355,8 @@ impl Daemon {
             .unwrap_or_default()
     }
 
-    /// Sends and waits (polling: the harness, not the daemon) until the
-    /// thread has `count` new replies that are not the planner's "On it".
+    /// Sends and waits, on the thread's reply stream (SSE), until the thread
+    /// has `count` new replies that are not the planner's "On it".
     fn say(
         &self,
         env: &Env,
@@ -369,20 +369,49 @@ impl Daemon {
         if let Some(provenance) = provenance {
             body["provenance"] = json!(provenance);
         }
-        let settled =
-            |replies: &[String]| replies.iter().filter(|r| !r.starts_with("On it")).count();
-        let before = settled(&self.replies(env, thread));
+        let settled = |text: &str| !text.starts_with("On it");
+        let before = self
+            .replies(env, thread)
+            .iter()
+            .filter(|r| settled(r))
+            .count();
+        // Open the stream before sending, so no reply falls in between; it
+        // replays the thread's backlog first, then each reply as committed.
+        let stream = env
+            .runtime
+            .block_on(
+                self.client
+                    .get(format!("{}/v1/local/stream?thread_id={thread}", self.base))
+                    .bearer_auth(&self.token)
+                    .send(),
+            )
+            .map_err(|e| format!("the reply stream: {e}"))?;
         self.post(env, body)?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let replies = self.replies(env, thread);
-            if settled(&replies) >= before + count || Instant::now() > deadline {
-                // Give a task's last notice a moment to land.
-                std::thread::sleep(Duration::from_millis(150));
-                return Ok(self.replies(env, thread));
+        env.runtime.block_on(async {
+            use eventsource_stream::Eventsource;
+            use futures_util::StreamExt;
+            let mut events = stream.bytes_stream().eventsource();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            let mut seen = 0;
+            while seen < before + count {
+                match tokio::time::timeout_at(deadline, events.next()).await {
+                    Ok(Some(Ok(event))) => {
+                        let reply: Value = serde_json::from_str(&event.data).unwrap_or_default();
+                        if settled(reply["text"].as_str().unwrap_or_default()) {
+                            seen += 1;
+                        }
+                    }
+                    // Timed out or the stream ended: the caller judges what came.
+                    _ => break,
+                }
             }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            // A task's last notice may follow its answer closely: take what
+            // arrives within a short grace window.
+            while let Ok(Some(Ok(_))) =
+                tokio::time::timeout(Duration::from_millis(150), events.next()).await
+            {}
+        });
+        Ok(self.replies(env, thread))
     }
 
     /// Files named with `marker` anywhere under the suite's directories.
