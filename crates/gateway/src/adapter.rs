@@ -321,7 +321,7 @@ pub struct OutboundMessage {
     /// The account that sends it (whose credentials and API base are used).
     #[serde(default = "default_account")]
     pub account: String,
-    /// `POST` or `PUT`.
+    /// `POST`, `PUT` or `PATCH`.
     pub method: String,
     /// Path relative to the platform's API base (for Telegram, the method name).
     pub path: String,

@@ -34,6 +34,7 @@
 
 pub mod adapter;
 pub mod audit;
+pub mod buttons;
 pub mod config;
 pub mod cursor;
 pub mod format;

@@ -4,6 +4,7 @@
 //! | route | methods |
 //! |---|---|
 //! | `/hooks/slack/{account}` | POST |
+//! | `/hooks/slack/{account}/interactive` | POST (button presses, form-encoded `payload`) |
 //! | `/hooks/telegram/{account}` | POST |
 //! | `/hooks/discord/{account}` | POST |
 //! | `/hooks/whatsapp/{account}` | GET (subscription check), POST |
@@ -94,6 +95,13 @@ where
                 post(webhook::<S, A, P>),
             )
             .with_state(state),
+        Platform::Slack => Router::new()
+            .route(base, post(webhook::<S, A, P>))
+            .route(
+                &format!("{base}/{}", crate::platforms::slack::INTERACTIVE),
+                post(slack_interactive::<S, A, P>),
+            )
+            .with_state(state),
         Platform::WhatsApp => Router::new()
             .route(base, get(webhook::<S, A, P>).post(webhook::<S, A, P>))
             .with_state(state),
@@ -110,6 +118,19 @@ where
     P: PairingStore,
 {
     serve(state, None, request).await
+}
+
+async fn slack_interactive<S, A, P>(
+    State(state): State<RouteState<S, A, P>>,
+    request: Request,
+) -> Response
+where
+    S: EventSink,
+    A: AuditLog,
+    P: PairingStore,
+{
+    let param = crate::platforms::slack::INTERACTIVE.to_owned();
+    serve(state, Some(param), request).await
 }
 
 async fn matrix_transaction<S, A, P>(

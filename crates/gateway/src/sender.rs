@@ -321,10 +321,11 @@ impl<L: SendLedger> Sender<L> {
 
     async fn call(&self, message: &OutboundMessage) -> Result<CallResult, SendError> {
         let (url, auth) = self.endpoint(message)?;
-        let method = if message.method == "PUT" {
-            reqwest::Method::PUT
-        } else {
-            reqwest::Method::POST
+        let method = match message.method.as_str() {
+            "PUT" => reqwest::Method::PUT,
+            // Discord edits an interaction's message with PATCH.
+            "PATCH" => reqwest::Method::PATCH,
+            _ => reqwest::Method::POST,
         };
         let mut request = self
             .client

@@ -217,7 +217,7 @@ impl Actor for DaemonActor {
                     let text = orch
                         .approve(&id, &principal, code.as_deref())
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| approve_refusal(&id, e))?;
                     (text, json!({ "approved": id }))
                 }
                 ActCommand::Deny(id) => {
@@ -299,6 +299,19 @@ impl Actor for DaemonActor {
                 tracing::error!(task = task_id, node, %err, "a retry failed to start");
             }
         })
+    }
+}
+
+/// Why an approval was refused, for the chat; a tier 3 request approved
+/// without its code (a typed `/approve ID`, or an Approve button) says how
+/// to give it.
+fn approve_refusal(id: &str, error: opticlaw_orchestrator::OrchError) -> String {
+    use opticlaw_security::approval::ApprovalError;
+    match error {
+        opticlaw_orchestrator::OrchError::Approval(ApprovalError::TotpRequired) => format!(
+            "request {id} is tier 3: reply /approve {id} CODE with your 6-digit authenticator code"
+        ),
+        other => other.to_string(),
     }
 }
 

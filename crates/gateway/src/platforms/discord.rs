@@ -10,6 +10,20 @@
 //! acknowledged with a deferred response (type 5) and answered by a
 //! follow-up message on the interaction webhook.
 //!
+//! Approval buttons: an approval prompt is followed by a message with an
+//! action row of two buttons (message components,
+//! <https://discord.com/developers/docs/interactions/message-components>),
+//! each with our `custom_id`. A press arrives on the same verified route as
+//! an interaction of type 3 (`MESSAGE_COMPONENT`) and is acknowledged at once
+//! with type 6 (`DEFERRED_UPDATE_MESSAGE`: "edit the original message
+//! later", no loading state), because the decision is taken after the press
+//! is stored, not within the 3 s the HTTP answer has. The outcome then edits
+//! that message, as `UPDATE_MESSAGE` (type 7) would, through
+//! `PATCH /webhooks/{application.id}/{interaction.token}/messages/@original`
+//! (<https://discord.com/developers/docs/interactions/receiving-and-responding#edit-original-interaction-response>)
+//! with `components: []`; a refusal is an ephemeral follow-up seen only by
+//! the presser.
+//!
 //! Outbound: `POST /webhooks/{application.id}/{interaction.token}` when the
 //! reply answers an interaction, else `POST /channels/{id}/messages` with the
 //! bot token; 2,000 characters per message; mentions are disabled
@@ -23,12 +37,12 @@ use opticlaw_core::ResponsePacket;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Normalized, origin_str, parts, text_with_attachments};
+use super::{Normalized, origin_str, parts, parts_routed, text_with_attachments};
 use crate::adapter::{check_fresh, parse_json};
 use crate::split::{Unit, split_rendered};
 use crate::{
     Ack, BridgeAdapter, DiscordConfig, Inbound, InboundError, InboundRequest, OutboundMessage,
-    Platform, RenderError, ReplyOrigin, format,
+    Platform, RenderError, ReplyOrigin, buttons, format,
 };
 
 /// Discord's maximum `content` length.
@@ -94,6 +108,9 @@ struct Interaction {
 struct CommandData {
     #[serde(default)]
     name: String,
+    /// A component's id (type 3 interactions).
+    #[serde(default)]
+    custom_id: Option<String>,
     #[serde(default)]
     options: Vec<CommandOption>,
 }
@@ -115,6 +132,38 @@ struct DiscordUser {
     id: String,
     #[serde(default)]
     username: Option<String>,
+}
+
+/// Who sent an interaction, where, and the token that answers it.
+struct Origin {
+    user: DiscordUser,
+    channel: String,
+    token: String,
+}
+
+impl Origin {
+    /// Takes them out of `interaction` (`member.user` in a guild, `user` in a DM).
+    fn of(interaction: &mut Interaction) -> Result<Self, InboundError> {
+        let user = interaction
+            .member
+            .take()
+            .map(|m| m.user)
+            .or(interaction.user.take())
+            .ok_or_else(|| InboundError::malformed(P, "member.user", "missing"))?;
+        let channel = interaction
+            .channel_id
+            .take()
+            .ok_or_else(|| InboundError::malformed(P, "channel_id", "missing"))?;
+        let token = interaction
+            .token
+            .take()
+            .ok_or_else(|| InboundError::malformed(P, "token", "missing"))?;
+        Ok(Self {
+            user,
+            channel,
+            token,
+        })
+    }
 }
 
 /// Snowflake ids carry their creation time: ms since 2015-01-01 in the top bits.
@@ -147,6 +196,101 @@ impl DiscordAdapter {
     }
 }
 
+impl DiscordAdapter {
+    /// A press of one of our buttons becomes the typed command from the
+    /// presser (`member.user` in a guild, `user` in a DM) in `channel_id`;
+    /// other components are acknowledged and dropped.
+    fn component(
+        &self,
+        mut interaction: Interaction,
+        now: DateTime<Utc>,
+    ) -> Result<Inbound, InboundError> {
+        let deferred_update = Ack::Json(json!({"type": 6}));
+        let Some(choice) = interaction
+            .data
+            .as_ref()
+            .and_then(|d| d.custom_id.as_deref())
+            .and_then(buttons::Choice::parse)
+        else {
+            return Ok(Inbound::ack(deferred_update));
+        };
+        let Origin {
+            user,
+            channel,
+            token,
+        } = Origin::of(&mut interaction)?;
+        let mut metadata = BTreeMap::new();
+        metadata.insert("discord.interaction_token".into(), json!(token));
+        metadata.insert("discord.component".into(), json!(true));
+        choice.annotate(&mut metadata);
+        let normalized = Normalized {
+            timestamp: snowflake_time(&interaction.id).unwrap_or(now),
+            event_id: interaction.id,
+            user_id: user.id,
+            thread_id: channel,
+            text: choice.command(),
+            attachments: Vec::new(),
+            metadata,
+        };
+        Ok(Inbound {
+            events: vec![normalized.into_envelope(P, "discord-ed25519")],
+            ack: deferred_update,
+        })
+    }
+
+    /// The answer to a press, on the press's interaction webhook.
+    fn press_answer(
+        &self,
+        packet: &ResponsePacket,
+        token: &str,
+        choice: &buttons::Choice,
+    ) -> Result<Vec<OutboundMessage>, RenderError> {
+        let webhook = format!("webhooks/{}/{}", self.config.application_id, token);
+        let (method, path, body) = if buttons::decided(&packet.text) {
+            let outcome = buttons::outcome_text(choice, &packet.text);
+            let body = json!({
+                "content": clip_utf16(&format::discord_markdown(&outcome), TEXT_LIMIT),
+                "components": [],
+                "allowed_mentions": {"parse": []},
+            });
+            ("PATCH", format!("{webhook}/messages/@original"), body)
+        } else {
+            let body = json!({
+                "content": clip_utf16(&format::discord_markdown(&packet.text), TEXT_LIMIT),
+                "flags": EPHEMERAL,
+                "allowed_mentions": {"parse": []},
+            });
+            ("POST", webhook, body)
+        };
+        parts_routed(P, packet, method, &packet.thread_id, vec![(path, body)])
+    }
+}
+
+/// At most `max` UTF-16 code units of `text` (Discord counts in them).
+fn clip_utf16(text: &str, max: usize) -> String {
+    let mut used = 0;
+    text.chars()
+        .take_while(|c| {
+            used += c.len_utf16();
+            used <= max
+        })
+        .collect()
+}
+
+/// The message carrying an approval prompt's buttons: one action row (type
+/// 1) with a success (3) and a danger (4) button (type 2).
+fn offer_message(offer: &buttons::ApprovalOffer) -> Value {
+    let button = |label: &str, style: u8, choice: buttons::Choice| json!({"type": 2, "style": style, "label": label, "custom_id": choice.data()});
+    json!({
+        "content": format::discord_markdown(&offer.text()),
+        "allowed_mentions": {"parse": []},
+        "components": [{"type": 1, "components": [
+            button("Approve", 3, buttons::Choice::Approve(offer.id.clone())),
+            button("Deny", 4, buttons::Choice::Deny(offer.id.clone())),
+        ]}],
+    })
+}
+
 impl BridgeAdapter for DiscordAdapter {
     fn platform(&self) -> Platform {
         P
@@ -161,10 +305,11 @@ impl BridgeAdapter for DiscordAdapter {
             return Err(InboundError::MethodNotAllowed { platform: P });
         }
         self.verify(req, now)?;
-        let interaction: Interaction = parse_json(P, req.body)?;
+        let mut interaction: Interaction = parse_json(P, req.body)?;
         match interaction.kind {
             1 => return Ok(Inbound::ack(Ack::Json(json!({"type": 1})))),
             2 => {}
+            3 => return self.component(interaction, now),
             // autocomplete: no suggestions
             4 => {
                 return Ok(Inbound::ack(Ack::Json(
@@ -174,20 +319,14 @@ impl BridgeAdapter for DiscordAdapter {
             // components and modals: acknowledge without changing the message
             _ => return Ok(Inbound::ack(Ack::Json(json!({"type": 6})))),
         }
-        let user = interaction
-            .member
-            .map(|m| m.user)
-            .or(interaction.user)
-            .ok_or_else(|| InboundError::malformed(P, "member.user", "missing"))?;
+        let Origin {
+            user,
+            channel,
+            token,
+        } = Origin::of(&mut interaction)?;
         let data = interaction
             .data
             .ok_or_else(|| InboundError::malformed(P, "data", "missing"))?;
-        let channel = interaction
-            .channel_id
-            .ok_or_else(|| InboundError::malformed(P, "channel_id", "missing"))?;
-        let token = interaction
-            .token
-            .ok_or_else(|| InboundError::malformed(P, "token", "missing"))?;
         let values: Vec<String> = data
             .options
             .iter()
@@ -232,6 +371,12 @@ impl BridgeAdapter for DiscordAdapter {
         packet: &ResponsePacket,
         origin: Option<&ReplyOrigin>,
     ) -> Result<Vec<OutboundMessage>, RenderError> {
+        if let (Some(choice), Some(token)) = (
+            buttons::press_of(origin),
+            origin_str(origin, "discord.interaction_token"),
+        ) {
+            return self.press_answer(packet, token, &choice);
+        }
         let path = match origin_str(origin, "discord.interaction_token") {
             Some(token) => format!(
                 "webhooks/{}/{}?wait=true",
@@ -254,9 +399,11 @@ impl BridgeAdapter for DiscordAdapter {
             format::discord_markdown,
             |s| Unit::Utf16.measure(s),
         );
+        let offer = buttons::approval_offer(packet).map(|o| offer_message(&o));
         let bodies = pieces
             .into_iter()
             .map(|content| json!({"content": content, "allowed_mentions": {"parse": []}}))
+            .chain(offer)
             .collect();
         parts(P, packet, "POST", &path, &packet.thread_id, bodies)
     }

@@ -13,24 +13,40 @@
 //!
 //! Outbound: `chat.postMessage` (<https://api.slack.com/methods/chat.postMessage>)
 //! with mrkdwn text, split at Slack's recommended 4,000 characters.
+//!
+//! Interactivity (approval buttons): an approval prompt is followed by a
+//! Block Kit message with an `actions` block of two buttons
+//! (<https://api.slack.com/reference/block-kit/blocks#actions>). A press
+//! arrives at the app's Interactivity Request URL,
+//! `/hooks/slack/{account}/interactive`, as a form-encoded body whose
+//! `payload` field is the `block_actions` JSON
+//! (<https://api.slack.com/reference/interaction-payloads/block-actions>),
+//! signed exactly like Events API requests, so it is verified the same way
+//! before it is parsed. The outcome replaces the buttons' message with
+//! `chat.update` (<https://api.slack.com/methods/chat.update>; `blocks`
+//! without the `actions` block removes the buttons); a refusal goes only to
+//! the presser with `chat.postEphemeral`
+//! (<https://api.slack.com/methods/chat.postEphemeral>).
 
 use chrono::{DateTime, Utc};
 use opticlaw_core::{Attachment, ResponsePacket};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Normalized, from_unix, origin_str, parts, text_with_attachments};
+use super::{Normalized, from_unix, origin_str, parts, parts_routed, text_with_attachments};
 use crate::adapter::{check_fresh, parse_json};
 use crate::split::{Unit, split_rendered};
 use crate::verify::{hex_mac_matches, hmac_sha256};
 use crate::{
     Ack, BridgeAdapter, Inbound, InboundError, InboundRequest, OutboundMessage, Platform,
-    RenderError, ReplyOrigin, SlackConfig, format,
+    RenderError, ReplyOrigin, SlackConfig, buttons, format,
 };
 
 /// Slack's recommended maximum length of `text`.
 pub const TEXT_LIMIT: usize = 4000;
 const P: Platform = Platform::Slack;
+/// The path parameter of the interactivity route (`/hooks/slack/{account}/interactive`).
+pub const INTERACTIVE: &str = "interactive";
 
 /// The Slack bridge.
 #[derive(Debug, Clone)]
@@ -204,6 +220,157 @@ impl SlackAdapter {
     }
 }
 
+/// The parts of a `block_actions` payload a button press needs.
+#[derive(Deserialize)]
+struct BlockActions {
+    #[serde(rename = "type")]
+    kind: String,
+    user: IdOnly,
+    #[serde(default)]
+    channel: Option<IdOnly>,
+    #[serde(default)]
+    container: Option<Container>,
+    #[serde(default)]
+    actions: Vec<BlockAction>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct Container {
+    #[serde(default)]
+    message_ts: Option<String>,
+    #[serde(default)]
+    channel_id: Option<String>,
+    #[serde(default)]
+    thread_ts: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BlockAction {
+    #[serde(default)]
+    value: Option<String>,
+    action_ts: String,
+}
+
+impl SlackAdapter {
+    /// A verified interactivity request: a press of one of our buttons
+    /// becomes the typed command from `user.id` in `channel.id`; anything
+    /// else is acknowledged and dropped.
+    fn interactive(&self, req: &InboundRequest<'_>) -> Result<Inbound, InboundError> {
+        let payload = form_urlencoded::parse(req.body)
+            .find(|(key, _)| key == "payload")
+            .map(|(_, value)| value.into_owned())
+            .ok_or_else(|| InboundError::malformed(P, "payload", "missing form field"))?;
+        let payload: BlockActions = parse_json(P, payload.as_bytes())?;
+        if payload.kind != "block_actions" {
+            return Ok(Inbound::ack(Ack::Ok));
+        }
+        let container = payload.container.unwrap_or(Container {
+            message_ts: None,
+            channel_id: None,
+            thread_ts: None,
+        });
+        let channel = payload
+            .channel
+            .map(|c| c.id)
+            .or(container.channel_id)
+            .ok_or_else(|| InboundError::malformed(P, "channel", "missing"))?;
+        let Some((action, choice)) = payload.actions.into_iter().find_map(|a| {
+            let choice = buttons::Choice::parse(a.value.as_deref()?)?;
+            Some((a, choice))
+        }) else {
+            return Ok(Inbound::ack(Ack::Ok));
+        };
+        let mut metadata = std::collections::BTreeMap::new();
+        metadata.insert("slack.interactive".into(), json!(true));
+        if let Some(ts) = &container.message_ts {
+            metadata.insert("slack.button_ts".into(), json!(ts));
+        }
+        if let Some(ts) = &container.thread_ts {
+            metadata.insert("slack.thread_ts".into(), json!(ts));
+        }
+        choice.annotate(&mut metadata);
+        let secs = action
+            .action_ts
+            .split('.')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default();
+        let normalized = Normalized {
+            // One press, one id: a resent payload is stored once.
+            event_id: format!("press:{channel}:{}", action.action_ts),
+            user_id: payload.user.id,
+            thread_id: channel,
+            timestamp: from_unix(secs),
+            text: choice.command(),
+            attachments: Vec::new(),
+            metadata,
+        };
+        Ok(Inbound {
+            events: vec![normalized.into_envelope(P, "slack-hmac-v0")],
+            ack: Ack::Ok,
+        })
+    }
+
+    /// The answer to a press: the buttons' message updated with the outcome
+    /// once decided, else an ephemeral note to the presser.
+    fn press_answer(
+        &self,
+        packet: &ResponsePacket,
+        origin: Option<&ReplyOrigin>,
+        choice: &buttons::Choice,
+    ) -> Result<Vec<OutboundMessage>, RenderError> {
+        let text = format::slack_mrkdwn(&packet.text);
+        let call = match origin_str(origin, "slack.button_ts") {
+            Some(ts) if buttons::decided(&packet.text) => {
+                let outcome = format::slack_mrkdwn(&buttons::outcome_text(choice, &packet.text));
+                let body = json!({
+                    "channel": packet.thread_id,
+                    "ts": ts,
+                    "text": outcome,
+                    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": outcome}}],
+                });
+                ("chat.update".to_owned(), body)
+            }
+            _ => {
+                let body =
+                    json!({"channel": packet.thread_id, "user": packet.user_id, "text": text});
+                ("chat.postEphemeral".to_owned(), body)
+            }
+        };
+        parts_routed(P, packet, "POST", &packet.thread_id, vec![call])
+    }
+}
+
+/// The Block Kit message carrying an approval prompt's buttons.
+fn offer_message(channel: &str, offer: &buttons::ApprovalOffer) -> Value {
+    let button = |label: &str, style: &str, choice: buttons::Choice| {
+        json!({
+            "type": "button",
+            "text": {"type": "plain_text", "text": label},
+            "style": style,
+            "action_id": format!("opticlaw_{}", label.to_lowercase()),
+            "value": choice.data(),
+        })
+    };
+    let text = offer.text();
+    json!({
+        "channel": channel,
+        "text": text,
+        "blocks": [
+            {"type": "section", "text": {"type": "plain_text", "text": text}},
+            {"type": "actions", "block_id": "opticlaw_approval", "elements": [
+                button("Approve", "primary", buttons::Choice::Approve(offer.id.clone())),
+                button("Deny", "danger", buttons::Choice::Deny(offer.id.clone())),
+            ]},
+        ],
+    })
+}
+
 impl BridgeAdapter for SlackAdapter {
     fn platform(&self) -> Platform {
         P
@@ -218,6 +385,9 @@ impl BridgeAdapter for SlackAdapter {
             return Err(InboundError::MethodNotAllowed { platform: P });
         }
         self.verify(req, now)?;
+        if req.path_param == Some(INTERACTIVE) {
+            return self.interactive(req);
+        }
         let envelope: Envelope = parse_json(P, req.body)?;
         match envelope.kind.as_str() {
             "url_verification" => {
@@ -247,6 +417,9 @@ impl BridgeAdapter for SlackAdapter {
         packet: &ResponsePacket,
         origin: Option<&ReplyOrigin>,
     ) -> Result<Vec<OutboundMessage>, RenderError> {
+        if let Some(choice) = buttons::press_of(origin) {
+            return self.press_answer(packet, origin, &choice);
+        }
         let thread_ts = origin_str(origin, "slack.thread_ts");
         let pieces = split_rendered(
             &text_with_attachments(packet),
@@ -254,6 +427,7 @@ impl BridgeAdapter for SlackAdapter {
             format::slack_mrkdwn,
             |s| Unit::Utf16.measure(s),
         );
+        let offer = buttons::approval_offer(packet).map(|o| offer_message(&packet.thread_id, &o));
         let bodies = pieces
             .into_iter()
             .map(|text| {
@@ -268,6 +442,12 @@ impl BridgeAdapter for SlackAdapter {
                 }
                 body
             })
+            .chain(offer.map(|mut body| {
+                if let Some(ts) = thread_ts {
+                    body["thread_ts"] = json!(ts);
+                }
+                body
+            }))
             .collect();
         parts(
             P,

@@ -28,7 +28,7 @@ use crate::adapter::parse_json;
 use crate::split::{Unit, split_rendered};
 use crate::{
     Ack, BridgeAdapter, Inbound, InboundError, InboundRequest, OutboundMessage, Platform,
-    RenderError, ReplyOrigin, TelegramConfig, TelegramParseMode, format,
+    RenderError, ReplyOrigin, TelegramConfig, TelegramParseMode, buttons, format,
 };
 
 /// Telegram's maximum message length.
@@ -58,6 +58,24 @@ pub struct Update {
     pub update_id: i64,
     #[serde(default)]
     pub message: Option<Message>,
+    /// A press of an inline keyboard button
+    /// (<https://core.telegram.org/bots/api#callbackquery>).
+    #[serde(default)]
+    pub callback_query: Option<CallbackQuery>,
+}
+
+/// A `CallbackQuery`: who pressed which button under which message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallbackQuery {
+    pub id: String,
+    pub from: User,
+    /// The message with the button; absent for inline-mode messages, which
+    /// name no chat (so no approval can be bound to them).
+    #[serde(default)]
+    pub message: Option<Message>,
+    /// The button's `callback_data`. A modified client can send anything here.
+    #[serde(default)]
+    pub data: Option<String>,
 }
 
 /// A `Message` (only the fields the gateway uses).
@@ -116,8 +134,12 @@ pub struct FileRef {
     pub file_size: Option<u64>,
 }
 
-/// Normalizes one update; `None` for updates that carry no user message.
+/// Normalizes one update; `None` for updates that carry no user message
+/// and no press of one of our buttons.
 pub fn normalize(update: Update) -> Option<EventEnvelope> {
+    if let Some(press) = update.callback_query {
+        return normalize_press(update.update_id, press);
+    }
     let message = update.message?;
     let from = message.from.filter(|u| !u.is_bot)?;
     let mut attachments = Vec::new();
@@ -168,6 +190,95 @@ pub fn normalize(update: Update) -> Option<EventEnvelope> {
         metadata,
     };
     Some(normalized.into_envelope(P, "telegram-secret-token"))
+}
+
+/// A button press becomes the typed command it stands for, from the user
+/// who pressed it (`callback_query.from`) in the chat of the message that
+/// carries the button (`callback_query.message.chat`), so the approval check
+/// treats it exactly like `/approve ID` typed there. The event id is the
+/// `update_id`, so a redelivered update is stored once.
+fn normalize_press(update_id: i64, press: CallbackQuery) -> Option<EventEnvelope> {
+    let message = press.message?;
+    if press.from.is_bot {
+        return None;
+    }
+    let choice = buttons::Choice::parse(press.data.as_deref()?)?;
+    let mut metadata = BTreeMap::new();
+    metadata.insert("telegram.update_id".into(), json!(update_id));
+    metadata.insert("telegram.callback_query_id".into(), json!(press.id));
+    metadata.insert(
+        "telegram.button_message_id".into(),
+        json!(message.message_id),
+    );
+    metadata.insert("telegram.chat_type".into(), json!(message.chat.kind));
+    if let Some(thread) = message.message_thread_id {
+        metadata.insert("telegram.message_thread_id".into(), json!(thread));
+    }
+    choice.annotate(&mut metadata);
+    let normalized = Normalized {
+        event_id: update_id.to_string(),
+        user_id: press.from.id.to_string(),
+        thread_id: message.chat.id.to_string(),
+        // A callback query carries no date of its own.
+        timestamp: Utc::now(),
+        text: choice.command(),
+        attachments: Vec::new(),
+        metadata,
+    };
+    Some(normalized.into_envelope(P, "telegram-secret-token"))
+}
+
+/// The calls that answer a button press: `answerCallbackQuery` always (the
+/// client shows a progress bar until it comes,
+/// <https://core.telegram.org/bots/api#answercallbackquery>; text 0-200
+/// characters, an alert for refusals), and, once the request is decided,
+/// `editMessageText` on the buttons' message, which shows the outcome and,
+/// having no `reply_markup`, removes the keyboard
+/// (<https://core.telegram.org/bots/api#editmessagetext>). A refusal (another
+/// member of the group, a second click) leaves the buttons for the user who
+/// may still decide.
+fn press_answer(
+    chat_id: &Value,
+    choice: &buttons::Choice,
+    origin: &ReplyOrigin,
+    text: &str,
+) -> Vec<(String, Value)> {
+    let mut calls = Vec::new();
+    let decided = buttons::decided(text);
+    if let Some(query) = origin.get("telegram.callback_query_id") {
+        calls.push((
+            "answerCallbackQuery".to_owned(),
+            json!({"callback_query_id": query, "text": clip(text, 200), "show_alert": !decided}),
+        ));
+    }
+    if let (true, Some(message_id)) = (decided, origin.get("telegram.button_message_id")) {
+        calls.push((
+            "editMessageText".to_owned(),
+            json!({
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "text": clip(&buttons::outcome_text(choice, text), TEXT_LIMIT),
+            }),
+        ));
+    }
+    calls
+}
+
+/// The message carrying an approval prompt's buttons: an inline keyboard
+/// whose buttons send `callback_data` back in a `callback_query`
+/// (<https://core.telegram.org/bots/api#inlinekeyboardmarkup>).
+fn offer_message(chat_id: &Value, offer: &buttons::ApprovalOffer) -> (String, Value) {
+    let approve = buttons::Choice::Approve(offer.id.clone());
+    let deny = buttons::Choice::Deny(offer.id.clone());
+    let body = json!({
+        "chat_id": chat_id,
+        "text": offer.text(),
+        "reply_markup": {"inline_keyboard": [[
+            {"text": "Approve", "callback_data": approve.data()},
+            {"text": "Deny", "callback_data": deny.data()},
+        ]]},
+    });
+    ("sendMessage".to_owned(), body)
 }
 
 impl BridgeAdapter for TelegramAdapter {
@@ -223,6 +334,10 @@ impl BridgeAdapter for TelegramAdapter {
                 });
             }
         };
+        if let (Some(choice), Some(origin)) = (buttons::press_of(origin), origin) {
+            let calls = press_answer(&chat_id, &choice, origin, &packet.text);
+            return parts_routed(P, packet, "POST", &packet.thread_id, calls);
+        }
         let (render, mode): (fn(&str) -> String, &str) = match self.config.parse_mode {
             TelegramParseMode::MarkdownV2 => (format::telegram_markdown_v2, "MarkdownV2"),
             TelegramParseMode::Html => (format::telegram_html, "HTML"),
@@ -262,7 +377,8 @@ impl BridgeAdapter for TelegramAdapter {
             }
             (method.to_owned(), body)
         });
-        let mut bodies: Vec<(String, Value)> = texts.chain(files).collect();
+        let offer = buttons::approval_offer(packet).map(|o| offer_message(&chat_id, &o));
+        let mut bodies: Vec<(String, Value)> = texts.chain(files).chain(offer).collect();
         for (i, (_, body)) in bodies.iter_mut().enumerate() {
             if let (0, Some(id)) = (i, &reply_to) {
                 body["reply_parameters"] =
@@ -334,7 +450,7 @@ impl TelegramPoller {
             .json(&json!({
                 "offset": self.offset,
                 "timeout": self.timeout_secs,
-                "allowed_updates": ["message"],
+                "allowed_updates": ["message", "callback_query"],
             }))
             .send()
             .await

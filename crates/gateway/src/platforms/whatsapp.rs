@@ -13,6 +13,17 @@
 //! Outbound: `POST /{phone-number-id}/messages` with a `text` message
 //! (<https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages>),
 //! body at most 4,096 characters.
+//!
+//! Approval buttons: an approval prompt is followed by an interactive reply
+//! buttons message (`type: "interactive"`, `interactive.type: "button"`, up
+//! to three buttons, titles of at most 20 characters, ids of at most 256,
+//! body text of at most 1,024;
+//! <https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-reply-buttons-messages>).
+//! A press arrives as a message of type `interactive` whose
+//! `interactive.button_reply.id` is our button's id; it becomes the typed
+//! command from its sender, and its `wamid` is the event id, so Meta's
+//! retries are stored once. WhatsApp cannot edit a sent message: the outcome
+//! is an ordinary reply.
 
 use std::collections::BTreeMap;
 
@@ -27,11 +38,13 @@ use crate::split::{Unit, split_rendered};
 use crate::verify::{hex_mac_matches, hmac_sha256};
 use crate::{
     Ack, BridgeAdapter, Inbound, InboundError, InboundRequest, OutboundMessage, Platform,
-    RenderError, ReplyOrigin, WhatsAppConfig, format,
+    RenderError, ReplyOrigin, WhatsAppConfig, buttons, format,
 };
 
 /// WhatsApp's maximum text body length.
 pub const TEXT_LIMIT: usize = 4096;
+/// An interactive message's body text: at most 1024 characters.
+pub const BUTTON_BODY_LIMIT: usize = 1024;
 /// Media captions: at most 1024 characters.
 pub const CAPTION_LIMIT: usize = 1024;
 const P: Platform = Platform::WhatsApp;
@@ -123,6 +136,20 @@ struct WaMessage {
     audio: Option<Media>,
     #[serde(default)]
     video: Option<Media>,
+    #[serde(default)]
+    interactive: Option<InteractiveReply>,
+}
+
+/// The answer to an interactive message (a reply button, a list row).
+#[derive(Deserialize)]
+struct InteractiveReply {
+    #[serde(default)]
+    button_reply: Option<ButtonReply>,
+}
+
+#[derive(Deserialize)]
+struct ButtonReply {
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -216,7 +243,14 @@ fn normalize(
     name: Option<String>,
     phone_id: Option<&str>,
 ) -> Option<Normalized> {
-    let mut text = message.text.map(|t| t.body).unwrap_or_default();
+    let press = message
+        .interactive
+        .and_then(|i| i.button_reply)
+        .and_then(|b| buttons::Choice::parse(&b.id));
+    let mut text = match &press {
+        Some(choice) => choice.command(),
+        None => message.text.map(|t| t.body).unwrap_or_default(),
+    };
     let mut attachments = Vec::new();
     for (kind, media) in [
         ("image", message.image),
@@ -247,6 +281,9 @@ fn normalize(
     }
     if let Some(phone_id) = phone_id {
         metadata.insert("whatsapp.phone_number_id".into(), json!(phone_id));
+    }
+    if let Some(choice) = &press {
+        choice.annotate(&mut metadata);
     }
     Some(Normalized {
         event_id: message.id,
@@ -327,7 +364,21 @@ impl BridgeAdapter for WhatsAppAdapter {
             }
             envelope(kind, object)
         });
-        let bodies = texts.chain(media).collect();
+        let offer = buttons::approval_offer(packet).map(|offer| {
+            let button = |title: &str, choice: buttons::Choice| {
+                json!({"type": "reply", "reply": {"id": choice.data(), "title": title}})
+            };
+            let object = json!({
+                "type": "button",
+                "body": {"text": clip(&offer.text(), BUTTON_BODY_LIMIT)},
+                "action": {"buttons": [
+                    button("Approve", buttons::Choice::Approve(offer.id.clone())),
+                    button("Deny", buttons::Choice::Deny(offer.id.clone())),
+                ]},
+            });
+            envelope("interactive", object)
+        });
+        let bodies = texts.chain(media).chain(offer).collect();
         let path = format!("{}/messages", self.config.phone_number_id);
         parts(P, packet, "POST", &path, to, bodies)
     }
