@@ -333,6 +333,9 @@ pub struct OutboundMessage {
     /// 0-based index of this part and the number of parts of the reply.
     pub part: usize,
     pub parts: usize,
+    /// A local file to upload with this part (see [`crate::upload`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<crate::FileUpload>,
 }
 
 fn default_account() -> String {

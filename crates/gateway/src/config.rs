@@ -79,6 +79,11 @@ pub struct GatewayConfig {
     /// off only against a fake platform, as `opticlaw bench gateway` does.
     #[serde(default = "default_true")]
     pub send_rate_limits: bool,
+    /// Directories whose files replies may upload to a platform (an
+    /// attachment that is a local path); none by default, so no local
+    /// file ever leaves the machine unless the owner lists its directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upload_dirs: Vec<std::path::PathBuf>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
@@ -117,6 +122,7 @@ impl Default for GatewayConfig {
             max_body_bytes: default_max_body_bytes(),
             max_skew_secs: default_max_skew_secs(),
             send_rate_limits: true,
+            upload_dirs: Vec::new(),
             slack: Vec::new(),
             telegram: Vec::new(),
             discord: Vec::new(),

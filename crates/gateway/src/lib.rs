@@ -49,6 +49,7 @@ pub mod router;
 pub mod sender;
 pub mod sink;
 pub mod split;
+pub mod upload;
 pub mod verify;
 
 pub use adapter::{
@@ -69,3 +70,4 @@ pub use pairing::{
 pub use router::webhook_router;
 pub use sender::{Delivery, PartOutcome, SendError, Sender};
 pub use sink::{Accepted, EventSink, MemorySink, PairingNotice, SinkError};
+pub use upload::{FileUpload, UploadError};

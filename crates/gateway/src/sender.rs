@@ -63,6 +63,14 @@ pub enum SendError {
         in_doubt: bool,
         detail: String,
     },
+    /// A local file could not be uploaded (not beneath `upload_dirs`, over
+    /// the platform's limit, unreadable); retrying will not help.
+    #[error("{platform} upload refused at part {part}: {detail}")]
+    Upload {
+        platform: Platform,
+        part: usize,
+        detail: String,
+    },
     /// The platform, or the credential this call needs, is not configured.
     #[error("{platform} is not configured for sending: {detail}")]
     NotConfigured { platform: Platform, detail: String },
@@ -226,7 +234,8 @@ impl<L: SendLedger> Sender<L> {
                     if let SendError::Transport {
                         in_doubt: false, ..
                     }
-                    | SendError::NotConfigured { .. } = err
+                    | SendError::NotConfigured { .. }
+                    | SendError::Upload { .. } = err
                     {
                         self.ledger.release(key).await;
                     }
@@ -321,6 +330,16 @@ impl<L: SendLedger> Sender<L> {
 
     async fn call(&self, message: &OutboundMessage) -> Result<CallResult, SendError> {
         let (url, auth) = self.endpoint(message)?;
+        if let Some(upload) = &message.upload {
+            let uploader = crate::upload::Uploader {
+                client: &self.client,
+                message,
+                upload,
+                url,
+                auth,
+            };
+            return uploader.call(&self.config.upload_dirs).await;
+        }
         let method = match message.method.as_str() {
             "PUT" => reqwest::Method::PUT,
             // Discord edits an interaction's message with PATCH.

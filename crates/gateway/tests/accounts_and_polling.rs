@@ -76,18 +76,7 @@ type TestGateway = Gateway<MemorySink, MemoryAuditLog, MemoryPairingStore>;
 async fn two_bots_world() -> (FakePlatform, TestGateway, Sender<MemoryLedger>) {
     let fake = FakePlatform::start().await;
     let config = two_telegram_bots(&fake.base);
-    let gateway = Gateway::new(
-        config.clone(),
-        Arc::new(MemorySink::new()),
-        Arc::new(MemoryAuditLog::new()),
-        Arc::new(MemoryPairingStore::new()),
-    )
-    .unwrap();
-    let sender = Sender::new(
-        reqwest::Client::new(),
-        config,
-        Arc::new(MemoryLedger::new()),
-    );
+    let (gateway, sender) = common::memory_world(config);
     (fake, gateway, sender)
 }
 
@@ -284,19 +273,8 @@ async fn probes_prove_each_accounts_credentials_at_its_platform() {
 async fn each_account_has_its_own_send_quota() {
     let fake = FakePlatform::start().await;
     let config = two_telegram_bots(&fake.base);
-    let gateway = Gateway::new(
-        config.clone(),
-        Arc::new(MemorySink::new()),
-        Arc::new(MemoryAuditLog::new()),
-        Arc::new(MemoryPairingStore::new()),
-    )
-    .unwrap();
-    let sender = Sender::new(
-        reqwest::Client::new(),
-        config,
-        Arc::new(MemoryLedger::new()),
-    )
-    .with_max_inline_wait(Duration::ZERO);
+    let (gateway, sender) = common::memory_world(config);
+    let sender = sender.with_max_inline_wait(Duration::ZERO);
     let reply = |source: &str, seq: i64| ResponsePacket {
         seq,
         in_reply_to: None,

@@ -285,6 +285,7 @@ async fn fake_platform_refuses_an_over_limit_message_as_the_platform_does() {
         rate_key: "645027906669510667".into(),
         part: 0,
         parts: 1,
+        upload: None,
     };
     let err = sender.deliver(&[message]).await.unwrap_err();
     match err {
@@ -535,7 +536,8 @@ async fn attachments_go_out_natively_where_the_platform_fetches_them() {
         );
         p.attachments = vec![
             attachment("image", "chart.png", reference),
-            attachment("document", "notes.txt", "/home/me/notes.txt"),
+            // A file id of another platform: neither fetched nor uploaded.
+            attachment("document", "notes.txt", "BQACAgIAAxkBAAIBnotes"),
         ];
         let parts = render(&g, &p, None);
         assert_eq!(parts.len(), 2, "{platform}: text, then the image");
@@ -585,6 +587,7 @@ async fn fake_platforms_refuse_a_local_path_as_a_file() {
         rate_key: "1".into(),
         part: 0,
         parts: 1,
+        upload: None,
     };
     match sender.deliver(&[message]).await.unwrap_err() {
         SendError::Rejected { status, detail, .. } => {

@@ -435,6 +435,8 @@ user_id = "owner"
 # [gateway.telegram]
 # bot_token = "..."                   # see `opticlaw doctor`
 # long_poll = true                    # no public URL: getUpdates instead of a webhook
+# [gateway]
+# upload_dirs = ["/home/me/share"]    # replies may upload local files from here only
 
 [memory]
 # Remember messages and replies, give models context, answer /memory.

@@ -37,9 +37,13 @@ use opticlaw_core::ResponsePacket;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Normalized, origin_str, parts, parts_routed, text_with_attachments};
+use super::{
+    Media, Normalized, is_local_file, origin_str, parts, parts_routed, text_with_links,
+    with_uploads,
+};
 use crate::adapter::{check_fresh, parse_json};
 use crate::split::{Unit, split_rendered};
+use crate::upload::{self, FileUpload};
 use crate::{
     Ack, BridgeAdapter, DiscordConfig, Inbound, InboundError, InboundRequest, OutboundMessage,
     Platform, RenderError, ReplyOrigin, buttons, format,
@@ -394,18 +398,39 @@ impl BridgeAdapter for DiscordAdapter {
             }
         };
         let pieces = split_rendered(
-            &text_with_attachments(packet),
+            &text_with_links(packet, |a| is_local_file(&a.reference)),
             TEXT_LIMIT,
             format::discord_markdown,
             |s| Unit::Utf16.measure(s),
         );
-        let offer = buttons::approval_offer(packet).map(|o| offer_message(&o));
-        let bodies = pieces
+        let offer = buttons::approval_offer(packet).map(|o| (offer_message(&o), None));
+        // Local files: one message each, `multipart/form-data` with the
+        // message as `payload_json` and the file as `files[0]`, which the
+        // message's `attachments` names by id
+        // (<https://discord.com/developers/docs/reference#uploading-files>).
+        let files = packet.attachments.iter().filter_map(|a| {
+            let upload = FileUpload::of(a, "files[0]", upload::limit(P, Media::of(&a.kind)))?;
+            let body = json!({
+                "attachments": [{"id": 0, "filename": upload.file_name}],
+                "allowed_mentions": {"parse": []},
+            });
+            Some((body, Some(upload)))
+        });
+        let (bodies, uploads): (Vec<Value>, Vec<_>) = pieces
             .into_iter()
-            .map(|content| json!({"content": content, "allowed_mentions": {"parse": []}}))
+            .map(|content| {
+                (
+                    json!({"content": content, "allowed_mentions": {"parse": []}}),
+                    None,
+                )
+            })
+            .chain(files)
             .chain(offer)
-            .collect();
-        parts(P, packet, "POST", &path, &packet.thread_id, bodies)
+            .unzip();
+        with_uploads(
+            parts(P, packet, "POST", &path, &packet.thread_id, bodies),
+            uploads,
+        )
     }
 
     fn inline_notice(&self, text: &str) -> Option<Ack> {

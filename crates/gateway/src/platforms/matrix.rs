@@ -23,9 +23,10 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Media, Normalized, parts, text_with_links};
+use super::{Media, Normalized, is_local_file, parts, text_with_links, with_uploads};
 use crate::adapter::parse_json;
 use crate::split::split_rendered;
+use crate::upload::{self, FileUpload};
 use crate::{
     Ack, BridgeAdapter, Inbound, InboundError, InboundRequest, MatrixConfig, OutboundMessage,
     Platform, RenderError, ReplyOrigin, format,
@@ -180,8 +181,11 @@ impl BridgeAdapter for MatrixAdapter {
             });
         }
         // Files already in the homeserver's media repository (`mxc://`) go
-        // out as m.image/m.file/... events (spec: m.room.message msgtypes).
-        let native = |a: &Attachment| a.reference.starts_with("mxc://");
+        // out as m.image/m.file/... events (spec: m.room.message msgtypes);
+        // local files are uploaded to it first (`POST /_matrix/media/v3/upload`),
+        // the uploader filling in the event's `url`.
+        let native =
+            |a: &Attachment| a.reference.starts_with("mxc://") || is_local_file(&a.reference);
         let pieces = split_rendered(
             &text_with_links(packet, native),
             CONTENT_LIMIT_BYTES,
@@ -217,19 +221,27 @@ impl BridgeAdapter for MatrixAdapter {
             if let Some(size) = a.size_bytes {
                 info["size"] = json!(size);
             }
-            json!({
+            let upload = FileUpload::of(a, "file", upload::limit(P, Media::of(&a.kind)));
+            let mut body = json!({
                 "msgtype": msgtype,
                 "body": a.name.as_deref().unwrap_or("file"),
-                "url": a.reference,
                 "info": info,
-            })
+            });
+            if upload.is_none() {
+                body["url"] = json!(a.reference);
+            }
+            (body, upload)
         });
-        let mut bodies: Vec<Value> = texts.chain(files).collect();
+        let (mut bodies, uploads): (Vec<Value>, Vec<_>) =
+            texts.map(|t| (t, None)).chain(files).unzip();
         if let (Some(first), Some(id)) = (bodies.first_mut(), reply_to) {
             first["m.relates_to"] = json!({"m.in_reply_to": {"event_id": id}});
         }
         let room = utf8_percent_encode(&packet.thread_id, NON_ALPHANUMERIC).to_string();
         let path = format!("_matrix/client/v3/rooms/{room}/send/m.room.message/{{key}}");
-        parts(P, packet, "PUT", &path, &packet.thread_id, bodies)
+        with_uploads(
+            parts(P, packet, "PUT", &path, &packet.thread_id, bodies),
+            uploads,
+        )
     }
 }

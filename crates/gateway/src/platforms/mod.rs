@@ -93,15 +93,10 @@ pub(crate) fn parts_routed(
                 rate_key: rate_key.to_owned(),
                 part,
                 parts: count,
+                upload: None,
             }
         })
         .collect())
-}
-
-/// The text of a reply plus a line per attachment reference, for platforms
-/// where this crate sends text only (Slack and Discord unfurl a URL).
-pub(crate) fn text_with_attachments(packet: &ResponsePacket) -> String {
-    text_with_links(packet, |_| false)
 }
 
 /// The text of a reply plus a line per attachment that does not go out
@@ -122,6 +117,24 @@ pub(crate) fn text_with_links(
         }
     }
     text
+}
+
+/// Sets each part's local-file upload; `uploads` lines up with the parts.
+pub(crate) fn with_uploads(
+    rendered: Result<Vec<OutboundMessage>, RenderError>,
+    uploads: Vec<Option<crate::FileUpload>>,
+) -> Result<Vec<OutboundMessage>, RenderError> {
+    rendered.map(|mut parts| {
+        for (part, upload) in parts.iter_mut().zip(uploads) {
+            part.upload = upload;
+        }
+        parts
+    })
+}
+
+/// A file on this machine, uploaded rather than linked ([`crate::upload`]).
+pub(crate) fn is_local_file(reference: &str) -> bool {
+    crate::upload::local_path(reference).is_some()
 }
 
 /// An `http(s)://` URL, which Telegram and WhatsApp fetch themselves.

@@ -33,9 +33,13 @@ use opticlaw_core::{Attachment, ResponsePacket};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Normalized, from_unix, origin_str, parts, parts_routed, text_with_attachments};
+use super::{
+    Media, Normalized, from_unix, is_local_file, origin_str, parts_routed, text_with_links,
+    with_uploads,
+};
 use crate::adapter::{check_fresh, parse_json};
 use crate::split::{Unit, split_rendered};
+use crate::upload::{self, FileUpload};
 use crate::verify::{hex_mac_matches, hmac_sha256};
 use crate::{
     Ack, BridgeAdapter, Inbound, InboundError, InboundRequest, OutboundMessage, Platform,
@@ -422,40 +426,48 @@ impl BridgeAdapter for SlackAdapter {
         }
         let thread_ts = origin_str(origin, "slack.thread_ts");
         let pieces = split_rendered(
-            &text_with_attachments(packet),
+            &text_with_links(packet, |a| is_local_file(&a.reference)),
             TEXT_LIMIT,
             format::slack_mrkdwn,
             |s| Unit::Utf16.measure(s),
         );
-        let offer = buttons::approval_offer(packet).map(|o| offer_message(&packet.thread_id, &o));
-        let bodies = pieces
-            .into_iter()
-            .map(|text| {
-                let mut body = json!({
-                    "channel": packet.thread_id,
-                    "text": text,
-                    "mrkdwn": true,
-                    "unfurl_links": false,
-                });
-                if let Some(ts) = thread_ts {
-                    body["thread_ts"] = json!(ts);
-                }
-                body
-            })
-            .chain(offer.map(|mut body| {
-                if let Some(ts) = thread_ts {
-                    body["thread_ts"] = json!(ts);
-                }
-                body
-            }))
-            .collect();
-        parts(
-            P,
-            packet,
-            "POST",
-            "chat.postMessage",
-            &packet.thread_id,
-            bodies,
-        )
+        let texts = pieces.into_iter().map(|text| {
+            let body = json!({
+                "channel": packet.thread_id,
+                "text": text,
+                "mrkdwn": true,
+                "unfurl_links": false,
+            });
+            (("chat.postMessage".to_owned(), body), None)
+        });
+        // Local files: the uploader gets an upload URL, sends the bytes, and
+        // this call (`files.completeUploadExternal`) shares the file in the
+        // channel, its `files` filled in by the uploader.
+        let files = packet.attachments.iter().filter_map(|a| {
+            let upload = FileUpload::of(a, "file", upload::limit(P, Media::of(&a.kind)))?;
+            let body = json!({"channel_id": packet.thread_id});
+            Some((
+                ("files.completeUploadExternal".to_owned(), body),
+                Some(upload),
+            ))
+        });
+        let offer = buttons::approval_offer(packet).map(|o| {
+            (
+                (
+                    "chat.postMessage".to_owned(),
+                    offer_message(&packet.thread_id, &o),
+                ),
+                None,
+            )
+        });
+        let (mut bodies, uploads): (Vec<(String, Value)>, Vec<_>) =
+            texts.chain(files).chain(offer).unzip();
+        if let Some(ts) = thread_ts {
+            for (_, body) in &mut bodies {
+                body["thread_ts"] = json!(ts);
+            }
+        }
+        let rendered = parts_routed(P, packet, "POST", &packet.thread_id, bodies);
+        with_uploads(rendered, uploads)
     }
 }

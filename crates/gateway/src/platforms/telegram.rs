@@ -23,9 +23,13 @@ use opticlaw_core::{Attachment, EventEnvelope, ResponsePacket};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Media, Normalized, clip, from_unix, is_web_url, parts_routed, text_with_links};
+use super::{
+    Media, Normalized, clip, from_unix, is_local_file, is_web_url, parts_routed, text_with_links,
+    with_uploads,
+};
 use crate::adapter::parse_json;
 use crate::split::{Unit, split_rendered};
+use crate::upload::{self, FileUpload};
 use crate::{
     Ack, BridgeAdapter, Inbound, InboundError, InboundRequest, OutboundMessage, Platform,
     RenderError, ReplyOrigin, TelegramConfig, TelegramParseMode, buttons, format,
@@ -343,8 +347,9 @@ impl BridgeAdapter for TelegramAdapter {
             TelegramParseMode::Html => (format::telegram_html, "HTML"),
         };
         // Attachments at a URL go out natively: Telegram fetches the file
-        // (<https://core.telegram.org/bots/api#sending-files>). Others are listed.
-        let native = |a: &Attachment| is_web_url(&a.reference);
+        // (<https://core.telegram.org/bots/api#sending-files>); local files
+        // are uploaded as multipart/form-data. Others are listed.
+        let native = |a: &Attachment| is_web_url(&a.reference) || is_local_file(&a.reference);
         let text = text_with_links(packet, native);
         let pieces: Vec<String> =
             split_rendered(&text, TEXT_LIMIT, render, |s| Unit::Utf16.measure(s))
@@ -362,7 +367,7 @@ impl BridgeAdapter for TelegramAdapter {
                 "parse_mode": mode,
                 "link_preview_options": {"is_disabled": true},
             });
-            ("sendMessage".to_owned(), body)
+            (("sendMessage".to_owned(), body), None)
         });
         let files = packet.attachments.iter().filter(|a| native(a)).map(|a| {
             let (method, field) = match Media::of(&a.kind) {
@@ -371,14 +376,19 @@ impl BridgeAdapter for TelegramAdapter {
                 Media::Video => ("sendVideo", "video"),
                 Media::File => ("sendDocument", "document"),
             };
-            let mut body = json!({"chat_id": chat_id, field: a.reference});
+            let upload = FileUpload::of(a, field, upload::limit(P, Media::of(&a.kind)));
+            let mut body = json!({"chat_id": chat_id});
+            if upload.is_none() {
+                body[field] = json!(a.reference);
+            }
             if let Some(name) = &a.name {
                 body["caption"] = json!(clip(name, CAPTION_LIMIT));
             }
-            (method.to_owned(), body)
+            ((method.to_owned(), body), upload)
         });
-        let offer = buttons::approval_offer(packet).map(|o| offer_message(&chat_id, &o));
-        let mut bodies: Vec<(String, Value)> = texts.chain(files).chain(offer).collect();
+        let offer = buttons::approval_offer(packet).map(|o| (offer_message(&chat_id, &o), None));
+        let (mut bodies, uploads): (Vec<(String, Value)>, Vec<_>) =
+            texts.chain(files).chain(offer).unzip();
         for (i, (_, body)) in bodies.iter_mut().enumerate() {
             if let (0, Some(id)) = (i, &reply_to) {
                 body["reply_parameters"] =
@@ -388,7 +398,8 @@ impl BridgeAdapter for TelegramAdapter {
                 body["message_thread_id"] = topic.clone();
             }
         }
-        parts_routed(P, packet, "POST", &packet.thread_id, bodies)
+        let rendered = parts_routed(P, packet, "POST", &packet.thread_id, bodies);
+        with_uploads(rendered, uploads)
     }
 }
 

@@ -32,9 +32,13 @@ use opticlaw_core::{Attachment, ResponsePacket};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Media as MediaKind, Normalized, clip, from_unix, is_web_url, parts, text_with_links};
+use super::{
+    Media as MediaKind, Normalized, clip, from_unix, is_local_file, is_web_url, parts,
+    text_with_links, with_uploads,
+};
 use crate::adapter::parse_json;
 use crate::split::{Unit, split_rendered};
+use crate::upload::{self, FileUpload};
 use crate::verify::{hex_mac_matches, hmac_sha256};
 use crate::{
     Ack, BridgeAdapter, Inbound, InboundError, InboundRequest, OutboundMessage, Platform,
@@ -327,8 +331,9 @@ impl BridgeAdapter for WhatsAppAdapter {
             });
         }
         // Media at a URL go out as media messages with a `link`, which
-        // WhatsApp fetches (<https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages#media-object>).
-        let native = |a: &Attachment| is_web_url(&a.reference);
+        // WhatsApp fetches (<https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages#media-object>);
+        // local files are uploaded first and sent by media `id`.
+        let native = |a: &Attachment| is_web_url(&a.reference) || is_local_file(&a.reference);
         let pieces = split_rendered(
             &text_with_links(packet, native),
             TEXT_LIMIT,
@@ -347,7 +352,12 @@ impl BridgeAdapter for WhatsAppAdapter {
         let texts = pieces
             .into_iter()
             .filter(|body| !body.trim().is_empty())
-            .map(|body| envelope("text", json!({"preview_url": false, "body": body})));
+            .map(|body| {
+                (
+                    envelope("text", json!({"preview_url": false, "body": body})),
+                    None,
+                )
+            });
         let media = packet.attachments.iter().filter(|a| native(a)).map(|a| {
             let kind = match MediaKind::of(&a.kind) {
                 MediaKind::Image => "image",
@@ -355,14 +365,20 @@ impl BridgeAdapter for WhatsAppAdapter {
                 MediaKind::Video => "video",
                 MediaKind::File => "document",
             };
-            let mut object = json!({"link": a.reference});
+            let media = MediaKind::of(&a.kind);
+            let upload = FileUpload::of(a, "file", upload::limit(P, media));
+            // The uploader fills in the media `id`.
+            let mut object = match upload {
+                Some(_) => json!({}),
+                None => json!({"link": a.reference}),
+            };
             if let Some(name) = a.name.as_deref().filter(|_| kind != "audio") {
                 object["caption"] = json!(clip(name, CAPTION_LIMIT));
                 if kind == "document" {
                     object["filename"] = json!(name);
                 }
             }
-            envelope(kind, object)
+            (envelope(kind, object), upload)
         });
         let offer = buttons::approval_offer(packet).map(|offer| {
             let button = |title: &str, choice: buttons::Choice| {
@@ -376,10 +392,10 @@ impl BridgeAdapter for WhatsAppAdapter {
                     button("Deny", buttons::Choice::Deny(offer.id.clone())),
                 ]},
             });
-            envelope("interactive", object)
+            (envelope("interactive", object), None)
         });
-        let bodies = texts.chain(media).chain(offer).collect();
+        let (bodies, uploads): (Vec<_>, Vec<_>) = texts.chain(media).chain(offer).unzip();
         let path = format!("{}/messages", self.config.phone_number_id);
-        parts(P, packet, "POST", &path, to, bodies)
+        with_uploads(parts(P, packet, "POST", &path, to, bodies), uploads)
     }
 }

@@ -244,3 +244,23 @@ pub fn fixture(name: &str) -> Vec<u8> {
 pub fn now() -> i64 {
     Utc::now().timestamp()
 }
+
+/// A gateway with in-memory sink, audit log and pairing, and a sender with
+/// an in-memory ledger, both from `config`.
+pub fn memory_world(
+    config: GatewayConfig,
+) -> (
+    Gateway<MemorySink, MemoryAuditLog, MemoryPairingStore>,
+    opticlaw_gateway::Sender<opticlaw_gateway::MemoryLedger>,
+) {
+    let gateway = Gateway::new(
+        config.clone(),
+        Arc::new(MemorySink::new()),
+        Arc::new(MemoryAuditLog::new()),
+        Arc::new(MemoryPairingStore::new()),
+    )
+    .unwrap();
+    let ledger = Arc::new(opticlaw_gateway::MemoryLedger::new());
+    let sender = opticlaw_gateway::Sender::new(reqwest::Client::new(), config, ledger);
+    (gateway, sender)
+}
