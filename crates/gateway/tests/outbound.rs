@@ -508,6 +508,47 @@ async fn telegram_long_poll_blocks_at_the_server_until_an_update_arrives() {
 }
 
 #[tokio::test]
+async fn telegram_long_poll_turns_a_button_press_into_the_typed_command() {
+    let fake = FakePlatform::start().await;
+    let config = config(&fake.base);
+    let mut poller = TelegramPoller::new(reqwest::Client::new(), &config.telegram[0], 0, 30);
+    let id = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    fake.push_update(json!({
+        "update_id": 20001,
+        "callback_query": {
+            "id": "4382bfdwdsb323b2d9",
+            "from": {"id": 1111111, "is_bot": false, "first_name": "Sam"},
+            "message": {
+                "message_id": 55,
+                "from": {"id": 42, "is_bot": true, "first_name": "Bot"},
+                "chat": {"id": 1111111, "type": "private"},
+                "date": 1_764_000_000,
+                "text": "Approve or deny request?"
+            },
+            "chat_instance": "-8401",
+            "data": format!("oc:d:{id}")
+        }
+    }));
+    let events = poller.next_batch().await.unwrap();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event.content.text, format!("/deny {id}"));
+    assert_eq!(event.user_id, "1111111");
+    assert_eq!(event.thread_id, "1111111");
+    assert_eq!(event.event_id, "20001");
+    assert_eq!(
+        event.metadata["telegram.callback_query_id"],
+        "4382bfdwdsb323b2d9"
+    );
+    // getUpdates asked for button presses as well as messages.
+    let calls = fake.calls("telegram");
+    assert_eq!(
+        calls[0].body["allowed_updates"],
+        json!(["message", "callback_query"])
+    );
+}
+
+#[tokio::test]
 async fn attachments_go_out_natively_where_the_platform_fetches_them() {
     use opticlaw_core::Attachment;
     let (fake, g, sender) = fake_world().await;

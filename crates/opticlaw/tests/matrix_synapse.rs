@@ -361,3 +361,113 @@ fn bot_user_answers_in_a_real_synapse_room_and_resumes_after_restart() {
     assert_eq!(replies_later, replies);
     drop(daemon);
 }
+
+#[test]
+fn a_local_file_is_uploaded_to_synapse_and_posted_as_an_m_file() {
+    use opticlaw_gateway::{
+        Channel, Gateway, GatewayConfig, MatrixConfig, MemoryAuditLog, MemoryLedger,
+        MemoryPairingStore, MemorySink, Platform, Secret, Sender,
+    };
+    let synapse = Synapse::start();
+    let bot = synapse.register("opticlaw");
+    let (status, created) = synapse.call(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(&bot),
+        json!({"preset": "private_chat", "name": "files"}),
+    );
+    assert_eq!(status, 200, "{created}");
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let content = b"quarterly numbers: 1, 2, 3\n";
+    std::fs::write(dir.path().join("report.txt"), content).unwrap();
+
+    let config = GatewayConfig {
+        send_rate_limits: false,
+        upload_dirs: vec![dir.path().to_path_buf()],
+        matrix: vec![MatrixConfig {
+            account: "default".into(),
+            hs_token: None,
+            as_token: Secret::new(bot.clone()),
+            sync: true,
+            sync_timeout_secs: 30,
+            sync_timeline_limit: 10,
+            homeserver_url: synapse.base.clone(),
+            bot_user_id: "@opticlaw:localhost".into(),
+            allow_from: Vec::new(),
+        }],
+        ..GatewayConfig::default()
+    };
+    let gateway = Gateway::new(
+        config.clone(),
+        std::sync::Arc::new(MemorySink::new()),
+        std::sync::Arc::new(MemoryAuditLog::new()),
+        std::sync::Arc::new(MemoryPairingStore::new()),
+    )
+    .unwrap();
+    let sender = Sender::new(
+        reqwest::Client::new(),
+        config,
+        std::sync::Arc::new(MemoryLedger::new()),
+    );
+    let packet = opticlaw_core::ResponsePacket {
+        seq: 1,
+        in_reply_to: None,
+        source: "matrix".into(),
+        user_id: "@alice:localhost".into(),
+        thread_id: room.clone(),
+        kind: opticlaw_core::ResponseKind::Reply,
+        text: "The report:".into(),
+        attachments: vec![opticlaw_core::Attachment {
+            kind: "file".into(),
+            name: Some("report.txt".into()),
+            mime_type: Some("text/plain".into()),
+            reference: dir.path().join("report.txt").display().to_string(),
+            size_bytes: None,
+        }],
+        created_at: chrono::Utc::now(),
+    };
+    let parts = gateway
+        .render(&Channel::default_for(Platform::Matrix), &packet, None)
+        .unwrap()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(sender.deliver(&parts)).unwrap();
+
+    // The room holds an m.file event whose mxc:// URI serves the same bytes.
+    let (status, messages) = synapse.call(
+        "GET",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10",
+            encode(&room)
+        ),
+        Some(&bot),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{messages}");
+    let file = messages["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["content"]["msgtype"] == "m.file")
+        .unwrap_or_else(|| panic!("no m.file event: {messages}"))
+        .clone();
+    assert_eq!(file["content"]["body"], "report.txt");
+    let uri = file["content"]["url"].as_str().unwrap();
+    let media = uri.strip_prefix("mxc://").expect("an mxc:// URI");
+    let download = reqwest::Client::new()
+        .get(format!(
+            "{}/_matrix/client/v1/media/download/{media}",
+            synapse.base
+        ))
+        .bearer_auth(&bot);
+    let bytes = runtime.block_on(async {
+        let response = download.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap()
+    });
+    assert_eq!(&bytes[..], content);
+}
