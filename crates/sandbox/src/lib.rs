@@ -30,6 +30,8 @@
 mod child;
 mod error;
 mod landlock;
+#[cfg(feature = "microvm")]
+pub mod microvm;
 mod namespace;
 mod probe;
 mod seccomp;
@@ -37,6 +39,8 @@ mod spec;
 mod supervise;
 
 pub use error::SandboxError;
+#[cfg(feature = "microvm")]
+pub use microvm::MicroVmSandbox;
 pub use namespace::NamespaceSandbox;
 pub use probe::{DEFAULT_SANDBOX_ID, ProbeReport, probe};
 pub use seccomp::DENIED_SYSCALLS;
