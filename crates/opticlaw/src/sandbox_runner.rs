@@ -53,3 +53,40 @@ pub fn microvm_summary(section: &SandboxSection) -> Result<String, String> {
         assets.kernel.display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn the_runner_is_chosen_in_config_and_a_bad_name_is_refused() {
+        let config =
+            Config::parse("[sandbox]\nrunner = \"microvm\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(config.sandbox.runner, SandboxRunner::Microvm);
+        assert_eq!(Config::default().sandbox.runner, SandboxRunner::Namespace);
+        let err = Config::parse("[sandbox]\nrunner = \"firecracker\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("firecracker") && err.contains("microvm"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_microvm_dir_without_the_parts_says_what_is_missing() {
+        let empty = tempfile::tempdir().unwrap();
+        let section = SandboxSection {
+            runner: SandboxRunner::Microvm,
+            microvm_dir: Some(empty.path().to_path_buf()),
+        };
+        let err = microvm_summary(&section).unwrap_err();
+        assert!(
+            err.contains(&empty.path().display().to_string()) || err.contains("qemu"),
+            "{err}"
+        );
+    }
+}
