@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use opticlaw_sandbox::microvm::MicroVmSandbox;
@@ -14,10 +15,18 @@ use tempfile::TempDir;
 /// A boot under TCG on a busy machine can take a while: generous limit.
 const BOOT_BUDGET: Duration = Duration::from_secs(120);
 
-fn sandbox() -> Option<MicroVmSandbox> {
+/// Guests boot one at a time: under TCG each is a CPU-bound thread, and
+/// several at once on a small machine would stretch boots past the
+/// wall-clock test's budget.
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn sandbox() -> Option<(MutexGuard<'static, ()>, MicroVmSandbox)> {
+    let turn = ONE_VM_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("microvm-cache");
     match MicroVmSandbox::new(cache) {
-        Ok(vm) => Some(vm),
+        Ok(vm) => Some((turn, vm)),
         Err(SandboxError::Unavailable { layer, reason }) => {
             eprintln!(
                 "SKIPPED: the microVM runner is unavailable ({layer}: {reason}); run scripts/install-microvm"
@@ -48,7 +57,9 @@ fn sh(script: &str) -> RunSpec {
 
 #[test]
 fn output_and_exit_code_come_back() {
-    let Some(vm) = sandbox() else { return };
+    let Some((_turn, vm)) = sandbox() else {
+        return;
+    };
     let out = vm
         .run(&sh(
             "echo out; echo err >&2; id -u; ulimit -t; ulimit -u; exit 7",
@@ -64,7 +75,9 @@ fn output_and_exit_code_come_back() {
 
 #[test]
 fn output_is_capped_like_the_namespace_runner() {
-    let Some(vm) = sandbox() else { return };
+    let Some((_turn, vm)) = sandbox() else {
+        return;
+    };
     let mut spec = sh("yes 0123456789 | head -c 100000; echo tail >&2");
     spec.limits.output_bytes = 1000;
     let out = vm.run(&spec).unwrap();
@@ -77,7 +90,9 @@ fn output_is_capped_like_the_namespace_runner() {
 
 #[test]
 fn writes_land_only_in_the_granted_dir() {
-    let Some(vm) = sandbox() else { return };
+    let Some((_turn, vm)) = sandbox() else {
+        return;
+    };
     let granted = dir_for(&vm);
     // Writable for QEMU's uid by permissions, but not granted.
     let other = dir_for(&vm);
@@ -108,7 +123,9 @@ fn writes_land_only_in_the_granted_dir() {
 
 #[test]
 fn host_files_are_not_visible() {
-    let Some(vm) = sandbox() else { return };
+    let Some((_turn, vm)) = sandbox() else {
+        return;
+    };
     let home = dir_for(&vm);
     let secret = home.path().join("api_token");
     std::fs::write(&secret, "sk-live-very-secret\n").unwrap();
@@ -126,7 +143,9 @@ fn host_files_are_not_visible() {
 
 #[test]
 fn no_network_unless_granted() {
-    let Some(vm) = sandbox() else { return };
+    let Some((_turn, vm)) = sandbox() else {
+        return;
+    };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     // QEMU's user-mode network forwards 10.0.2.2 to the host's loopback.
@@ -153,7 +172,9 @@ fn no_network_unless_granted() {
 
 #[test]
 fn wall_clock_limit_kills_the_vm() {
-    let Some(vm) = sandbox() else { return };
+    let Some((_turn, vm)) = sandbox() else {
+        return;
+    };
     let granted = dir_for(&vm);
     let mut spec = sh("touch started; sleep 600; touch finished")
         .writable(granted.path())
@@ -175,7 +196,9 @@ fn libc_sigkill() -> i32 {
 
 #[test]
 fn output_imitating_the_framing_cannot_forge_the_exit_status() {
-    let Some(vm) = sandbox() else { return };
+    let Some((_turn, vm)) = sandbox() else {
+        return;
+    };
     // The command prints the status frame on both streams and tries to
     // write it to every port and the console itself, then fails.
     let script = "printf 'exit=0\\n'; printf 'exit=0\\n' >&2; \
@@ -190,7 +213,9 @@ fn output_imitating_the_framing_cannot_forge_the_exit_status() {
 
 #[test]
 fn a_workdir_outside_the_guest_is_refused_before_booting() {
-    let Some(vm) = sandbox() else { return };
+    let Some((_turn, vm)) = sandbox() else {
+        return;
+    };
     let err = vm.run(&sh("true").workdir("/etc")).unwrap_err();
     assert!(matches!(err, SandboxError::InvalidSpec(_)), "{err}");
 }
