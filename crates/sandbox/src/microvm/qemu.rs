@@ -111,7 +111,7 @@ fn value(path: &Path) -> String {
 /// with `-no-reboot` turns a guest panic into QEMU exiting.
 fn kernel_cmdline(accel: Accelerator) -> String {
     let mut cmdline = String::from(
-        "console=ttyS0 quiet panic=-1 reboot=t mitigations=off cryptomgr.notests \
+        "console=ttyS0 quiet panic=-1 reboot=t pci=off mitigations=off cryptomgr.notests \
          i8042.noaux i8042.nokbd 8250.nr_uarts=1 random.trust_cpu=on",
     );
     if accel == Accelerator::Tcg {
