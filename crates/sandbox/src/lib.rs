@@ -6,7 +6,8 @@
 //! is the implementation: user, mount, PID, IPC, UTS and network namespaces,
 //! a read-only view of the host tree with only granted directories writable,
 //! rlimits, `no_new_privs`, Landlock and seccomp. [`probe`] measures which of
-//! these the running kernel offers.
+//! these the running kernel offers. With the `microvm` feature,
+//! `MicroVmSandbox` runs each command in its own QEMU microVM instead.
 //!
 //! ```no_run
 //! use std::time::Duration;
