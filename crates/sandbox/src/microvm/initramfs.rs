@@ -44,7 +44,10 @@ while [ ! -c /dev/vport0p1 ] || [ ! -c /dev/vport0p2 ] || [ ! -c /dev/vport0p3 ]
 done
 chmod 0600 /dev/vport0p1 /dev/vport0p2 /dev/vport0p3
 . /opticlaw/setup
-su -s /bin/sh nobody -c 'exec setpriv --nnp /bin/sh /opticlaw/exec' \
+# The host kills QEMU at the wall-clock limit; this guest-side limit (a
+# little later) stops the guest too if the host process died meanwhile.
+timeout -s KILL "$(cat /opticlaw/wall_seconds)" \
+    su -s /bin/sh nobody -c 'exec setpriv --nnp /bin/sh /opticlaw/exec' \
     </dev/null >/dev/vport0p1 2>/dev/vport0p2
 echo "exit=$?" >/dev/vport0p3
 poweroff -f
@@ -180,6 +183,8 @@ pub fn base_image(assets: &Assets, cache_dir: &Path) -> io::Result<PathBuf> {
 /// modules to load.
 pub struct RunFiles {
     pub modules: Vec<&'static str>,
+    /// The guest's own wall-clock limit for the command, in seconds.
+    pub wall_seconds: u64,
     pub setup: String,
     pub exec: String,
 }
@@ -192,6 +197,11 @@ pub fn write_run_image(base: &Path, run: &RunFiles, path: &Path) -> io::Result<(
     a.dir("opticlaw", 0o755)?;
     a.file("opticlaw/modules", 0o400, run.modules.join("\n").as_bytes())?;
     a.file("opticlaw/setup", 0o400, run.setup.as_bytes())?;
+    a.file(
+        "opticlaw/wall_seconds",
+        0o400,
+        run.wall_seconds.to_string().as_bytes(),
+    )?;
     // Read by `sh` running as nobody: readable, but owned by root.
     a.file("opticlaw/exec", 0o444, run.exec.as_bytes())?;
     a.finish()?.flush()

@@ -179,6 +179,9 @@ impl Sandbox for MicroVmSandbox {
         let network = network_granted(spec)?;
         let files = initramfs::RunFiles {
             modules: modules(network),
+            // Counted from the command's start, so always after the host's
+            // deadline (counted from the boot): only an orphaned guest hits it.
+            wall_seconds: spec.limits.wall_clock.as_secs().saturating_add(1).max(1),
             setup: setup_script(&grants, network)?,
             exec: exec_script(spec)?,
         };
