@@ -28,6 +28,31 @@ pub struct Config {
     pub policy: Vec<opticlaw_security::tier::PolicyRule>,
     /// How action requests are planned (`[planner]`).
     pub planner: PlannerSection,
+    /// Which sandbox runs `shell` commands (`[sandbox]`).
+    pub sandbox: SandboxSection,
+}
+
+/// `[sandbox]`: the runner behind the `shell` tool.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// `namespace` or `microvm`.
+    pub runner: SandboxRunner,
+    /// The microVM's kernel, modules and busybox (what
+    /// `scripts/install-microvm` fills). Empty: `$OPTICLAW_MICROVM_DIR`, or
+    /// `.cache/microvm` found from the working directory.
+    pub microvm_dir: Option<PathBuf>,
+}
+
+/// A sandbox runner (`[sandbox] runner`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxRunner {
+    /// Linux namespaces, a read-only host tree, Landlock, seccomp: milliseconds.
+    #[default]
+    Namespace,
+    /// A QEMU microVM per command, nothing of the host visible: seconds.
+    Microvm,
 }
 
 /// `[planner]`: rule-matched requests are always planned without a model;
@@ -463,6 +488,13 @@ context_token_budget = 1000
 # max_attempts = 3
 # retry_base_ms = 1000
 # totp_secret_file = "/home/me/.opticlaw/totp.secret"   # base32, mode 0600; tier 3
+#
+# Which sandbox runs shell commands: "namespace" (milliseconds) or "microvm"
+# (each command boots its own QEMU guest: seconds; needs scripts/install-microvm;
+# `opticlaw doctor` says whether it works here):
+# [sandbox]
+# runner = "namespace"
+# microvm_dir = "/path/to/opticlaw/.cache/microvm"
 #
 # Trust tier per tool and scope; anything not listed is refused.
 # 0 read-only, 1 low risk, 2 asks you first, 3 asks plus a TOTP code.

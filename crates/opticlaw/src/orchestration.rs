@@ -71,10 +71,9 @@ pub fn build(
         Arc::new(FileRead::new(grants.clone())),
         Arc::new(FileWrite::new(grants.clone())),
     ];
-    match opticlaw_sandbox::NamespaceSandbox::new() {
+    match crate::sandbox_runner::build(&config.sandbox, home) {
         Ok(sandbox) => tools.push(Arc::new(
-            Shell::new(Arc::new(sandbox), grants, config.tools.shell_network)
-                .hiding(secret_dirs(home)),
+            Shell::new(sandbox, grants, config.tools.shell_network).hiding(secret_dirs(home)),
         )),
         // Fail closed: without the sandbox there is no shell tool at all.
         Err(err) => tracing::warn!(%err, "the sandbox is unavailable here: /run is disabled"),

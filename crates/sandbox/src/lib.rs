@@ -6,7 +6,8 @@
 //! is the implementation: user, mount, PID, IPC, UTS and network namespaces,
 //! a read-only view of the host tree with only granted directories writable,
 //! rlimits, `no_new_privs`, Landlock and seccomp. [`probe`] measures which of
-//! these the running kernel offers.
+//! these the running kernel offers. With the `microvm` feature,
+//! `MicroVmSandbox` runs each command in its own QEMU microVM instead.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -30,6 +31,8 @@
 mod child;
 mod error;
 mod landlock;
+#[cfg(feature = "microvm")]
+pub mod microvm;
 mod namespace;
 mod probe;
 mod seccomp;
@@ -37,6 +40,8 @@ mod spec;
 mod supervise;
 
 pub use error::SandboxError;
+#[cfg(feature = "microvm")]
+pub use microvm::MicroVmSandbox;
 pub use namespace::NamespaceSandbox;
 pub use probe::{DEFAULT_SANDBOX_ID, ProbeReport, probe};
 pub use seccomp::DENIED_SYSCALLS;

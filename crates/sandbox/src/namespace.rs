@@ -323,7 +323,7 @@ fn prefixed(prefix: &str, path: &Path) -> OsString {
 
 /// Checks that granted directories are canonical absolute paths (no `..`,
 /// no symlinks), sorted parents first.
-fn canonical_grants(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, SandboxError> {
+pub(crate) fn canonical_grants(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, SandboxError> {
     let mut out = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let canon = dir.canonicalize().map_err(|e| {
@@ -380,7 +380,7 @@ fn canonical_hidden(dirs: &[PathBuf], grants: &[PathBuf]) -> Result<Vec<PathBuf>
 /// Opens a canonical granted directory as an `O_PATH` descriptor and checks
 /// that it is still the directory that was canonicalised (no component was
 /// swapped for a symlink in between).
-fn pin_dir(dir: &Path) -> Result<OwnedFd, SandboxError> {
+pub(crate) fn pin_dir(dir: &Path) -> Result<OwnedFd, SandboxError> {
     let fd = nix::fcntl::open(
         dir,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -400,7 +400,7 @@ fn pin_dir(dir: &Path) -> Result<OwnedFd, SandboxError> {
 
 /// The command's environment: `env_allow` names taken from ours, then `env`,
 /// and a default `PATH` if neither set one.
-fn environment(spec: &RunSpec) -> Vec<(OsString, OsString)> {
+pub(crate) fn environment(spec: &RunSpec) -> Vec<(OsString, OsString)> {
     let mut env: std::collections::BTreeMap<OsString, OsString> = spec
         .env_allow
         .iter()

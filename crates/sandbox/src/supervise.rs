@@ -94,11 +94,27 @@ pub fn supervise(
     wall_clock: Duration,
     cap: usize,
 ) -> io::Result<Supervised> {
+    let take = |fd: Option<OwnedFd>| fd.ok_or_else(|| io::Error::other("stdio not piped"));
+    let stdout = take(child.stdout.take().map(OwnedFd::from))?;
+    let stderr = take(child.stderr.take().map(OwnedFd::from))?;
+    supervise_streams(child, stdout, stderr, start, wall_clock, cap)
+}
+
+/// Like [`supervise`], with the command's two output streams read from
+/// `stdout` and `stderr` instead of the child's own stdio (the microVM
+/// runner's guest writes them through QEMU to pipes of its own).
+pub fn supervise_streams(
+    mut child: Child,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    start: Instant,
+    wall_clock: Duration,
+    cap: usize,
+) -> io::Result<Supervised> {
     let pid = child.id();
     let pidfd = pidfd_open(pid)?;
-    let take = |fd: Option<OwnedFd>| fd.ok_or_else(|| io::Error::other("stdio not piped"));
-    let mut out = Stream::new(take(child.stdout.take().map(OwnedFd::from))?, cap)?;
-    let mut err = Stream::new(take(child.stderr.take().map(OwnedFd::from))?, cap)?;
+    let mut out = Stream::new(stdout, cap)?;
+    let mut err = Stream::new(stderr, cap)?;
     let deadline = start + wall_clock;
 
     let mut exited = false;

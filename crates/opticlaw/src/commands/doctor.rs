@@ -48,6 +48,7 @@ pub fn run(home: Option<&Path>) -> Result<ExitCode> {
         push("port", check_port(&home, config));
         push("model", check_model(config));
         push("memory", check_memory(config));
+        push("sandbox", check_sandbox(config));
     }
 
     let mut failed = false;
@@ -211,6 +212,39 @@ fn check_memory(config: &Config) -> Verdict {
             ),
             FETCH.into(),
         )
+    }
+}
+
+/// Whether the configured runner can start, and whether the microVM
+/// runner could (QEMU, guest kernel, KVM or not).
+fn check_sandbox(config: &Config) -> Verdict {
+    use crate::config::SandboxRunner;
+    use crate::sandbox_runner::microvm_summary;
+    const INSTALL: &str =
+        "run scripts/install-microvm in the repository, or set [sandbox] runner = \"namespace\"";
+    let microvm = microvm_summary(&config.sandbox);
+    match (config.sandbox.runner, microvm) {
+        (SandboxRunner::Microvm, Ok(found)) => Verdict::Ok(format!("microvm runner: {found}")),
+        (SandboxRunner::Microvm, Err(why)) => Verdict::Fail(
+            format!("microvm runner configured but unavailable: {why}; the shell tool is off"),
+            INSTALL.into(),
+        ),
+        (SandboxRunner::Namespace, microvm) => {
+            let microvm = match microvm {
+                Ok(found) => format!("microVM runner {found}"),
+                Err(why) => format!("microVM runner unavailable: {why}"),
+            };
+            match opticlaw_sandbox::NamespaceSandbox::new() {
+                Ok(_) => Verdict::Ok(format!("namespace runner works; {microvm}")),
+                Err(err) => Verdict::Warn(
+                    format!(
+                        "namespace runner unavailable ({err}): the shell tool is off; {microvm}"
+                    ),
+                    "enable unprivileged user namespaces, or use [sandbox] runner = \"microvm\""
+                        .into(),
+                ),
+            }
+        }
     }
 }
 

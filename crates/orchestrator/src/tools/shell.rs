@@ -1,10 +1,11 @@
-//! `shell`: a command run by `sh -c` in the namespace sandbox, with only
-//! its granted directory writable and no network unless granted.
+//! `shell`: a command run by `sh -c` in a sandbox (the namespace runner, or
+//! the microVM runner), with only its granted directory writable and no
+//! network unless granted.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use opticlaw_sandbox::{Limits, NamespaceSandbox, Network, RunSpec, Sandbox};
+use opticlaw_sandbox::{Limits, Network, RunSpec, Sandbox};
 use serde_json::{Value, json};
 
 use super::{GrantedDirs, Tool, ToolCall, ToolError, arg};
@@ -12,10 +13,11 @@ use super::{GrantedDirs, Tool, ToolCall, ToolError, arg};
 /// Bytes of stdout and stderr kept in a node's result.
 const OUTPUT_BYTES: usize = 16 << 10;
 
-/// Runs shell commands isolated (see [`opticlaw_sandbox::NamespaceSandbox`]).
+/// Runs shell commands isolated (see [`opticlaw_sandbox::NamespaceSandbox`]
+/// and `opticlaw_sandbox::MicroVmSandbox`).
 #[derive(Clone)]
 pub struct Shell {
-    sandbox: Arc<NamespaceSandbox>,
+    sandbox: Arc<dyn Sandbox>,
     grants: GrantedDirs,
     allow_network: bool,
     hidden: Vec<PathBuf>,
@@ -24,7 +26,7 @@ pub struct Shell {
 impl Shell {
     /// `allow_network` is what config grants; a call still has to ask for
     /// the network (`"network": true`) to get it.
-    pub fn new(sandbox: Arc<NamespaceSandbox>, grants: GrantedDirs, allow_network: bool) -> Self {
+    pub fn new(sandbox: Arc<dyn Sandbox>, grants: GrantedDirs, allow_network: bool) -> Self {
         Self {
             sandbox,
             grants,
