@@ -6,7 +6,8 @@
 //! is the implementation: user, mount, PID, IPC, UTS and network namespaces,
 //! a read-only view of the host tree with only granted directories writable,
 //! rlimits, `no_new_privs`, Landlock and seccomp. [`probe`] measures which of
-//! these the running kernel offers.
+//! these the running kernel offers. [`egress`] gives a run per-host network
+//! access through a proxy that is its only way out.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -28,6 +29,7 @@
 #![cfg(target_os = "linux")]
 
 mod child;
+pub mod egress;
 mod error;
 mod landlock;
 mod namespace;
