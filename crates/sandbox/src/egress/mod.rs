@@ -129,9 +129,9 @@ pub enum Verdict {
 /// Hears every decision of a run's proxy, before the dial it allows.
 ///
 /// Called on a blocking thread: an implementation may wait for a durable
-/// write.
+/// write. An error refuses the connection (nothing unaudited goes out).
 pub trait EgressObserver: Send + Sync {
-    fn record(&self, event: &EgressEvent);
+    fn record(&self, event: &EgressEvent) -> Result<(), String>;
 }
 
 /// An observer that keeps the events in memory (tests, diagnostics).
@@ -146,10 +146,13 @@ impl EgressLog {
 }
 
 impl EgressObserver for EgressLog {
-    fn record(&self, event: &EgressEvent) {
-        if let Ok(mut events) = self.0.lock() {
-            events.push(event.clone());
-        }
+    fn record(&self, event: &EgressEvent) -> Result<(), String> {
+        let mut events = self
+            .0
+            .lock()
+            .map_err(|_| "egress log poisoned".to_owned())?;
+        events.push(event.clone());
+        Ok(())
     }
 }
 

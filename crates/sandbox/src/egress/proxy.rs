@@ -91,7 +91,7 @@ async fn serve(
             let refused = Verdict::Refused {
                 reason: format!("more than {MAX_CONNECTIONS} connections at once"),
             };
-            gate.record(event(&Method::CONNECT, "", 0, refused)).await;
+            let _ = gate.record(event(&Method::CONNECT, "", 0, refused)).await;
             continue;
         };
         let gate = gate.clone();
@@ -113,7 +113,7 @@ async fn serve(
                 let refused = Verdict::Refused {
                     reason: format!("not an HTTP proxy request: {err}"),
                 };
-                gate.record(event(&Method::GET, "", 0, refused)).await;
+                let _ = gate.record(event(&Method::GET, "", 0, refused)).await;
             }
         });
     }
@@ -140,7 +140,7 @@ impl Gate {
                 let verdict = Verdict::Refused {
                     reason: reason.clone(),
                 };
-                self.record(event(&method, "", 0, verdict)).await;
+                let _ = self.record(event(&method, "", 0, verdict)).await;
                 return text(StatusCode::BAD_REQUEST, reason);
             }
         };
@@ -151,7 +151,8 @@ impl Gate {
                 let verdict = Verdict::Refused {
                     reason: reason.clone(),
                 };
-                self.record(event(&method, &host, target.port, verdict))
+                let _ = self
+                    .record(event(&method, &host, target.port, verdict))
                     .await;
                 return text(StatusCode::FORBIDDEN, reason);
             }
@@ -159,8 +160,15 @@ impl Gate {
         let allowed = Verdict::Allowed {
             addresses: addresses.clone(),
         };
-        self.record(event(&method, &host, target.port, allowed))
-            .await;
+        if let Err(reason) = self
+            .record(event(&method, &host, target.port, allowed))
+            .await
+        {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the connection could not be audited: {reason}"),
+            );
+        }
         let upstream = match TcpStream::connect(&addresses[..]).await {
             Ok(upstream) => upstream,
             Err(err) => {
@@ -168,7 +176,8 @@ impl Gate {
                 let verdict = Verdict::Failed {
                     reason: reason.clone(),
                 };
-                self.record(event(&method, &host, target.port, verdict))
+                let _ = self
+                    .record(event(&method, &host, target.port, verdict))
                     .await;
                 return text(StatusCode::BAD_GATEWAY, reason);
             }
@@ -217,7 +226,8 @@ impl Gate {
         Ok(addresses)
     }
 
-    async fn record(&self, event: EgressEvent) {
+    /// Reports a decision; an error means it was not recorded.
+    async fn record(&self, event: EgressEvent) -> Result<(), String> {
         match &event.verdict {
             Verdict::Allowed { .. } => {
                 tracing::info!(host = %event.host, port = event.port, "egress allowed")
@@ -226,9 +236,12 @@ impl Gate {
                 tracing::warn!(host = %event.host, port = event.port, verdict = ?event.verdict, "egress not allowed")
             }
         }
-        if let Some(observer) = self.egress.observer.clone() {
+        match self.egress.observer.clone() {
             // The observer may block on a durable write; the dial waits.
-            let _ = tokio::task::spawn_blocking(move || observer.record(&event)).await;
+            Some(observer) => tokio::task::spawn_blocking(move || observer.record(&event))
+                .await
+                .map_err(|e| e.to_string())?,
+            None => Ok(()),
         }
     }
 }
