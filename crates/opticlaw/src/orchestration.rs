@@ -74,7 +74,8 @@ pub fn build(
     match opticlaw_sandbox::NamespaceSandbox::new() {
         Ok(sandbox) => tools.push(Arc::new(
             Shell::new(Arc::new(sandbox), grants, config.tools.shell_network)
-                .hiding(secret_dirs(home)),
+                .hiding(secret_dirs(home))
+                .auditing_egress(store.clone()),
         )),
         // Fail closed: without the sandbox there is no shell tool at all.
         Err(err) => tracing::warn!(%err, "the sandbox is unavailable here: /run is disabled"),

@@ -13,19 +13,15 @@ pub(super) struct EgressAudit {
     /// The call's idempotency key: names the task, node and attempt.
     key: String,
     actor: String,
-    /// Drives the store's answer on the proxy's blocking thread (the store
-    /// replies on a channel; no I/O driver is needed).
-    runtime: tokio::runtime::Runtime,
 }
 
 impl EgressAudit {
-    pub(super) fn new(store: StoreHandle, key: &str, actor: String) -> std::io::Result<Self> {
-        Ok(Self {
+    pub(super) fn new(store: StoreHandle, key: &str, actor: String) -> Self {
+        Self {
             store,
             key: key.to_owned(),
             actor,
-            runtime: tokio::runtime::Builder::new_current_thread().build()?,
-        })
+        }
     }
 }
 
@@ -42,6 +38,13 @@ impl EgressObserver for EgressAudit {
                 .map(|_| ())
                 .map_err(|e| StoreError::CommitFailed(format!("audit: {e}")))
         });
-        self.runtime.block_on(write).map_err(|e| e.to_string())
+        // The store answers on a channel: a bare current-thread runtime on
+        // this blocking thread waits for the commit (no I/O driver needed;
+        // made and dropped here, never inside an async context).
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| format!("egress audit: {e}"))?
+            .block_on(write)
+            .map_err(|e| e.to_string())
     }
 }

@@ -103,8 +103,7 @@ impl Tool for Shell {
                         "the command asks for network hosts and no audit log is wired".into(),
                     ));
                 };
-                let audit = EgressAudit::new(store, call.key, runner_name(self.name()))
-                    .map_err(|e| ToolError::Failed(format!("egress audit: {e}")))?;
+                let audit = EgressAudit::new(store, call.key, runner_name(self.name()));
                 Network::Proxied(Egress::new(hosts).observed_by(std::sync::Arc::new(audit)))
             }
             true if self.allow_network => Network::Full,
