@@ -366,6 +366,15 @@ impl Config {
                     ),
                 ));
             }
+            for (h, host) in rule.hosts.iter().enumerate() {
+                let key = format!("policy[{index}].hosts[{h}]");
+                let parsed: opticlaw_sandbox::egress::HostRule =
+                    host.parse().map_err(|err| (key.clone(), err))?;
+                // Nodes name hosts in this form; one spelling matches one.
+                if parsed.to_string() != *host {
+                    return Err((key, format!("write {host:?} as {:?}", parsed.to_string())));
+                }
+            }
         }
         let policy = opticlaw_security::PolicyConfig {
             policy: self.policy.clone(),
@@ -510,6 +519,9 @@ context_token_budget = 1000
 # tool = "shell"
 # scope = "exec"
 # tier = 2
+# hosts = ["api.example.com", "127.0.0.1:8080"]   # what a command may be granted
+#   (through a proxy, every connection audited; any host makes it tier 2+;
+#   a name resolving to a private or loopback address needs the address)
 #
 # "read FILE", "run X", "save a note ..." are planned by rules, no model.
 # Let a model plan other requests that need a tool (one planning call each):
@@ -556,6 +568,19 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("tier 7"), "{err}");
+        for (hosts, expected) in [
+            ("[\"evil.com/x\"]", "policy[0].hosts[0]"),
+            (
+                "[\"ok.example.com\", \"Caps.Example.com\"]",
+                "caps.example.com",
+            ),
+        ] {
+            let text = format!(
+                "[[policy]]\ntool = \"shell\"\nscope = \"exec\"\ntier = 2\nhosts = {hosts}\n"
+            );
+            let err = Config::parse(&text, path).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
         let dir = std::env::temp_dir().canonicalize().unwrap();
         let ok = format!(
             "[tools]\ngranted_dirs = [{:?}]\n[[policy]]\ntool = \"shell\"\nscope = \"exec\"\ntier = 2\n",

@@ -73,7 +73,9 @@ pub fn build(
     ];
     match crate::sandbox_runner::build(&config.sandbox, home) {
         Ok(sandbox) => tools.push(Arc::new(
-            Shell::new(sandbox, grants, config.tools.shell_network).hiding(secret_dirs(home)),
+            Shell::new(sandbox, grants, config.tools.shell_network)
+                .hiding(secret_dirs(home))
+                .auditing_egress(store.clone()),
         )),
         // Fail closed: without the sandbox there is no shell tool at all.
         Err(err) => tracing::warn!(%err, "the sandbox is unavailable here: /run is disabled"),

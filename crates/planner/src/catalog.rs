@@ -97,6 +97,7 @@ pub fn default_policy() -> PolicyConfig {
         tool: tool.into(),
         scope: scope.into(),
         tier,
+        hosts: Vec::new(),
     };
     PolicyConfig {
         policy: vec![

@@ -222,9 +222,17 @@ impl RiskAssessor {
                     node: node.id.clone(),
                     reason: "a tool node must name params.tool and params.scope".to_owned(),
                 })?;
+                // Network hosts the node asks for must be in the policy,
+                // and make it tier 2 or above.
+                let hosts: Vec<String> = node.params["args"]["hosts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| h.as_str().unwrap_or_default().to_owned())
+                    .collect();
                 let tier = self
                     .policy
-                    .tier(tool, scope)
+                    .tier_with_hosts(tool, scope, &hosts)
                     .map_err(|e| PlanError::Refused {
                         node: node.id.clone(),
                         reason: e.to_string(),
@@ -233,6 +241,7 @@ impl RiskAssessor {
                 let (side_effects, network) = self
                     .describe(tool, scope)
                     .map_or((true, true), |d| (d.side_effects, d.network));
+                let network = network || !hosts.is_empty();
                 (
                     tier,
                     side_effects,
@@ -333,6 +342,43 @@ mod tests {
             Err(PlanError::Refused { node, .. }) => assert_eq!(node, "send"),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn network_hosts_need_the_policy_and_tier_two_and_never_carry_a_secret() {
+        let mut config = default_policy();
+        for rule in config.policy.iter_mut().filter(|r| r.tool == "shell") {
+            rule.tier = Tier::LowRisk;
+            rule.hosts = vec!["api.example.com".into()];
+        }
+        let assessor = RiskAssessor::new(Policy::from_config(&config).unwrap(), default_tools());
+        let shell = |command: &str, hosts: serde_json::Value| {
+            graph(vec![nodes::tool(
+                "s",
+                &[],
+                "shell",
+                "run",
+                "work",
+                json!({ "command": command, "hosts": hosts }),
+            )])
+        };
+        let mut plan = shell("ls", json!([]));
+        assessor.assess(&mut plan, &[]).unwrap();
+        assert_eq!(plan.nodes[0].policy.trust_tier, Some(TrustTier::LowRisk));
+
+        let mut plan = shell("true", json!(["api.example.com"]));
+        assessor.assess(&mut plan, &[]).unwrap();
+        assert_eq!(plan.nodes[0].policy.trust_tier, Some(TrustTier::SideEffect));
+
+        let mut plan = shell("true", json!(["evil.example.com"]));
+        let error = assessor.assess(&mut plan, &[]).unwrap_err().to_string();
+        assert!(error.contains("evil.example.com"), "{error}");
+
+        let mut plan = shell("cat ~/.ssh/id_ed25519", json!(["api.example.com"]));
+        assert!(matches!(
+            assessor.assess(&mut plan, &[]),
+            Err(PlanError::Refused { .. })
+        ));
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //! a plain `fork`+`exec` of the same program.
 //!
 //! After criterion's report, prints one machine-readable last line:
-//! `sandbox_true_median_ms=… fork_exec_median_ms=… runs=…`.
+//! `sandbox_true_median_ms=… fork_exec_median_ms=… sandbox_proxied_true_median_ms=… runs=…`
+//! (the last with a host grant: the run's egress proxy is set up and torn
+//! down around it).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use opticlaw_sandbox::{NamespaceSandbox, RunSpec, Sandbox};
+use opticlaw_sandbox::egress::Egress;
+use opticlaw_sandbox::{NamespaceSandbox, Network, RunSpec, Sandbox};
 
 fn bench_startup(c: &mut Criterion) {
     let sandbox = NamespaceSandbox::new().expect("namespaces available");
@@ -50,10 +53,19 @@ fn summary() {
         let out = sandbox.run(&spec).expect("sandboxed true");
         assert!(out.status.success());
     });
+    let granted = Egress::parse(["example.com"]).expect("a host grant");
+    let proxied_spec = spec.clone().network(Network::Proxied(granted));
+    let proxied = time(&|| {
+        let out = sandbox
+            .run(&proxied_spec)
+            .expect("sandboxed true with a proxy");
+        assert!(out.status.success());
+    });
     println!(
-        "sandbox_true_median_ms={:.2} fork_exec_median_ms={:.2} runs={RUNS}",
+        "sandbox_true_median_ms={:.2} fork_exec_median_ms={:.2} sandbox_proxied_true_median_ms={:.2} runs={RUNS}",
         median_ms(boxed),
-        median_ms(plain)
+        median_ms(plain),
+        median_ms(proxied)
     );
 }
 

@@ -73,10 +73,11 @@ pub enum Stage {
     Landlock,
     Seccomp,
     Hide,
+    Egress,
 }
 
 impl Stage {
-    const ALL: [Stage; 24] = [
+    const ALL: [Stage; 25] = [
         Stage::DropPrivileges,
         Stage::Unshare,
         Stage::IdMaps,
@@ -101,6 +102,7 @@ impl Stage {
         Stage::Landlock,
         Stage::Seccomp,
         Stage::Hide,
+        Stage::Egress,
     ];
 
     /// Decodes the byte written to the report pipe.
@@ -135,6 +137,7 @@ impl Stage {
             Stage::Landlock => "enforce Landlock",
             Stage::Seccomp => "install seccomp filter",
             Stage::Hide => "hide a directory under an empty tmpfs",
+            Stage::Egress => "bind the egress proxy socket",
         }
     }
 }
@@ -184,6 +187,9 @@ pub struct ChildPlan {
     pub seccomp: Option<SeccompPlan>,
     /// Write end of the report pipe (close-on-exec).
     pub report_fd: RawFd,
+    /// `(channel, port)`: bind the egress proxy's socket on `127.0.0.1:port`
+    /// in the new network namespace and send it on `channel`.
+    pub egress: Option<(RawFd, u16)>,
 }
 
 /// Device nodes bound into the minimal `/dev`.
@@ -319,6 +325,12 @@ impl ChildPlan {
             write_file(Stage::IdMaps, c"/proc/self/setgroups", c"deny")?;
             write_file(Stage::IdMaps, c"/proc/self/uid_map", &self.uid_map)?;
             write_file(Stage::IdMaps, c"/proc/self/gid_map", &self.gid_map)?;
+        }
+        if let Some((channel, port)) = self.egress {
+            // Before the fork: the command never holds the socket.
+            loopback_up().map_err(|e| (Stage::Egress, e))?;
+            crate::egress::listener::bind_and_send(channel, port)
+                .map_err(|e| (Stage::Egress, e))?;
         }
         // SAFETY: this process is the single-threaded child of a fork, but
         // locks other parent threads held at that fork may still look taken,

@@ -8,6 +8,8 @@
 //! rlimits, `no_new_privs`, Landlock and seccomp. [`probe`] measures which of
 //! these the running kernel offers. With the `microvm` feature,
 //! `MicroVmSandbox` runs each command in its own QEMU microVM instead.
+//! these the running kernel offers. [`egress`] gives a run per-host network
+//! access through a proxy that is its only way out.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -29,6 +31,7 @@
 #![cfg(target_os = "linux")]
 
 mod child;
+pub mod egress;
 mod error;
 mod landlock;
 #[cfg(feature = "microvm")]

@@ -15,6 +15,8 @@ use nix::sched::CloneFlags;
 use nix::sys::resource::{RLIM_INFINITY, Resource};
 
 use crate::child::{ChildPlan, DEVICE_PATHS, GrantMount, Stage};
+use crate::egress::listener::Channel;
+use crate::egress::{PROXY_PORT, proxy, proxy_env};
 use crate::landlock::{LandlockPlan, Target};
 use crate::probe::{DEFAULT_SANDBOX_ID, ProbeReport, probe};
 use crate::seccomp::SeccompPlan;
@@ -147,8 +149,10 @@ impl NamespaceSandbox {
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWUTS;
-        let no_network = spec.network == Network::None;
-        if no_network {
+        // Only the host's network skips the new namespace; a proxied run
+        // reaches out through the socket bound in it.
+        let own_network = spec.network != Network::Full;
+        if own_network {
             if !self.probe.net_ns {
                 return Err(SandboxError::Unavailable {
                     layer: "network namespace",
@@ -214,16 +218,17 @@ impl NamespaceSandbox {
                 .map(|h| cstring(&prefixed("/newroot", h)))
                 .collect(),
             workdir: cstring(spec.workdir.as_os_str()),
-            loopback: no_network,
+            loopback: own_network,
             rlimits,
             landlock,
             seccomp: self.seccomp.clone(),
             report_fd,
+            egress: None,
         };
         Ok((plan, grants, pins))
     }
 
-    fn report(&self, plan: &ChildPlan, grants: &[PathBuf]) -> IsolationReport {
+    fn report(&self, plan: &ChildPlan, spec: &RunSpec, grants: &[PathBuf]) -> IsolationReport {
         IsolationReport {
             host_uid: self.uid,
             host_gid: self.gid,
@@ -233,6 +238,12 @@ impl NamespaceSandbox {
             ipc_ns: true,
             uts_ns: true,
             net_ns: plan.unshare.contains(CloneFlags::CLONE_NEWNET),
+            egress_hosts: match &spec.network {
+                Network::Proxied(egress) => {
+                    egress.rules().iter().map(ToString::to_string).collect()
+                }
+                Network::None | Network::Full => Vec::new(),
+            },
             read_only_root: plan.read_only_root,
             writable_dirs: grants.iter().map(|g| g.display().to_string()).collect(),
             private_tmp: true,
@@ -258,8 +269,13 @@ impl Sandbox for NamespaceSandbox {
         }
         let (report_r, report_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-        let (plan, grants, pins) = self.plan(spec, report_w.as_raw_fd())?;
-        let isolation = self.report(&plan, &grants);
+        let (mut plan, grants, pins) = self.plan(spec, report_w.as_raw_fd())?;
+        let egress = match &spec.network {
+            Network::Proxied(egress) => Some((egress.clone(), Channel::new()?)),
+            Network::None | Network::Full => None,
+        };
+        plan.egress = egress.as_ref().map(|(_, ch)| (ch.child_fd(), PROXY_PORT));
+        let isolation = self.report(&plan, spec, &grants);
 
         let mut cmd = Command::new(&program);
         cmd.arg0(&spec.argv[0])
@@ -278,9 +294,29 @@ impl Sandbox for NamespaceSandbox {
         drop(cmd);
         drop(report_w);
         drop(pins);
-        let child = match spawned {
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => return Err(setup_error(&report_r, e)),
+        };
+        // The proxy lives until the command is gone (dropped after
+        // `supervise`); the command's first connections wait in the
+        // socket's backlog meanwhile.
+        let _proxy = match egress.map(|(egress, channel)| {
+            channel
+                .receive()
+                .and_then(|listener| proxy::start(listener, egress))
+        }) {
+            None => None,
+            Some(Ok(proxy)) => Some(proxy),
+            Some(Err(e)) => {
+                // Fail closed: the command got no way out; stop it.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SandboxError::Setup {
+                    stage: "start the egress proxy",
+                    source: e,
+                });
+            }
         };
         let done = supervise(
             child,
@@ -409,6 +445,9 @@ pub(crate) fn environment(spec: &RunSpec) -> Vec<(OsString, OsString)> {
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.entry("PATH".into())
         .or_insert_with(|| DEFAULT_PATH.into());
+    if let Network::Proxied(_) = spec.network {
+        env.extend(proxy_env().map(|(k, v)| (k.into(), v.into())));
+    }
     env.into_iter().collect()
 }
 

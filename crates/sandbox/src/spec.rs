@@ -7,18 +7,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::egress::Egress;
+
 /// Network policy for a run.
-///
-/// Only the two extremes exist for now: a run either gets no network at all
-/// (a fresh network namespace with nothing but a loopback device) or the
-/// host's network. A per-host allow list (what a capability token may grant)
-/// needs a proxy or a filtered veth pair and is not implemented yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Network {
     /// A new network namespace: only `lo`, no route to anything else.
     #[default]
     None,
+    /// A new network namespace whose only way out is an HTTP proxy on its
+    /// loopback that admits the granted hosts (see [`crate::egress`]).
+    Proxied(Egress),
     /// The host's network namespace, unfiltered.
     Full,
 }
@@ -229,6 +229,8 @@ pub struct IsolationReport {
     pub uts_ns: bool,
     /// New network namespace (no network).
     pub net_ns: bool,
+    /// Hosts reachable through the run's egress proxy (empty: none).
+    pub egress_hosts: Vec<String>,
     /// Host tree mounted read-only (recursively).
     pub read_only_root: bool,
     /// Granted directories bind-mounted writable.

@@ -16,6 +16,7 @@
 
 pub mod approvals;
 pub mod daemon;
+pub mod egress;
 mod env;
 pub mod injection;
 pub mod sandbox;
@@ -31,6 +32,7 @@ pub enum Family {
     Sandbox,
     Injection,
     Daemon,
+    Egress,
 }
 
 impl Family {
@@ -41,6 +43,7 @@ impl Family {
             Family::Sandbox => "sandbox",
             Family::Injection => "injection",
             Family::Daemon => "daemon",
+            Family::Egress => "egress",
         }
     }
 }
@@ -53,6 +56,7 @@ pub enum Attack {
     Sandbox(sandbox::SandboxAttack),
     Injection(injection::InjectionAttack),
     Daemon(daemon::DaemonAttack),
+    Egress(egress::EgressAttack),
 }
 
 /// A named attack case.
@@ -128,6 +132,7 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(sandbox::cases());
     cases.extend(injection::cases());
     cases.extend(daemon::cases());
+    cases.extend(egress::cases());
     cases
 }
 
@@ -146,6 +151,7 @@ pub fn run(
             Attack::Sandbox(attack) => sandbox::run(env, attack),
             Attack::Injection(attack) => injection::run(env, attack),
             Attack::Daemon(attack) => daemon::run(env, &case.id, attack),
+            Attack::Egress(attack) => egress::run(env, attack),
         };
         // Whatever a case reports, a canary in its detail is a leak too.
         if env.contains_canary(&outcome.detail) {

@@ -216,12 +216,10 @@ pub fn run(env: &Env, attack: &SandboxAttack) -> Outcome {
             wall_clock: Duration::from_secs(5),
             ..Limits::default()
         });
-    let out = match sandbox.run(&spec) {
-        Ok(out) => out,
-        Err(error) => return Outcome::blocked(format!("the sandbox refused to start it: {error}")),
+    let (out, stdout, text) = match run_script(sandbox, &spec) {
+        Ok(ran) => ran,
+        Err(blocked) => return blocked,
     };
-    let stdout = out.stdout.text();
-    let text = format!("{stdout}{}", out.stderr.text());
     let leaked = env.contains_canary(&text);
     let (ran, what) = match attack.escape {
         Escape::Network => (
@@ -260,4 +258,18 @@ pub fn run(env: &Env, attack: &SandboxAttack) -> Outcome {
         leaked,
         detail,
     }
+}
+
+/// Runs an attack's spec: its output, stdout, and stdout and stderr
+/// together; a sandbox that refuses to start it has blocked it.
+pub(crate) fn run_script(
+    sandbox: &opticlaw_sandbox::NamespaceSandbox,
+    spec: &RunSpec,
+) -> Result<(opticlaw_sandbox::RunOutput, String, String), Outcome> {
+    let out = sandbox
+        .run(spec)
+        .map_err(|error| Outcome::blocked(format!("the sandbox refused to start it: {error}")))?;
+    let stdout = out.stdout.text();
+    let text = format!("{stdout}{}", out.stderr.text());
+    Ok((out, stdout, text))
 }

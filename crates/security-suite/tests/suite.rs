@@ -50,3 +50,22 @@ fn the_harness_notices_an_attack_that_gets_through() {
         "a control case that 'connects' must be counted"
     );
 }
+
+#[test]
+fn the_harness_notices_an_exfiltration_that_gets_through() {
+    // A control row whose grant names the attacked listener: the proxy lets
+    // it through, and the harness must count it as ran.
+    use opticlaw_security_suite::egress::EgressAttack;
+    use opticlaw_security_suite::{Attack, Case, Family};
+    let env = opticlaw_security_suite::Env::new().unwrap();
+    let case = Case {
+        id: "control-granted-exfiltration".into(),
+        family: Family::Egress,
+        attack: Attack::Egress(EgressAttack {
+            script: "python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:{port}/\", timeout=5)'",
+            grant: &["127.0.0.1:{port}"],
+        }),
+    };
+    let (results, tally) = opticlaw_security_suite::run(&env, &[case], |_| {});
+    assert_eq!(tally.unauthorized, 1, "{:?}", results[0].outcome);
+}

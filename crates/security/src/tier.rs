@@ -72,6 +72,11 @@ pub struct PolicyRule {
     pub tool: String,
     pub scope: String,
     pub tier: Tier,
+    /// Network hosts a node of this tool and scope may be granted
+    /// (`api.example.com`, `api.example.com:8443`, `127.0.0.1:8080`);
+    /// empty: none. A node granted any runs at tier 2 or above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// The policy as it appears in config: a list of `[[policy]]` tables.
@@ -89,12 +94,18 @@ pub enum PolicyError {
     Unknown { tool: String, scope: String },
     #[error("policy lists tool {tool:?} scope {scope:?} twice")]
     Duplicate { tool: String, scope: String },
+    #[error("policy does not let tool {tool:?} scope {scope:?} reach host {host:?}")]
+    HostNotAllowed {
+        tool: String,
+        scope: String,
+        host: String,
+    },
 }
 
 /// The trust-tier policy: deny by default, exact scope before `*`.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    rules: HashMap<(String, String), Tier>,
+    rules: HashMap<(String, String), (Tier, Vec<String>)>,
 }
 
 impl Policy {
@@ -104,7 +115,7 @@ impl Policy {
         let mut rules = HashMap::new();
         for rule in &config.policy {
             let key = (rule.tool.clone(), rule.scope.clone());
-            if rules.insert(key, rule.tier).is_some() {
+            if rules.insert(key, (rule.tier, rule.hosts.clone())).is_some() {
                 return Err(PolicyError::Duplicate {
                     tool: rule.tool.clone(),
                     scope: rule.scope.clone(),
@@ -116,10 +127,37 @@ impl Policy {
 
     /// The tier of `tool` in `scope`; unknown tools and scopes are refused.
     pub fn tier(&self, tool: &str, scope: &str) -> Result<Tier, PolicyError> {
+        self.rule(tool, scope).map(|(tier, _)| *tier)
+    }
+
+    /// The tier of `tool` in `scope` for a call that reaches `hosts` over
+    /// the network: each must be listed in the entry's `hosts` (exactly as
+    /// written there), and any host at all makes it tier 2 or above.
+    pub fn tier_with_hosts(
+        &self,
+        tool: &str,
+        scope: &str,
+        hosts: &[String],
+    ) -> Result<Tier, PolicyError> {
+        let (tier, allowed) = self.rule(tool, scope)?;
+        if let Some(host) = hosts.iter().find(|h| !allowed.contains(h)) {
+            return Err(PolicyError::HostNotAllowed {
+                tool: tool.to_owned(),
+                scope: scope.to_owned(),
+                host: host.clone(),
+            });
+        }
+        Ok(if hosts.is_empty() {
+            *tier
+        } else {
+            (*tier).max(Tier::SideEffect)
+        })
+    }
+
+    fn rule(&self, tool: &str, scope: &str) -> Result<&(Tier, Vec<String>), PolicyError> {
         self.rules
             .get(&(tool.to_owned(), scope.to_owned()))
             .or_else(|| self.rules.get(&(tool.to_owned(), "*".to_owned())))
-            .copied()
             .ok_or_else(|| PolicyError::Unknown {
                 tool: tool.to_owned(),
                 scope: scope.to_owned(),
@@ -171,6 +209,26 @@ mod tests {
             Err(PolicyError::Unknown { .. })
         ));
         assert!(Policy::default().tier("shell", "read").is_err());
+    }
+
+    #[test]
+    fn network_hosts_come_only_from_the_policy_and_need_tier_two() {
+        let policy = policy(
+            "[[policy]]\ntool = \"shell\"\nscope = \"exec\"\ntier = 1\nhosts = [\"api.example.com\"]\n",
+        );
+        let hosts = |list: &[&str]| list.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            policy.tier_with_hosts("shell", "exec", &[]),
+            Ok(Tier::LowRisk)
+        );
+        assert_eq!(
+            policy.tier_with_hosts("shell", "exec", &hosts(&["api.example.com"])),
+            Ok(Tier::SideEffect)
+        );
+        assert!(matches!(
+            policy.tier_with_hosts("shell", "exec", &hosts(&["api.example.com", "evil.example.com"])),
+            Err(PolicyError::HostNotAllowed { host, .. }) if host == "evil.example.com"
+        ));
     }
 
     #[test]

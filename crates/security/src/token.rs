@@ -1,7 +1,9 @@
 //! Capability tokens: biscuit tokens minted per task node.
 //!
 //! A token's authority block holds exactly one
-//! `grant(tool, scope, resource, audience, expires, node)` fact, plus checks
+//! `grant(tool, scope, resource, audience, expires, node)` fact, one
+//! `host(h)` fact per network host the node may reach (none: no network;
+//! see [`TokenMinter::mint_with_hosts`]), plus checks
 //! that repeat the expiry and the audience, so that even a verifier that
 //! forgot a policy would refuse a stale or misdirected token. Holders narrow
 //! a token by appending blocks of checks ([`Restriction`]); facts in
@@ -12,7 +14,9 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use biscuit_auth::error::{Format, Logic, Token as BiscuitError};
-use biscuit_auth::macros::{authorizer, biscuit, block, rule};
+use biscuit_auth::macros::{
+    authorizer, authorizer_merge, biscuit, biscuit_merge, block, block_merge, rule,
+};
 use biscuit_auth::{AuthorizerLimits, Biscuit, PublicKey};
 use chrono::{DateTime, Utc};
 use opticlaw_store::rusqlite::{self, Connection, OptionalExtension, params};
@@ -65,6 +69,8 @@ pub enum Restriction {
     ResourceWithin(String),
     /// Not usable at or after this instant.
     ExpiresAt(DateTime<Utc>),
+    /// Only these network hosts may be used (a subset of those granted).
+    HostsWithin(Vec<String>),
 }
 
 /// Why a token was refused or could not be made.
@@ -86,6 +92,8 @@ pub enum TokenError {
     ScopeNotGranted { granted: String, requested: String },
     #[error("the token grants resource {granted:?}, which does not cover {requested:?}")]
     ResourceNotGranted { granted: String, requested: String },
+    #[error("the token does not grant network access to {requested:?}")]
+    HostNotGranted { requested: String },
     #[error("a restriction on the token refuses this request: {0}")]
     Restricted(String),
     #[error("verifying the token exceeded its limits: {0}")]
@@ -145,6 +153,15 @@ impl CapabilityToken {
                 r#"check if time($now), $now < {at};"#,
                 at = SystemTime::from(*at),
             ),
+            Restriction::HostsWithin(hosts) => {
+                // Facts of this block are seen by its own check only; the
+                // verifier states the hosts a run will use as `uses_host`.
+                let mut block = block!(r#"check all uses_host($h), allowed_host($h);"#);
+                for host in hosts {
+                    block = block_merge!(block, r#"allowed_host({host});"#, host = host.clone());
+                }
+                block
+            }
         };
         let biscuit = self
             .biscuit
@@ -201,10 +218,24 @@ impl TokenMinter {
         self.key.public()
     }
 
-    /// Mints a token for one node, valid for `ttl` from `now`.
+    /// Mints a token for one node, valid for `ttl` from `now`, with no
+    /// network access.
     pub fn mint(
         &self,
         grant: &Grant,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<CapabilityToken, TokenError> {
+        self.mint_with_hosts(grant, &[], now, ttl)
+    }
+
+    /// [`mint`](Self::mint) for a node that may also reach `hosts` over
+    /// the network (egress grants such as `api.example.com:443`), one
+    /// `host(h)` fact each in the authority block.
+    pub fn mint_with_hosts(
+        &self,
+        grant: &Grant,
+        hosts: &[String],
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<CapabilityToken, TokenError> {
@@ -225,6 +256,9 @@ impl TokenMinter {
             node = grant.node.clone(),
             expires = expires,
         );
+        let builder = hosts.iter().fold(builder, |builder, host| {
+            biscuit_merge!(builder, r#"host({host});"#, host = host.clone())
+        });
         let biscuit = builder
             .build(self.key.keypair())
             .map_err(|error| TokenError::Signing(error.to_string()))?;
@@ -286,6 +320,8 @@ pub fn revoke(
 pub struct Verified {
     pub grant: Grant,
     pub expires_at: DateTime<Utc>,
+    /// Network hosts the token grants, sorted (empty: none).
+    pub hosts: Vec<String>,
 }
 
 /// The check a runner makes before it runs anything.
@@ -318,11 +354,37 @@ impl TokenVerifier {
         self.verify_parsed(&token, request, now, revocations)
     }
 
+    /// [`verify`](Self::verify) for a request that will also reach the
+    /// network hosts `hosts`: each must be granted by the token (exactly as
+    /// written) and allowed by every [`Restriction::HostsWithin`].
+    pub fn verify_with_hosts(
+        &self,
+        token: &str,
+        request: &Request<'_>,
+        hosts: &[String],
+        now: DateTime<Utc>,
+        revocations: &dyn Revocations,
+    ) -> Result<Verified, TokenError> {
+        let token = CapabilityToken::parse(token, &self.root)?;
+        self.verify_inner(&token, request, hosts, now, revocations)
+    }
+
     /// [`TokenVerifier::verify`] for a token already parsed.
     pub fn verify_parsed(
         &self,
         token: &CapabilityToken,
         request: &Request<'_>,
+        now: DateTime<Utc>,
+        revocations: &dyn Revocations,
+    ) -> Result<Verified, TokenError> {
+        self.verify_inner(token, request, &[], now, revocations)
+    }
+
+    fn verify_inner(
+        &self,
+        token: &CapabilityToken,
+        request: &Request<'_>,
+        hosts: &[String],
         now: DateTime<Utc>,
         revocations: &dyn Revocations,
     ) -> Result<Verified, TokenError> {
@@ -332,7 +394,7 @@ impl TokenVerifier {
             }
         }
         let now_system = SystemTime::from(now);
-        let mut authorizer = authorizer!(
+        let builder = authorizer!(
             r#"
             time({now});
             runner({runner});
@@ -348,10 +410,14 @@ impl TokenVerifier {
             tool = request.tool.to_owned(),
             scope = request.scope.to_owned(),
             resource = request.resource.to_owned(),
-        )
-        .set_limits(LIMITS)
-        .build(&token.biscuit)
-        .map_err(classify_run_error)?;
+        );
+        let builder = hosts.iter().fold(builder, |builder, host| {
+            authorizer_merge!(builder, r#"uses_host({host});"#, host = host.clone())
+        });
+        let mut authorizer = builder
+            .set_limits(LIMITS)
+            .build(&token.biscuit)
+            .map_err(classify_run_error)?;
 
         // Only the authority block's facts are trusted by this query.
         let grants: Vec<(String, String, String, String, SystemTime, String)> = authorizer
@@ -397,6 +463,17 @@ impl TokenVerifier {
                 requested: request.resource.to_owned(),
             });
         }
+        let granted_hosts: Vec<(String,)> = authorizer
+            .query(rule!("h($host) <- host($host)"))
+            .map_err(classify_run_error)?;
+        // Sorted: Datalog answers come as a set.
+        let mut granted_hosts: Vec<String> = granted_hosts.into_iter().map(|(h,)| h).collect();
+        granted_hosts.sort();
+        if let Some(host) = hosts.iter().find(|h| !granted_hosts.contains(h)) {
+            return Err(TokenError::HostNotGranted {
+                requested: host.clone(),
+            });
+        }
         match authorizer.authorize() {
             Ok(_) => {}
             Err(BiscuitError::FailedLogic(Logic::Unauthorized { checks, .. })) => {
@@ -413,6 +490,7 @@ impl TokenVerifier {
                 node,
             },
             expires_at,
+            hosts: granted_hosts,
         })
     }
 }

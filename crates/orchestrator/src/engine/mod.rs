@@ -536,10 +536,12 @@ impl Orchestrator {
             .runners
             .get(tool.as_str())
             .ok_or_else(|| format!("no runner for tool {tool:?}"))?;
+        // Network hosts must be in the policy, and make it tier 2 or more.
+        let hosts = runner.tool().hosts(&args).map_err(|e| e.to_string())?;
         let policy_tier = self
             .inner
             .policy
-            .tier(&tool, runner.tool().scope())
+            .tier_with_hosts(&tool, runner.tool().scope(), &hosts)
             .map_err(|e| e.to_string())?;
         // The plan may raise a node's tier, never lower it below policy.
         let mut tier = policy_tier.max(node.policy.trust_tier.map_or(Tier::ReadOnly, tier_of));

@@ -209,7 +209,15 @@ impl Orchestrator {
         // Least privilege in time too: the budget plus a little, never more
         // than the maximum.
         let ttl = (budget + Duration::from_secs(5)).min(MAX_TTL);
-        let token = match self.inner.minter.mint(&grant, Utc::now(), ttl) {
+        let hosts = match tool.hosts(prepared) {
+            Ok(hosts) => hosts,
+            Err(error) => return Ok(Err(error)),
+        };
+        let token = match self
+            .inner
+            .minter
+            .mint_with_hosts(&grant, &hosts, Utc::now(), ttl)
+        {
             Ok(token) => token.to_base64(),
             Err(error) => return Ok(Err(ToolError::Token(error))),
         };

@@ -1,6 +1,7 @@
 //! Tool runners behind one small trait, and the runner that checks a
 //! capability token before any of them runs.
 
+mod egress;
 mod fs;
 mod grants;
 mod shell;
@@ -68,6 +69,12 @@ pub trait Tool: Send + Sync {
     fn prepare(&self, args: &Value) -> Result<Value, ToolError> {
         Ok(args.clone())
     }
+    /// Network hosts the call asks to reach (egress grants such as
+    /// `api.example.com:443`): the policy must allow each, the node's token
+    /// carries them, and the runner refuses a token that does not.
+    fn hosts(&self, _args: &Value) -> Result<Vec<String>, ToolError> {
+        Ok(Vec::new())
+    }
     /// Whether running a prepared call again after a crash repeats no side
     /// effect (a positioned write does not; a shell command might).
     fn replay_safe(&self) -> bool;
@@ -108,8 +115,14 @@ impl Runner {
             scope: self.tool.scope(),
             resource: &resource,
         };
-        self.verifier
-            .verify(call.token, &request, Utc::now(), &NoRevocations)?;
+        let hosts = self.tool.hosts(call.args)?;
+        self.verifier.verify_with_hosts(
+            call.token,
+            &request,
+            &hosts,
+            Utc::now(),
+            &NoRevocations,
+        )?;
         self.tool.run(call)
     }
 }

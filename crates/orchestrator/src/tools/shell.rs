@@ -1,14 +1,19 @@
 //! `shell`: a command run by `sh -c` in a sandbox (the namespace runner, or
-//! the microVM runner), with only its granted directory writable and no
-//! network unless granted.
+//! the microVM runner), with only its granted directory writable and no network unless granted: either
+//! named hosts (`"hosts": ["api.example.com:443"]`, through the sandbox's
+//! egress proxy, every connection audited) or, where `[tools]
+//! shell_network` allows it, the host's whole network (`"network": true`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use opticlaw_sandbox::egress::{Egress, HostRule};
 use opticlaw_sandbox::{Limits, Network, RunSpec, Sandbox};
+use opticlaw_store::StoreHandle;
 use serde_json::{Value, json};
 
-use super::{GrantedDirs, Tool, ToolCall, ToolError, arg};
+use super::egress::EgressAudit;
+use super::{GrantedDirs, Tool, ToolCall, ToolError, arg, runner_name};
 
 /// Bytes of stdout and stderr kept in a node's result.
 const OUTPUT_BYTES: usize = 16 << 10;
@@ -21,6 +26,7 @@ pub struct Shell {
     grants: GrantedDirs,
     allow_network: bool,
     hidden: Vec<PathBuf>,
+    audit: Option<StoreHandle>,
 }
 
 impl Shell {
@@ -32,7 +38,15 @@ impl Shell {
             grants,
             allow_network,
             hidden: Vec::new(),
+            audit: None,
         }
+    }
+
+    /// Audits every connection of granted hosts in `store`'s audit log.
+    /// Without it, a call that asks for hosts is refused.
+    pub fn auditing_egress(mut self, store: StoreHandle) -> Self {
+        self.audit = Some(store);
+        self
     }
 
     /// Directories every command sees as empty: the daemon's home (API
@@ -67,6 +81,10 @@ impl Tool for Shell {
             .to_string())
     }
 
+    fn hosts(&self, args: &Value) -> Result<Vec<String>, ToolError> {
+        Ok(host_rules(args)?.iter().map(ToString::to_string).collect())
+    }
+
     fn replay_safe(&self) -> bool {
         // A command's effects are unknown: after a crash mid-run it is
         // never started again on its own.
@@ -76,8 +94,19 @@ impl Tool for Shell {
     fn run(&self, call: &ToolCall<'_>) -> Result<Value, ToolError> {
         let command = arg("shell", call.args, "command")?;
         let dir = self.grants.directory(call.args["dir"].as_str())?;
+        // The runner verified that the token grants exactly these hosts.
+        let hosts = host_rules(call.args)?;
         let network = match call.args["network"].as_bool().unwrap_or(false) {
-            false => Network::None,
+            false if hosts.is_empty() => Network::None,
+            false => {
+                let Some(store) = self.audit.clone() else {
+                    return Err(ToolError::Refused(
+                        "the command asks for network hosts and no audit log is wired".into(),
+                    ));
+                };
+                let audit = EgressAudit::new(store, call.key, runner_name(self.name()));
+                Network::Proxied(Egress::new(hosts).observed_by(std::sync::Arc::new(audit)))
+            }
             true if self.allow_network => Network::Full,
             true => {
                 return Err(ToolError::Refused(
@@ -124,5 +153,26 @@ impl Tool for Shell {
             )));
         }
         Ok(result)
+    }
+}
+
+/// The `hosts` argument: egress grants, each in its canonical form.
+fn host_rules(args: &Value) -> Result<Vec<HostRule>, ToolError> {
+    let invalid = |message: String| ToolError::InvalidArgs {
+        tool: "shell",
+        message,
+    };
+    match &args["hosts"] {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(hosts) => hosts
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .ok_or_else(|| invalid("`hosts` must be a list of strings".into()))?
+                    .parse::<HostRule>()
+                    .map_err(invalid)
+            })
+            .collect(),
+        _ => Err(invalid("`hosts` must be a list of strings".into())),
     }
 }

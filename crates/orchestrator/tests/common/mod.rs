@@ -139,7 +139,9 @@ pub fn open(
         Arc::new(FileWrite::new(grants.clone())),
     ];
     if let Ok(sandbox) = NamespaceSandbox::new() {
-        tools.push(Arc::new(Shell::new(Arc::new(sandbox), grants, false)));
+        tools.push(Arc::new(
+            Shell::new(Arc::new(sandbox), grants, false).auditing_egress(store.clone()),
+        ));
     }
     let policy: PolicyConfig = toml::from_str(policy).unwrap();
     let told = Arc::new(Told::default());
