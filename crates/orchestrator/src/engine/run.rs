@@ -11,20 +11,29 @@ impl Orchestrator {
         &self,
         task: &str,
         node_id: &str,
-        view: Option<TaskView>,
+        snapshot: Option<NodeRun>,
     ) -> Result<(), OrchError> {
-        let view = match view {
-            Some(view) => view,
-            None => self.load(task).await?,
+        let snapshot = match snapshot {
+            Some(snapshot) => Some(snapshot),
+            None => {
+                self.with_view(task, |view| NodeRun::of(view, node_id))
+                    .await?
+            }
         };
-        let Some(node) = view.graph.nodes.iter().find(|n| n.id == node_id).cloned() else {
+        let Some(NodeRun {
+            node,
+            state,
+            principal,
+            ..
+        }) = snapshot
+        else {
             return Err(JournalError::UnknownNode {
                 task: task.to_owned(),
                 node: node_id.to_owned(),
             }
             .into());
         };
-        let state = view.node(node_id);
+        let state = &state;
         let action = match self.action_for(&node) {
             Ok(action) => action,
             Err(reason) => return self.refuse(task, node_id, state.state, &reason).await,
@@ -66,43 +75,27 @@ impl Orchestrator {
                 let (t, n, k) = (task.to_owned(), node_id.to_owned(), key.clone());
                 let tier = action.tier.level();
                 let entered = self
-                    .inner
-                    .store
-                    .call(move |conn| {
-                        let run = || -> Result<KeyState, OrchError> {
-                            let mut from = from;
-                            if from == State::Planned {
-                                journal::transition(
-                                    conn,
-                                    &t,
-                                    Some(&n),
-                                    Some(from),
-                                    State::Approved,
-                                    &json!({ "tier": tier }),
-                                    now_ms(),
-                                )?;
-                                from = State::Approved;
-                            }
-                            if let Some(id) = &approval_id {
-                                // What runs is byte for byte what was approved.
-                                approval::ensure_approved(conn, id, &shown, Utc::now())?;
-                            }
-                            journal::transition(
-                                conn,
+                    .write(move |tx| -> Result<KeyState, OrchError> {
+                        let mut from = from;
+                        if from == State::Planned {
+                            tx.transition(
                                 &t,
                                 Some(&n),
                                 Some(from),
-                                State::Running,
-                                &detail,
-                                now_ms(),
+                                State::Approved,
+                                &json!({ "tier": tier }),
                             )?;
-                            // The key is committed with `running`, before the call.
-                            Ok(idempotency::begin(conn, &k, Utc::now())?)
-                        };
-                        Ok(run())
+                            from = State::Approved;
+                        }
+                        if let Some(id) = &approval_id {
+                            // What runs is byte for byte what was approved.
+                            approval::ensure_approved(tx.conn, id, &shown, Utc::now())?;
+                        }
+                        tx.transition(&t, Some(&n), Some(from), State::Running, &detail)?;
+                        // The key is committed with `running`, before the call.
+                        Ok(idempotency::begin(tx.conn, &k, Utc::now())?)
                     })
                     .await?;
-                self.bump();
                 let key_state = match entered {
                     Ok(key_state) => key_state,
                     Err(OrchError::Journal(JournalError::Conflict { .. })) => return Ok(()),
@@ -135,8 +128,10 @@ impl Orchestrator {
         if node.kind == NodeKind::Message
             && let Some(text) = node.params["text"].as_str()
         {
-            self.tell(&view.principal, fill_outputs(text, &node, &view))
-                .await;
+            let text = self
+                .with_view(task, |view| fill_outputs(text, &node, view))
+                .await?;
+            self.tell(&principal, text).await;
         }
         match outcome {
             Ok(output) => {
@@ -145,25 +140,18 @@ impl Orchestrator {
                 let scope = action.scope.clone();
                 let hook = self.inner.outcomes.clone();
                 let task_stopped = self
-                    .inner
-                    .store
-                    .call(move |conn| {
-                        let run = || -> Result<bool, OrchError> {
-                            idempotency::finish(conn, &k, &output.to_string(), Utc::now())?;
-                            journal::transition(conn, &t, Some(&n), Some(State::Running), State::Completed, &json!({ "output": output, "key": k }), now_ms())?;
-                            audit_append(conn, "tool_action", &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "completed" }))?;
-                            if let Some(hook) = hook.as_ref().filter(|_| !tool.is_empty()) {
-                                hook.tool_outcome(conn, &tool, &scope, None)?;
-                            }
-                            // Read in the same transaction as the task's
-                            // close (see `fail_task`): one of the two sees
-                            // the other.
-                            Ok(journal::current(conn, &t, None)?.is_some_and(State::is_terminal))
-                        };
-                        Ok(run())
+                    .write(move |tx| -> Result<bool, OrchError> {
+                        idempotency::finish(tx.conn, &k, &output.to_string(), Utc::now())?;
+                        tx.transition(&t, Some(&n), Some(State::Running), State::Completed, &json!({ "output": output, "key": k }))?;
+                        audit_append(tx.conn, "tool_action", &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "completed" }))?;
+                        if let Some(hook) = hook.as_ref().filter(|_| !tool.is_empty()) {
+                            hook.tool_outcome(tx.conn, &tool, &scope, None)?;
+                        }
+                        // Read in the same transaction as the task's close
+                        // (see `fail_task`): one of the two sees the other.
+                        Ok(tx.current(&t, None)?.is_some_and(State::is_terminal))
                     })
                     .await??;
-                self.bump();
                 // A sibling failed while this one ran: undo it too.
                 if task_stopped && !node.params["compensate"].is_null() {
                     let view = self.load(task).await?;
@@ -290,26 +278,20 @@ impl Orchestrator {
             .outcomes
             .clone()
             .filter(|_| kind == "tool_action");
-        self.inner
-            .store
-            .call(move |conn| {
-                let run = || -> Result<(), OrchError> {
-                    let (to, detail) = if retry {
-                        (State::Blocked, json!({ "retry_at_ms": wake_at, "error": msg, "attempt": attempt }))
-                    } else {
-                        (State::Failed, json!({ "error": msg, "attempt": attempt }))
-                    };
-                    journal::transition(conn, &t, Some(&n), Some(State::Running), to, &detail, now_ms())?;
-                    audit_append(conn, kind, &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "failed", "error": msg, "retry": retry }))?;
-                    if let Some(hook) = &hook {
-                        hook.tool_outcome(conn, &tool, &scope, Some(&msg))?;
-                    }
-                    Ok(())
-                };
-                Ok(run())
-            })
-            .await??;
-        self.bump();
+        self.write(move |tx| -> Result<(), OrchError> {
+            let (to, detail) = if retry {
+                (State::Blocked, json!({ "retry_at_ms": wake_at, "error": msg, "attempt": attempt }))
+            } else {
+                (State::Failed, json!({ "error": msg, "attempt": attempt }))
+            };
+            tx.transition(&t, Some(&n), Some(State::Running), to, &detail)?;
+            audit_append(tx.conn, kind, &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "failed", "error": msg, "retry": retry }))?;
+            if let Some(hook) = &hook {
+                hook.tool_outcome(tx.conn, &tool, &scope, Some(&msg))?;
+            }
+            Ok(())
+        })
+        .await??;
         if retry {
             self.arm_retry(task, node_id, wake_at).await;
             Ok(())
@@ -362,15 +344,15 @@ impl Orchestrator {
     /// The same timer marks an approval request's expiry: a node still
     /// waiting for an approval that expired fails (and its task stops).
     pub async fn retry_due(&self, task: &str, node: &str) -> Result<(), OrchError> {
-        let view = self.load(task).await?;
-        let Some(state) = view.nodes.get(node) else {
+        let Some(run) = self.with_view(task, |view| NodeRun::of(view, node)).await? else {
             return Ok(());
         };
-        if state.state != Some(State::Blocked) || view.state.is_terminal() {
+        let state = &run.state;
+        if state.state != Some(State::Blocked) || run.task_state.is_terminal() {
             return Ok(());
         }
         if state.retry_at_ms.is_some() {
-            self.run_node(task, node, Some(view)).await?;
+            self.run_node(task, node, Some(run)).await?;
             self.spawn_drive(task.to_owned());
         } else if let Some(id) = state.approval_id.clone() {
             let status = self
