@@ -453,6 +453,38 @@ pub fn prepare_once(conn: &Connection, key: &str, args: &Value) -> Result<Value,
     Ok(prepared(conn, key)?.unwrap_or_else(|| args.clone()))
 }
 
+/// Records a token minted for one call of `node` (under idempotency `key`),
+/// so that stopping the task can revoke it.
+pub fn record_token(
+    conn: &Connection,
+    revocation_id: &str,
+    task: &str,
+    node: &str,
+    key: &str,
+    expires_ms: i64,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO orch_tokens (revocation_id, task_id, node_id, key, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![revocation_id, task, node, key, expires_ms])?;
+    Ok(())
+}
+
+/// The revocation ids of a task's tokens still unexpired at `now_ms`.
+pub fn live_tokens(
+    conn: &Connection,
+    task: &str,
+    now_ms: i64,
+) -> Result<Vec<String>, JournalError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT revocation_id FROM orch_tokens WHERE task_id = ?1 AND expires_ms > ?2
+         ORDER BY revocation_id",
+    )?;
+    let rows = statement.query_map(params![task, now_ms], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// A task that failed for good, waiting for a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {

@@ -64,10 +64,8 @@ async fn the_live_view_equals_the_log_through_retries_approvals_and_completion()
     assert_eq!(live.node("flaky").attempt, 1);
     assert!(live.node("w").approval_id.is_some());
 
-    let prompt = h.told.containing("Approval needed").await;
-    let id = prompt.split("/approve ").nth(1).unwrap();
-    let id = id.split_whitespace().next().unwrap();
-    h.orch.approve(id, &alice(), None).await.unwrap();
+    let id = approval_id(&h.told).await;
+    h.orch.approve(&id, &alice(), None).await.unwrap();
     h.orch
         .wait_for(&task, |v| v.node("w").state == Some(State::Completed))
         .await

@@ -116,10 +116,26 @@ impl Orchestrator {
             })
             .map(|n| n.id.clone())
             .collect();
+        let why_not_run = if failed_node.is_empty() {
+            format!("not run: {reason}")
+        } else {
+            format!("not run: node {failed_node} failed")
+        };
         let closed = self
             .write(move |tx| -> Result<(bool, Vec<String>), OrchError> {
+                // Whatever happens next, no token of a stopped task is
+                // honoured again (one in flight was checked already).
+                let ids = tx.revoke_task_tokens(&t, &format!("task stopped: {r}"))?;
+                if !ids.is_empty() {
+                    audit_append(
+                        tx.conn,
+                        "tokens_revoked",
+                        "orchestrator",
+                        &json!({ "task": t, "reason": r, "revocation_ids": ids }),
+                    )?;
+                }
                 for (id, from) in &untouched {
-                    let detail = json!({ "error": format!("not run: node {f} failed") });
+                    let detail = json!({ "error": why_not_run });
                     match tx.transition(&t, Some(id), Some(*from), State::Failed, &detail) {
                         Ok(_) | Err(JournalError::Conflict { .. }) => {}
                         Err(other) => return Err(other.into()),
@@ -171,7 +187,11 @@ impl Orchestrator {
             }
         }
         if closed {
-            let mut text = format!("Task {task} stopped: node {failed_node} failed: {reason}.");
+            let mut text = if failed_node.is_empty() {
+                format!("Task {task} stopped: {reason}.")
+            } else {
+                format!("Task {task} stopped: node {failed_node} failed: {reason}.")
+            };
             if rolled_back > 0 {
                 text.push_str(&format!(
                     " {rolled_back} completed step(s) were rolled back."
@@ -241,6 +261,7 @@ impl Orchestrator {
                     node: &node.id,
                     key: &key,
                     key_state: None,
+                    token: None,
                     budget,
                 },
                 runner,

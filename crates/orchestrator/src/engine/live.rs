@@ -74,11 +74,13 @@ impl LiveViews {
     }
 }
 
-/// A transaction of the orchestrator: the connection, and every transition
-/// appended through it, to be folded into the live views once committed.
+/// A transaction of the orchestrator: the connection, every transition
+/// appended through it (folded into the live views once committed) and
+/// every token revoked in it (added to the runners' list once committed).
 pub(super) struct Tx<'c> {
     pub(super) conn: &'c Connection,
     pub(super) appended: Vec<(String, TransitionRecord)>,
+    pub(super) revoked: Vec<String>,
 }
 
 impl<'c> Tx<'c> {
@@ -86,7 +88,28 @@ impl<'c> Tx<'c> {
         Self {
             conn,
             appended: Vec::new(),
+            revoked: Vec::new(),
         }
+    }
+
+    /// Revokes every unexpired token minted for `task` and returns their
+    /// revocation ids.
+    pub(super) fn revoke_task_tokens(
+        &mut self,
+        task: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, super::OrchError> {
+        let now = chrono::Utc::now();
+        let ids = journal::live_tokens(self.conn, task, now.timestamp_millis())?;
+        for id in &ids {
+            opticlaw_security::token::revoke_id(self.conn, id, reason, now).map_err(|e| {
+                super::OrchError::Store(opticlaw_store::StoreError::CommitFailed(format!(
+                    "revoking a token: {e}"
+                )))
+            })?;
+        }
+        self.revoked.extend(ids.iter().cloned());
+        Ok(ids)
     }
 
     /// [`journal::transition`], remembering the record.

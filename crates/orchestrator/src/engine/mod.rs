@@ -12,7 +12,7 @@ use chrono::Utc;
 use opticlaw_core::{NodeKind, TaskGraph, TaskNode};
 use opticlaw_security::approval::{self, ActionRequest, ApprovalError, Principal, SecondFactor};
 use opticlaw_security::idempotency::{self, KeyState};
-use opticlaw_security::token::{Grant, MAX_TTL, TokenMinter};
+use opticlaw_security::token::{Grant, MAX_TTL, RevocationList, TokenMinter};
 use opticlaw_security::totp::Totp;
 use opticlaw_security::{Policy, Tier, audit};
 use opticlaw_store::rusqlite::Connection;
@@ -167,6 +167,8 @@ struct Inner {
     outcomes: Option<Arc<dyn OutcomeHook>>,
     /// The folded state of running tasks (see [`live`]).
     live: Arc<LiveViews>,
+    /// Revoked tokens, shared with every runner.
+    revoked: RevocationList,
 }
 
 /// What running one node needs from its task's view.
@@ -207,13 +209,22 @@ enum Next {
 }
 
 /// One call of a node's tool: whose, under which idempotency key (and
-/// where that key stands, when the caller already stored it), how long.
+/// where that key stands, with the token the caller minted and recorded
+/// with it, when the caller already stored it), how long.
 struct ToolAttempt<'a> {
     task: &'a str,
     node: &'a str,
     key: &'a str,
     key_state: Option<KeyState>,
+    token: Option<Result<Minted, ToolError>>,
     budget: Duration,
+}
+
+/// A capability token minted for one call, and what revokes it.
+struct Minted {
+    token: String,
+    revocation_id: String,
+    expires_ms: i64,
 }
 
 /// What a node will do, as checked, approved and run.
@@ -238,10 +249,14 @@ pub fn idempotency_key(task: &str, node: &str, run: u32, attempt: u32) -> String
 impl Orchestrator {
     pub fn new(parts: Parts) -> Self {
         let root = parts.minter.public_key();
+        let revoked = RevocationList::default();
         let runners = parts
             .tools
             .into_iter()
-            .map(|tool| (tool.name(), Runner::new(tool, root)))
+            .map(|tool| {
+                let runner = Runner::new(tool, root).with_revocations(revoked.clone());
+                (runner.tool().name(), runner)
+            })
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -257,6 +272,7 @@ impl Orchestrator {
                 failing: Default::default(),
                 outcomes: None,
                 live: Default::default(),
+                revoked,
             }),
         }
     }
@@ -272,6 +288,23 @@ impl Orchestrator {
 
     pub fn store(&self) -> &StoreHandle {
         &self.inner.store
+    }
+
+    /// The runner of `tool`, as the orchestrator calls it (it refuses
+    /// revoked tokens).
+    pub fn runner(&self, tool: &str) -> Option<&Runner> {
+        self.inner.runners.get(tool)
+    }
+
+    /// Cancels a task on behalf of `by`: nodes not started never start,
+    /// completed ones with a compensating action are undone, and every
+    /// token minted for the task that has not expired is revoked (audited),
+    /// so a runner refuses it even if it is presented later.
+    pub async fn cancel(&self, task: &str, by: &str) -> Result<(), OrchError> {
+        // The task must exist (this reads it from the log if need be).
+        self.with_view(task, |_| ()).await?;
+        self.fail_task(task, "", &format!("cancelled by {by}"), false)
+            .await
     }
 
     /// Accepts a validated graph for `principal` and starts it. Every
@@ -347,6 +380,14 @@ impl Orchestrator {
     /// carries on where it stopped. Calls that were in flight are resumed
     /// with their idempotency key; retry timers are armed again.
     pub async fn resume_all(&self) -> Result<usize, OrchError> {
+        // Before anything runs again: tokens revoked before the restart
+        // stay refused.
+        let revoked = self.inner.revoked.clone();
+        self.inner
+            .store
+            .call(move |conn| Ok(revoked.refresh(conn, Utc::now())))
+            .await?
+            .map_err(|e| OrchError::Store(StoreError::CommitFailed(format!("revocations: {e}"))))?;
         let tasks = self
             .inner
             .store
@@ -440,7 +481,7 @@ impl Orchestrator {
         &self,
         work: impl FnOnce(&mut Tx<'_>) -> T + Send + 'static,
     ) -> Result<T, OrchError> {
-        let live = self.inner.live.clone();
+        let (live, revoked) = (self.inner.live.clone(), self.inner.revoked.clone());
         let result = self
             .inner
             .store
@@ -448,14 +489,19 @@ impl Orchestrator {
                 move |conn| {
                     let mut tx = Tx::new(conn);
                     let value = work(&mut tx);
-                    Ok((value, tx.appended))
+                    Ok((value, tx.appended, tx.revoked))
                 },
-                move |(_, appended)| live.apply(appended),
+                move |(_, appended, ids)| {
+                    live.apply(appended);
+                    if !ids.is_empty() {
+                        revoked.extend(ids.iter().cloned(), Utc::now());
+                    }
+                },
             )
             .await;
         self.bump();
         match result {
-            Ok((value, _)) => Ok(value),
+            Ok((value, ..)) => Ok(value),
             Err(error) => {
                 // The commit's fate is unknown to memory: read the log again.
                 self.inner.live.clear();

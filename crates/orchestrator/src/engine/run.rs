@@ -45,6 +45,7 @@ impl Orchestrator {
         // Enter `running`, fixing the prepared action and the attempt.
         let (attempt, prepared, key_state) = match state.state {
             Some(State::Running) => (state.attempt, state.prepared.clone(), None),
+
             // Tier 0 and 1 clear without asking; 2 and 3 wait for approval.
             Some(State::Planned) if action.tier >= Tier::SideEffect => return Ok(()),
             Some(from @ (State::Planned | State::Approved | State::Blocked)) => {
@@ -71,6 +72,17 @@ impl Orchestrator {
                 let approval_id = state.approval_id.clone();
                 let shown = json!({ "task": task, "node": node_id, "tool": action.tool, "args": action.args });
                 let key = idempotency_key(task, node_id, state.run, attempt);
+                // Minted before `running` so that its revocation id is
+                // committed with it: a task stopped from then on revokes it.
+                let runner = self.inner.runners.get(action.tool.as_str());
+                let token = runner.map(|runner| {
+                    let prepared = prepared.as_ref().unwrap_or(&Value::Null);
+                    self.mint(task, node_id, runner, prepared, budget)
+                });
+                let recorded = match &token {
+                    Some(Ok(minted)) => Some((minted.revocation_id.clone(), minted.expires_ms)),
+                    _ => None,
+                };
                 let detail = json!({ "attempt": attempt, "prepared": prepared, "key": key });
                 let (t, n, k) = (task.to_owned(), node_id.to_owned(), key.clone());
                 let tier = action.tier.level();
@@ -92,6 +104,9 @@ impl Orchestrator {
                             approval::ensure_approved(tx.conn, id, &shown, Utc::now())?;
                         }
                         tx.transition(&t, Some(&n), Some(from), State::Running, &detail)?;
+                        if let Some((id, expires_ms)) = &recorded {
+                            journal::record_token(tx.conn, id, &t, &n, &k, *expires_ms)?;
+                        }
                         // The key is committed with `running`, before the call.
                         Ok(idempotency::begin(tx.conn, &k, Utc::now())?)
                     })
@@ -106,11 +121,12 @@ impl Orchestrator {
                     }
                     Err(other) => return Err(other),
                 };
-                (attempt, prepared, Some(key_state))
+                (attempt, prepared, Some((key_state, token)))
             }
             _ => return Ok(()),
         };
         let key = idempotency_key(task, node_id, state.run, attempt);
+        let (key_state, token) = key_state.unzip();
         let outcome = match self.inner.runners.get(action.tool.as_str()) {
             None => Ok(json!({ "note": non_tool_note(&node, &action) })),
             Some(runner) => {
@@ -120,6 +136,7 @@ impl Orchestrator {
                     node: node_id,
                     key: &key,
                     key_state,
+                    token: token.flatten(),
                     budget,
                 };
                 self.call_tool(attempt, runner, &prepared).await?
@@ -166,9 +183,39 @@ impl Orchestrator {
         }
     }
 
-    /// Mints the node's token, stores the idempotency key, and runs the
-    /// tool on a blocking thread within its budget. The outer error is the
-    /// store's; the inner one the call's.
+    /// Mints a token for one call of `node`: its tool, scope and resource,
+    /// for its runner, living the node's budget plus a little.
+    pub(super) fn mint(
+        &self,
+        task: &str,
+        node_id: &str,
+        runner: &Runner,
+        prepared: &Value,
+        budget: Duration,
+    ) -> Result<Minted, ToolError> {
+        let tool = runner.tool();
+        let grant = Grant {
+            tool: tool.name().to_owned(),
+            scope: tool.scope().to_owned(),
+            resource: tool.resource(prepared)?,
+            audience: runner_name(tool.name()),
+            node: format!("{task}/{node_id}"),
+        };
+        // Least privilege in time too: the budget plus a little, never more
+        // than the maximum.
+        let ttl = (budget + Duration::from_secs(5)).min(MAX_TTL);
+        let now = Utc::now();
+        let token = self.inner.minter.mint(&grant, now, ttl)?;
+        Ok(Minted {
+            revocation_id: token.revocation_id(),
+            expires_ms: now.timestamp_millis() + ttl.as_millis() as i64,
+            token: token.to_base64(),
+        })
+    }
+
+    /// Mints the node's token unless the caller did (recording it with the
+    /// idempotency key), and runs the tool on a blocking thread within its
+    /// budget. The outer error is the store's; the inner one the call's.
     pub(super) async fn call_tool(
         &self,
         call: ToolAttempt<'_>,
@@ -180,39 +227,36 @@ impl Orchestrator {
             node: node_id,
             key,
             key_state,
+            token,
             budget,
         } = call;
         let tool = runner.tool();
-        let resource = match tool.resource(prepared) {
-            Ok(resource) => resource,
-            Err(error) => return Ok(Err(error)),
-        };
-        let grant = Grant {
-            tool: tool.name().to_owned(),
-            scope: tool.scope().to_owned(),
-            resource,
-            audience: runner_name(tool.name()),
-            node: format!("{task}/{node_id}"),
-        };
-        // Least privilege in time too: the budget plus a little, never more
-        // than the maximum.
-        let ttl = (budget + Duration::from_secs(5)).min(MAX_TTL);
-        let token = match self.inner.minter.mint(&grant, Utc::now(), ttl) {
-            Ok(token) => token.to_base64(),
-            Err(error) => return Ok(Err(ToolError::Token(error))),
-        };
-        // The key is committed before the call: a crash after this point
-        // finds it and never repeats a side effect blindly.
+        let minted =
+            match token.unwrap_or_else(|| self.mint(task, node_id, runner, prepared, budget)) {
+                Ok(minted) => minted,
+                Err(error) => return Ok(Err(error)),
+            };
+        // The key (and the token's revocation id) are committed before the
+        // call: a crash after this point finds the key and never repeats a
+        // side effect blindly.
         let state = match key_state {
             Some(state) => state,
             None => {
-                let k = key.to_owned();
+                let (t, n, k) = (task.to_owned(), node_id.to_owned(), key.to_owned());
+                let (id, expires_ms) = (minted.revocation_id.clone(), minted.expires_ms);
                 self.inner
                     .store
-                    .call(move |conn| Ok(idempotency::begin(conn, &k, Utc::now())))
+                    .call(move |conn| {
+                        let run = || -> Result<KeyState, OrchError> {
+                            journal::record_token(conn, &id, &t, &n, &k, expires_ms)?;
+                            Ok(idempotency::begin(conn, &k, Utc::now())?)
+                        };
+                        Ok(run())
+                    })
                     .await??
             }
         };
+        let token = minted.token;
         let resumed = match state {
             KeyState::Done { result } => {
                 return Ok(Ok(serde_json::from_str(&result).unwrap_or(Value::Null)));
