@@ -125,6 +125,9 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn name(trick: Trick) -> String {
+    if let Trick::Revoked(reason) = trick {
+        return format!("revoked-{}", reason.replace(' ', "-"));
+    }
     let debug = format!("{trick:?}").to_lowercase();
     debug.split('(').next().unwrap_or_default().to_owned()
 }
@@ -216,8 +219,7 @@ pub fn run(env: &Env, attack: &TokenAttack) -> Outcome {
             }
         }
         Trick::Revoked(reason) => {
-            revoke_id(env.store.connection(), &token.revocation_id(), reason, now)
-                .expect("revoke");
+            revoke_id(env.store.connection(), &token.revocation_id(), reason, now).expect("revoke");
             // The runner's list as a (restarted) daemon loads it.
             revoked = RevocationList::load(env.store.connection(), now).expect("load");
             token.to_base64()
