@@ -12,6 +12,7 @@ mod model_answerer;
 mod orchestration;
 mod planning;
 mod procfs;
+mod reasoning;
 mod server;
 mod webchat;
 

@@ -61,6 +61,23 @@ pub trait OutcomeHook: Send + Sync {
     ) -> opticlaw_store::rusqlite::Result<()>;
 }
 
+/// Runs a plan's reasoning step (a `reason` node: "summarize what the
+/// read node returned"). `inputs` are the outputs of the node's
+/// dependencies, by node id; the result becomes the node's output (a
+/// `text` field is what a message's `{ID.output}` shows). The daemon backs
+/// it with the model router (value gate, accounting), or an extractive
+/// summary when no model is configured. Without one, reason nodes pass
+/// through.
+pub trait Reasoner: Send + Sync {
+    fn reason<'a>(
+        &'a self,
+        task: &'a str,
+        node: &'a TaskNode,
+        inputs: Vec<(String, Value)>,
+        principal: &'a Principal,
+    ) -> BoxFuture<'a, Result<Value, String>>;
+}
+
 /// Work done in the transaction that stores a new task (the daemon stores
 /// the planner's decisions with it). Not called for a task already stored.
 pub type OnInsert = Box<dyn FnOnce(&Connection) -> opticlaw_store::rusqlite::Result<()> + Send>;
@@ -165,6 +182,7 @@ struct Inner {
     /// nodes failing at once never compensate anything twice.
     failing: std::sync::Mutex<std::collections::HashSet<String>>,
     outcomes: Option<Arc<dyn OutcomeHook>>,
+    reasoner: Option<Arc<dyn Reasoner>>,
     /// The folded state of running tasks (see [`live`]).
     live: Arc<LiveViews>,
     /// Revoked tokens, shared with every runner.
@@ -271,6 +289,7 @@ impl Orchestrator {
                 changed: watch::channel(0).0,
                 failing: Default::default(),
                 outcomes: None,
+                reasoner: None,
                 live: Default::default(),
                 revoked,
             }),
@@ -282,6 +301,15 @@ impl Orchestrator {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.outcomes = Some(hook),
             None => tracing::error!("with_outcome_hook called on a shared orchestrator; ignored"),
+        }
+        self
+    }
+
+    /// Runs `reason` nodes with `reasoner` (call right after `new`).
+    pub fn with_reasoner(mut self, reasoner: Arc<dyn Reasoner>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.reasoner = Some(reasoner),
+            None => tracing::error!("with_reasoner called on a shared orchestrator; ignored"),
         }
         self
     }

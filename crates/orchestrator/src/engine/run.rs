@@ -128,6 +128,9 @@ impl Orchestrator {
         let key = idempotency_key(task, node_id, state.run, attempt);
         let (key_state, token) = key_state.unzip();
         let outcome = match self.inner.runners.get(action.tool.as_str()) {
+            None if node.kind == NodeKind::Reason && self.inner.reasoner.is_some() => {
+                self.reason(task, &node, &principal).await?
+            }
             None => Ok(json!({ "note": non_tool_note(&node, &action) })),
             Some(runner) => {
                 let prepared = prepared.unwrap_or(Value::Null);
@@ -181,6 +184,34 @@ impl Orchestrator {
                     .await
             }
         }
+    }
+
+    /// Runs a reason node through the reasoner, given its dependencies'
+    /// outputs. A failure is retried like a tool's.
+    async fn reason(
+        &self,
+        task: &str,
+        node: &TaskNode,
+        principal: &Principal,
+    ) -> Result<Result<Value, ToolError>, OrchError> {
+        let Some(reasoner) = &self.inner.reasoner else {
+            return Ok(Err(ToolError::Refused("no reasoner".into())));
+        };
+        let inputs = self
+            .with_view(task, |view| {
+                node.deps
+                    .iter()
+                    .map(|dep| {
+                        let output = view.node(dep).output.clone().unwrap_or(Value::Null);
+                        (dep.clone(), output)
+                    })
+                    .collect()
+            })
+            .await?;
+        Ok(reasoner
+            .reason(task, node, inputs, principal)
+            .await
+            .map_err(ToolError::Failed))
     }
 
     /// Mints a token for one call of `node`: its tool, scope and resource,
