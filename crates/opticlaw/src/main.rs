@@ -13,6 +13,7 @@ mod orchestration;
 mod planning;
 mod procfs;
 mod sandbox_runner;
+mod reasoning;
 mod server;
 mod webchat;
 

@@ -95,6 +95,26 @@ impl ModelAnswerer {
         }
     }
 
+    /// One model call for a step of a plan (a summary): through the router
+    /// (the value gate, budgets, circuit breakers) with its usage and gate
+    /// decisions recorded like any answer's. Returns the model's text.
+    pub async fn complete_text(
+        &self,
+        task_id: &str,
+        user_id: &str,
+        prompt: &str,
+    ) -> Result<String, String> {
+        let chat = Self::request_with_memory(prompt, None);
+        let mut task = Task::from_signals(task_id, user_id, prompt, &TriageSignals::default());
+        task.est_input_tokens = tokens::estimate_request(&chat);
+        let inner = &self.inner;
+        let outcome = inner.router.complete(&task, &chat, &inner.providers).await;
+        match inner.record(&task, outcome).await {
+            Ok(done) => Ok(done.response.text.trim().to_owned()),
+            Err(err) => Err(user_message(&err)),
+        }
+    }
+
     /// The request sent for a user's message (before the router sets the
     /// model, output cap and temperature of each rung).
     /// The memory budgeter's context (already cut to `[memory]
@@ -126,6 +146,27 @@ impl Answerer for ModelAnswerer {
 }
 
 impl Inner {
+    /// Writes a call's gate decisions, usage and results to the store and
+    /// returns its result. The records go to the store and the result stays
+    /// here, so a failed write costs the accounting of one call, never the
+    /// user's answer.
+    async fn record(
+        &self,
+        task: &Task,
+        mut outcome: opticlaw_models::Outcome,
+    ) -> std::result::Result<opticlaw_models::Completed, ModelError> {
+        let result =
+            std::mem::replace(&mut outcome.result, Err(ModelError::NoRoute(String::new())));
+        if let Err(err) = self
+            .store
+            .call(move |conn| Ok(accounting::persist_outcome(conn, &outcome)?))
+            .await
+        {
+            tracing::error!(task = %task.id, %err, "recording the model call failed");
+        }
+        result
+    }
+
     async fn answer(&self, request: AnswerRequest) -> Result<Answer, String> {
         let AnswerRequest {
             event,
@@ -147,25 +188,14 @@ impl Inner {
         );
         task.est_input_tokens = tokens::estimate_request(&chat);
 
-        let mut outcome = tokio::select! {
+        let outcome = tokio::select! {
             outcome = self.router.complete(&task, &chat, &self.providers) => outcome,
             () = cancel.cancelled() => {
                 return Err("the request was cancelled before a model answered".to_owned());
             }
         };
         let calls = serde_json::to_value(&outcome.usage).unwrap_or_default();
-        // The records go to the store; the result stays here, so a failed
-        // write costs the accounting of one call, never the user's answer.
-        let result =
-            std::mem::replace(&mut outcome.result, Err(ModelError::NoRoute(String::new())));
-        if let Err(err) = self
-            .store
-            .call(move |conn| Ok(accounting::persist_outcome(conn, &outcome)?))
-            .await
-        {
-            tracing::error!(task = %task.id, %err, "recording the model call failed");
-        }
-        match result {
+        match self.record(&task, outcome).await {
             Ok(done) => {
                 let response = done.response;
                 let mut reply = response.text.trim().to_owned();

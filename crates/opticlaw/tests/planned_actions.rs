@@ -27,6 +27,31 @@ fn explain(home: &Home, request: &str) -> String {
     text
 }
 
+/// Starts the daemon with a replayed model answering from `trace`.
+fn serve_replaying(home: &Home, trace: &serde_json::Value) -> Daemon {
+    let trace_file = home.path().join("model-trace.json");
+    std::fs::write(&trace_file, trace.to_string()).unwrap();
+    let spec = format!("replay:{}", trace_file.display());
+    let mut child = home
+        .command(&["serve", "--model", &spec])
+        .env("OPTICLAW_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("ready on"), "{line}");
+    Daemon {
+        child,
+        base: format!("http://127.0.0.1:{}", home.port),
+        token: home.token(),
+    }
+}
+
 #[test]
 fn read_a_file_is_planned_run_answered_and_explained() {
     let (_keep, grant) = granted_dir();
@@ -137,27 +162,7 @@ fn a_request_no_rule_knows_is_planned_by_the_model_when_enabled() {
             { "id": "call_1", "name": "submit_plan", "arguments": plan }
         ] } }]
     });
-    let trace_file = home.path().join("plan-trace.json");
-    std::fs::write(&trace_file, trace.to_string()).unwrap();
-    let spec = format!("replay:{}", trace_file.display());
-    let mut child = home
-        .command(&["serve", "--model", &spec])
-        .env("OPTICLAW_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert!(line.contains("ready on"), "{line}");
-    let daemon = common::Daemon {
-        child,
-        base: format!("http://127.0.0.1:{}", home.port),
-        token: home.token(),
-    };
+    let daemon = serve_replaying(&home, &trace);
 
     post(
         &daemon,
@@ -174,4 +179,71 @@ fn a_request_no_rule_knows_is_planned_by_the_model_when_enabled() {
         "{why}"
     );
     assert!(why.contains("risk [fetch]: tier 1"), "{why}");
+}
+
+const MEETING: &str = "The budget was approved. Hiring starts in May! Who leads it? \
+                       Nobody yet.\nThe office moves next year.\n";
+
+#[test]
+fn summarize_a_file_without_a_model_answers_with_its_first_sentences() {
+    let (_keep, grant) = granted_dir();
+    std::fs::write(grant.join("meeting.txt"), MEETING).unwrap();
+    let home = Home::init();
+    configure(&home, &grant, &[("file.read", "read", 1)]);
+    let daemon = home.serve();
+
+    post(
+        &daemon,
+        json!({ "text": "summarize meeting.txt", "thread_id": "s1", "event_id": "evt-sum-1" }),
+    );
+    let answer = reply_containing(&daemon, "s1", "The budget was approved.");
+    assert!(
+        answer.contains("Hiring starts in May! Who leads it?"),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("Nobody yet") && !answer.contains("office"),
+        "an extract, not the file: {answer}"
+    );
+    let why = explain(&home, "evt-sum-1");
+    assert!(why.contains("summarize_file"), "{why}");
+}
+
+#[test]
+fn summarize_a_file_with_a_model_asks_it_through_the_router_and_accounts_the_call() {
+    let (_keep, grant) = granted_dir();
+    std::fs::write(grant.join("meeting.txt"), MEETING).unwrap();
+    let home = Home::init();
+    configure(&home, &grant, &[("file.read", "read", 1)]);
+    let trace = json!({
+        "name": "summary", "repeat": true,
+        "turns": [{ "reply": { "text": "Budget approved; hiring from May; the office moves." } }]
+    });
+    let daemon = serve_replaying(&home, &trace);
+
+    post(
+        &daemon,
+        json!({ "text": "summarize meeting.txt", "thread_id": "s2", "event_id": "evt-sum-2" }),
+    );
+    let answer = reply_containing(&daemon, "s2", "hiring from May");
+    assert!(!answer.contains("Nobody yet"), "{answer}");
+    // The call went through the router: its usage and gate decision are
+    // recorded like any model answer's.
+    let conn =
+        opticlaw_store::rusqlite::Connection::open(home.path().join("data/opticlaw.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let calls: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM model_usage WHERE outcome = 'ok'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(calls, 1);
+    let gated: i64 = conn
+        .query_row("SELECT COUNT(*) FROM model_gate_decisions", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert!(gated >= 1);
 }

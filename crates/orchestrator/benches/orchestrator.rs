@@ -90,9 +90,23 @@ fn principal() -> Principal {
     }
 }
 
-/// Per-node wall time of a plan of `n` nodes: a chain (each waits for the
-/// previous: latency) or a fan-out (all independent: throughput).
-async fn per_node(orch: &Orchestrator, finished: &Finished, n: usize, chain: bool) -> Duration {
+/// CPU time of the whole process (every thread: the runtime, the store's
+/// writer, the blocking pool): on a machine shared with other jobs, wall
+/// time includes waiting for a core, which this does not.
+fn process_cpu() -> Duration {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .expect("process CPU clock");
+    Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32)
+}
+
+/// Per-node wall and CPU time of a plan of `n` nodes: a chain (each waits
+/// for the previous: latency) or a fan-out (all independent: throughput).
+async fn per_node(
+    orch: &Orchestrator,
+    finished: &Finished,
+    n: usize,
+    chain: bool,
+) -> (Duration, Duration) {
     let mut builder = GraphBuilder::new("bench");
     for i in 0..n {
         let deps: Vec<String> = if chain && i > 0 {
@@ -104,13 +118,13 @@ async fn per_node(orch: &Orchestrator, finished: &Finished, n: usize, chain: boo
         builder = builder.tool(&format!("n{i}"), &deps, "noop", json!({}));
     }
     let graph = builder.build();
-    let start = Instant::now();
+    let (start, start_cpu) = (Instant::now(), process_cpu());
     let task = orch.submit(graph, principal()).await.unwrap();
     finished.0.notified().await;
-    let elapsed = start.elapsed();
+    let (elapsed, cpu) = (start.elapsed(), process_cpu() - start_cpu);
     let view = orch.load(&task).await.unwrap();
     assert_eq!(view.state, State::Completed);
-    elapsed / n as u32
+    (elapsed / n as u32, cpu / n as u32)
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -137,14 +151,17 @@ fn main() {
             per_node(&orch, &finished, 20, true).await; // warm-up
             // A plan of ten steps (what chat requests produce), and a large
             // one: the log read per step grows with the plan.
-            let mut row = Vec::new();
+            let (mut row, mut cpu_row) = (Vec::new(), Vec::new());
             for (n, chain) in [(10, true), (10, false), (100, true), (100, false)] {
-                let runs = if n == 10 { 15 } else { 3 };
-                let mut samples = Vec::new();
+                let runs = if n == 10 { 31 } else { 7 };
+                let (mut samples, mut cpu) = (Vec::new(), Vec::new());
                 for _ in 0..runs {
-                    samples.push(per_node(&orch, &finished, n, chain).await);
+                    let (wall, used) = per_node(&orch, &finished, n, chain).await;
+                    samples.push(wall);
+                    cpu.push(used);
                 }
                 row.push(median(samples));
+                cpu_row.push(median(cpu));
             }
             println!(
                 "orchestrator, store synchronous={synchronous:?}: per node, 10-step chain {:.0} µs, 10 independent {:.0} µs, 100-step chain {:.0} µs, 100 independent {:.0} µs",
@@ -153,6 +170,14 @@ fn main() {
                 micros(row[2]),
                 micros(row[3])
             );
+            println!(
+                "  process CPU per node (all threads): 10-step chain {:.0} µs, 10 independent {:.0} µs, 100-step chain {:.0} µs, 100 independent {:.0} µs",
+                micros(cpu_row[0]),
+                micros(cpu_row[1]),
+                micros(cpu_row[2]),
+                micros(cpu_row[3])
+            );
+            row.extend(cpu_row);
             figures.push(row);
         });
     }
@@ -189,10 +214,12 @@ fn main() {
     );
     let (normal, full) = (&figures[0], &figures[1]);
     println!(
-        "overhead_per_node_us={:.0} overhead_per_node_parallel_us={:.0} overhead_per_node_100_chain_us={:.0} overhead_per_node_full_sync_us={:.0} sandbox_true_median_ms={} fork_exec_true_median_ms={:.2}",
+        "overhead_per_node_us={:.0} overhead_per_node_parallel_us={:.0} overhead_per_node_100_chain_us={:.0} cpu_per_node_us={:.0} cpu_per_node_100_chain_us={:.0} overhead_per_node_full_sync_us={:.0} sandbox_true_median_ms={} fork_exec_true_median_ms={:.2}",
         micros(normal[0]),
         micros(normal[1]),
         micros(normal[2]),
+        micros(normal[4]),
+        micros(normal[6]),
         micros(full[0]),
         sandbox.map_or("nan".into(), |d| format!("{:.2}", ms(d))),
         ms(fork_exec)

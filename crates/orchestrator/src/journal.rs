@@ -91,15 +91,57 @@ impl TaskView {
     pub fn node(&self, id: &str) -> &NodeView {
         &self.nodes[id]
     }
+
+    /// The view of a task just planned: it and every node `planned`.
+    fn planned(task_id: String, graph: TaskGraph, principal: Principal) -> Self {
+        let nodes = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                let view = NodeView {
+                    state: Some(State::Planned),
+                    ..NodeView::default()
+                };
+                (n.id.clone(), view)
+            })
+            .collect();
+        Self {
+            task_id,
+            graph,
+            principal,
+            state: State::Planned,
+            nodes,
+        }
+    }
+
+    /// Folds one more record of this task's log into the view: how
+    /// [`load`] rebuilds a task, and how the orchestrator keeps its live
+    /// views current after each commit without reading the log again.
+    pub fn apply(&mut self, record: &TransitionRecord) -> Result<(), JournalError> {
+        let Some(node_id) = &record.node_id else {
+            self.state = record.to;
+            return Ok(());
+        };
+        let view = self
+            .nodes
+            .get_mut(node_id)
+            .ok_or_else(|| JournalError::Corrupt {
+                task: self.task_id.clone(),
+                message: format!("transition for unknown node {node_id}"),
+            })?;
+        apply(view, record);
+        Ok(())
+    }
 }
 
-/// Records a new task and its `planned` transitions (task and every node).
+/// Records a new task and its `planned` transitions (task and every node),
+/// and returns its view; `None` when the task was recorded already.
 pub fn insert_task(
     conn: &Connection,
     graph: &TaskGraph,
     principal: &Principal,
     now_ms: i64,
-) -> Result<bool, JournalError> {
+) -> Result<Option<TaskView>, JournalError> {
     let task_id = graph.task_id.to_string();
     let inserted = conn.execute(
         "INSERT INTO orch_tasks (task_id, graph, principal, created_ms) VALUES (?1, ?2, ?3, ?4)
@@ -107,7 +149,7 @@ pub fn insert_task(
         params![task_id, to_json(graph), to_json(principal), now_ms],
     )?;
     if inserted == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     transition(
         conn,
@@ -129,7 +171,11 @@ pub fn insert_task(
             now_ms,
         )?;
     }
-    Ok(true)
+    Ok(Some(TaskView::planned(
+        task_id,
+        graph.clone(),
+        principal.clone(),
+    )))
 }
 
 fn to_json(value: &impl Serialize) -> String {
@@ -158,7 +204,8 @@ pub fn current(
     .transpose()
 }
 
-/// Appends `expected -> to` for a task or node. Refused (and nothing is
+/// Appends `expected -> to` for a task or node and returns the appended
+/// record (to fold into a view kept in memory). Refused (and nothing is
 /// written) when the subject is not in `expected` (`None`: not yet
 /// recorded) or the state machine has no such edge.
 pub fn transition(
@@ -169,7 +216,7 @@ pub fn transition(
     to: State,
     detail: &Value,
     now_ms: i64,
-) -> Result<i64, JournalError> {
+) -> Result<TransitionRecord, JournalError> {
     let actual = current(conn, task, node)?;
     if actual != expected {
         return Err(match expected {
@@ -216,7 +263,14 @@ pub fn transition(
         detail.to_string(),
         now_ms
     ])?;
-    Ok(conn.last_insert_rowid())
+    Ok(TransitionRecord {
+        seq: conn.last_insert_rowid(),
+        node_id: node.map(str::to_owned),
+        from: actual,
+        to,
+        detail: detail.clone(),
+        at_ms: now_ms,
+    })
 }
 
 /// Every transition of a task, in order.
@@ -271,29 +325,26 @@ pub fn load(conn: &Connection, task: &str) -> Result<TaskView, JournalError> {
     let graph: TaskGraph = serde_json::from_str(&graph).map_err(|e| corrupt(e.to_string()))?;
     let principal: Principal =
         serde_json::from_str(&principal).map_err(|e| corrupt(e.to_string()))?;
-    let mut nodes: BTreeMap<String, NodeView> = graph
-        .nodes
-        .iter()
-        .map(|n| (n.id.clone(), NodeView::default()))
-        .collect();
-    let mut state = None;
-    for record in history(conn, task)? {
-        let Some(node_id) = record.node_id.clone() else {
-            state = Some(record.to);
-            continue;
-        };
-        let view = nodes
-            .get_mut(&node_id)
-            .ok_or_else(|| corrupt(format!("transition for unknown node {node_id}")))?;
-        apply(view, &record);
-    }
-    Ok(TaskView {
+    let mut view = TaskView {
         task_id: task.to_owned(),
+        nodes: graph
+            .nodes
+            .iter()
+            .map(|n| (n.id.clone(), NodeView::default()))
+            .collect(),
         graph,
         principal,
-        state: state.ok_or_else(|| corrupt("no task transitions".into()))?,
-        nodes,
-    })
+        state: State::Planned,
+    };
+    let mut task_recorded = false;
+    for record in history(conn, task)? {
+        task_recorded |= record.node_id.is_none();
+        view.apply(&record)?;
+    }
+    if !task_recorded {
+        return Err(corrupt("no task transitions".into()));
+    }
+    Ok(view)
 }
 
 fn apply(view: &mut NodeView, record: &TransitionRecord) {
@@ -400,6 +451,38 @@ pub fn prepare_once(conn: &Connection, key: &str, args: &Value) -> Result<Value,
         params![key, args.to_string()],
     )?;
     Ok(prepared(conn, key)?.unwrap_or_else(|| args.clone()))
+}
+
+/// Records a token minted for one call of `node` (under idempotency `key`),
+/// so that stopping the task can revoke it.
+pub fn record_token(
+    conn: &Connection,
+    revocation_id: &str,
+    task: &str,
+    node: &str,
+    key: &str,
+    expires_ms: i64,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO orch_tokens (revocation_id, task_id, node_id, key, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![revocation_id, task, node, key, expires_ms])?;
+    Ok(())
+}
+
+/// The revocation ids of a task's tokens still unexpired at `now_ms`.
+pub fn live_tokens(
+    conn: &Connection,
+    task: &str,
+    now_ms: i64,
+) -> Result<Vec<String>, JournalError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT revocation_id FROM orch_tokens WHERE task_id = ?1 AND expires_ms > ?2
+         ORDER BY revocation_id",
+    )?;
+    let rows = statement.query_map(params![task, now_ms], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A task that failed for good, waiting for a person.

@@ -29,7 +29,7 @@ pub mod tools;
 
 pub use engine::{
     BoxFuture, Notifier, OnInsert, OrchError, Orchestrator, OrchestratorConfig, OutcomeHook, Parts,
-    RetryTimer, Timers,
+    Reasoner, RetryTimer, Timers,
 };
 pub use journal::{DeadLetter, JournalError, NodeView, TaskView};
 pub use schema::COMPONENT;

@@ -9,7 +9,8 @@
 /// append-only.
 pub const COMPONENT: opticlaw_store::Component = opticlaw_store::Component {
     name: "orchestrator",
-    migrations: &[r#"
+    migrations: &[
+        r#"
         CREATE TABLE orch_tasks (
             task_id    TEXT    PRIMARY KEY,
             graph      TEXT    NOT NULL,
@@ -52,5 +53,18 @@ pub const COMPONENT: opticlaw_store::Component = opticlaw_store::Component {
             key  TEXT PRIMARY KEY,
             args TEXT NOT NULL
         );
-    "#],
+    "#,
+        // Every capability token minted for a call, recorded before the call:
+        // what a cancelled or denied task revokes.
+        r#"
+        CREATE TABLE orch_tokens (
+            revocation_id TEXT    PRIMARY KEY,
+            task_id       TEXT    NOT NULL,
+            node_id       TEXT    NOT NULL,
+            key           TEXT    NOT NULL,
+            expires_ms    INTEGER NOT NULL
+        );
+        CREATE INDEX orch_tokens_by_task ON orch_tokens (task_id, expires_ms);
+    "#,
+    ],
 };

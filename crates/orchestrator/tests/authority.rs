@@ -117,11 +117,6 @@ tier = 3
 "#;
 
 /// The id in the approval prompt the user was sent.
-async fn approval_id(told: &Told) -> String {
-    let prompt = told.containing("Approval needed").await;
-    let after = prompt.split("/approve ").nth(1).unwrap();
-    after.split_whitespace().next().unwrap().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tier_2_waits_for_the_same_user_in_the_same_chat() {

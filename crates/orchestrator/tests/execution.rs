@@ -252,3 +252,63 @@ async fn a_sibling_still_running_when_the_task_fails_is_rolled_back_when_it_fini
         "the late step was not undone"
     );
 }
+
+/// Upper-cases what its dependencies produced, and says what it was given.
+struct Shout;
+
+impl opticlaw_orchestrator::Reasoner for Shout {
+    fn reason<'a>(
+        &'a self,
+        _task: &'a str,
+        node: &'a opticlaw_core::TaskNode,
+        inputs: Vec<(String, serde_json::Value)>,
+        _principal: &'a opticlaw_security::approval::Principal,
+    ) -> opticlaw_orchestrator::BoxFuture<'a, Result<serde_json::Value, String>> {
+        let given: Vec<String> = inputs.iter().map(|(id, _)| id.clone()).collect();
+        let text = inputs[0].1["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_uppercase();
+        let prompt = node.params["prompt"].clone();
+        Box::pin(async move { Ok(json!({ "text": text, "given": given, "prompt": prompt })) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_node_runs_through_the_reasoner_with_its_dependencies_outputs() {
+    let dir = test_dir();
+    let grant = dir.path().canonicalize().unwrap();
+    std::fs::write(grant.join("a.txt"), "quiet words").unwrap();
+    let (orch, told) = open(
+        &grant.join("o.db"),
+        &grant,
+        LOW_POLICY,
+        OrchestratorConfig::default(),
+    );
+    let orch = orch.with_reasoner(std::sync::Arc::new(Shout));
+    let mut graph = GraphBuilder::new("shout a file")
+        .tool("read", &[], "file.read", json!({ "path": "a.txt" }))
+        .build();
+    graph.nodes.push(opticlaw_core::TaskNode {
+        id: "loud".into(),
+        kind: opticlaw_core::NodeKind::Reason,
+        deps: vec!["read".into()],
+        params: json!({ "prompt": "shout it" }),
+        ..graph.nodes[0].clone()
+    });
+    graph.nodes.push(opticlaw_core::TaskNode {
+        id: "reply".into(),
+        kind: opticlaw_core::NodeKind::Message,
+        deps: vec!["loud".into()],
+        params: json!({ "text": "{loud.output}" }),
+        ..graph.nodes[0].clone()
+    });
+    let task = orch.submit(graph, alice()).await.unwrap();
+    let view = orch.wait_finished(&task).await.unwrap();
+    assert_eq!(view.state, State::Completed, "{view:#?}");
+    let output = view.node("loud").output.clone().unwrap();
+    assert_eq!(output["text"], "QUIET WORDS");
+    assert_eq!(output["given"], json!(["read"]));
+    assert_eq!(output["prompt"], "shout it");
+    told.containing("QUIET WORDS").await;
+}

@@ -3,13 +3,13 @@
 //! Every row presents a token that must not verify.
 
 use std::cell::Cell;
-use std::collections::HashSet;
 
 use biscuit_auth::macros::block;
 use chrono::{DateTime, Utc};
 use opticlaw_security::keys::SigningKey;
 use opticlaw_security::token::{
-    CapabilityToken, DEFAULT_TTL, Grant, Request, Restriction, TokenMinter, TokenVerifier, revoke,
+    CapabilityToken, DEFAULT_TTL, Grant, Request, Restriction, RevocationList, TokenMinter,
+    TokenVerifier, revoke, revoke_id,
 };
 
 use crate::{Attack, Case, Env, Family, Outcome};
@@ -33,6 +33,10 @@ pub enum Trick {
     Replayed,
     /// An attenuated child of a spent (revoked) token.
     ReplayedChild,
+    /// Never used, but revoked in the store (its task was cancelled, its
+    /// approval denied, or the signing key rotated), then presented to a
+    /// runner that loaded the revocations from the store.
+    Revoked(&'static str),
     /// Presented for another tool.
     OtherTool,
     /// Presented for another scope.
@@ -77,6 +81,9 @@ pub fn cases() -> Vec<Case> {
         Trick::OtherTool,
         Trick::OtherScope,
         Trick::BeyondAttenuation,
+        Trick::Revoked("task cancelled"),
+        Trick::Revoked("approval denied"),
+        Trick::Revoked("signing key rotated"),
     ];
     let mut cases = Vec::new();
     for (tool, scope) in GRANTS {
@@ -118,6 +125,9 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn name(trick: Trick) -> String {
+    if let Trick::Revoked(reason) = trick {
+        return format!("revoked-{}", reason.replace(' ', "-"));
+    }
     let debug = format!("{trick:?}").to_lowercase();
     debug.split('(').next().unwrap_or_default().to_owned()
 }
@@ -138,7 +148,7 @@ fn guarded(
     token: &str,
     request: &Request<'_>,
     now: DateTime<Utc>,
-    revoked: &HashSet<String>,
+    revoked: &RevocationList,
     ran: &Cell<u32>,
 ) -> Result<(), String> {
     let verifier = TokenVerifier::new(env.minter.public_key(), RUNNER);
@@ -151,7 +161,7 @@ fn guarded(
 pub fn run(env: &Env, attack: &TokenAttack) -> Outcome {
     let now = Utc::now();
     let ran = Cell::new(0);
-    let mut revoked = HashSet::new();
+    let mut revoked = RevocationList::default();
     let inside = format!("{RESOURCE}/today.md");
     let mut request = Request {
         tool: attack.tool,
@@ -198,7 +208,7 @@ pub fn run(env: &Env, attack: &TokenAttack) -> Outcome {
             }
             ran.set(0);
             revoke(env.store.connection(), &token, "spent", now).expect("revoke");
-            revoked.insert(token.revocation_id());
+            revoked.extend([token.revocation_id()], now);
             if attack.trick == Trick::Replayed {
                 token.to_base64()
             } else {
@@ -207,6 +217,12 @@ pub fn run(env: &Env, attack: &TokenAttack) -> Outcome {
                     .expect("attenuate")
                     .to_base64()
             }
+        }
+        Trick::Revoked(reason) => {
+            revoke_id(env.store.connection(), &token.revocation_id(), reason, now).expect("revoke");
+            // The runner's list as a (restarted) daemon loads it.
+            revoked = RevocationList::load(env.store.connection(), now).expect("load");
+            token.to_base64()
         }
         Trick::OtherTool => {
             request.tool = if attack.tool == "shell" {

@@ -129,16 +129,24 @@ pub fn append(
         let at_ms = now.timestamp_millis();
         let action_json = to_canonical_json(action);
         let hash = record_hash(seq, at_ms, kind, actor, &action_json, &prev_hash);
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO security_audit (seq, at_ms, kind, actor, action, prev_hash, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![seq, at_ms, kind, actor, action_json, prev_hash, hash],
-        )?;
-        conn.execute(
+        )?
+        .execute(params![
+            seq,
+            at_ms,
+            kind,
+            actor,
+            action_json,
+            prev_hash,
+            hash
+        ])?;
+        conn.prepare_cached(
             "INSERT INTO security_audit_head (id, seq, hash) VALUES (1, ?1, ?2)
              ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-            params![seq, hash],
-        )?;
+        )?
+        .execute(params![seq, hash])?;
         Ok(AuditRecord {
             seq,
             at: from_ms(at_ms),
@@ -154,16 +162,13 @@ pub fn append(
 /// The recorded head, if anything was ever appended.
 pub fn head(conn: &Connection) -> Result<Option<Head>, AuditError> {
     Ok(conn
-        .query_row(
-            "SELECT seq, hash FROM security_audit_head WHERE id = 1",
-            [],
-            |row| {
-                Ok(Head {
-                    seq: row.get(0)?,
-                    hash: row.get(1)?,
-                })
-            },
-        )
+        .prepare_cached("SELECT seq, hash FROM security_audit_head WHERE id = 1")?
+        .query_row([], |row| {
+            Ok(Head {
+                seq: row.get(0)?,
+                hash: row.get(1)?,
+            })
+        })
         .optional()?)
 }
 

@@ -94,13 +94,13 @@ pub fn begin(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<KeyState, rusqlite::Error> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO security_idempotency (key, state, attempts, started_ms)
          VALUES (?1, 'started', 1, ?2)
          ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1
          WHERE state = 'started'",
-        params![key, now.timestamp_millis()],
-    )?;
+    )?
+    .execute(params![key, now.timestamp_millis()])?;
     state(conn, key)
 }
 
@@ -111,28 +111,25 @@ pub fn finish(
     result_json: &str,
     now: DateTime<Utc>,
 ) -> Result<(), rusqlite::Error> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE security_idempotency SET state = 'done', result = ?2, finished_ms = ?3
          WHERE key = ?1 AND state = 'started'",
-        params![key, result_json, now.timestamp_millis()],
-    )?;
+    )?
+    .execute(params![key, result_json, now.timestamp_millis()])?;
     Ok(())
 }
 
 /// Where `key` stands.
 pub fn state(conn: &Connection, key: &str) -> Result<KeyState, rusqlite::Error> {
     let row = conn
-        .query_row(
-            "SELECT state, attempts, result FROM security_idempotency WHERE key = ?1",
-            [key],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, u32>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                ))
-            },
-        )
+        .prepare_cached("SELECT state, attempts, result FROM security_idempotency WHERE key = ?1")?
+        .query_row([key], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, u32>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
+        })
         .optional()?;
     Ok(match row {
         None => KeyState::Unknown,

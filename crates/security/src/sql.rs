@@ -11,10 +11,13 @@ pub(crate) fn atomically<T, E>(
 where
     E: From<rusqlite::Error>,
 {
-    conn.execute_batch("SAVEPOINT opticlaw_security")?;
+    // Cached: this runs around every audit record.
+    conn.prepare_cached("SAVEPOINT opticlaw_security")?
+        .execute([])?;
     match f(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE opticlaw_security")?;
+            conn.prepare_cached("RELEASE opticlaw_security")?
+                .execute([])?;
             Ok(value)
         }
         Err(error) => {

@@ -10,7 +10,8 @@
 //! appended blocks are not trusted by the verifier, so an appended block can
 //! never widen what the authority block granted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use biscuit_auth::error::{Format, Logic, Token as BiscuitError};
@@ -307,12 +308,94 @@ pub fn revoke(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), TokenError> {
-    conn.execute(
+    revoke_id(conn, &token.revocation_id(), reason, now)
+}
+
+/// Records `revocation_id` (see [`CapabilityToken::revocation_id`]) as
+/// revoked: the token that has it, and every token attenuated from it, is
+/// refused from then on. Revoking twice keeps the first record.
+pub fn revoke_id(
+    conn: &Connection,
+    revocation_id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), TokenError> {
+    conn.prepare_cached(
         "INSERT OR IGNORE INTO security_revoked (revocation_id, revoked_ms, reason)
          VALUES (?1, ?2, ?3)",
-        params![token.revocation_id(), now.timestamp_millis(), reason],
-    )?;
+    )?
+    .execute(params![revocation_id, now.timestamp_millis(), reason])?;
     Ok(())
+}
+
+/// The revoked identifiers a runner checks, in memory: runners verify on
+/// threads that do not hold the store's connection, and a lookup must not
+/// cost a query. Loaded from `security_revoked` at start and told of every
+/// revocation once it is committed. Cheap to clone (shared).
+///
+/// Only revocations younger than [`MAX_TTL`] are kept: a token revoked
+/// earlier expired by now anyway (none lives longer than `MAX_TTL`, and it
+/// cannot be revoked before it was minted).
+#[derive(Debug, Clone, Default)]
+pub struct RevocationList(Arc<RwLock<HashMap<String, DateTime<Utc>>>>);
+
+impl RevocationList {
+    /// The revocations recorded in the store that may still matter at `now`.
+    pub fn load(conn: &Connection, now: DateTime<Utc>) -> Result<Self, TokenError> {
+        let list = Self::default();
+        list.refresh(conn, now)?;
+        Ok(list)
+    }
+
+    /// Adds the revocations recorded in the store that may still matter at
+    /// `now` (after a restart: the store is the truth).
+    pub fn refresh(&self, conn: &Connection, now: DateTime<Utc>) -> Result<(), TokenError> {
+        let since = (now - max_ttl()).timestamp_millis();
+        let mut statement = conn.prepare(
+            "SELECT revocation_id, revoked_ms FROM security_revoked WHERE revoked_ms >= ?1",
+        )?;
+        let rows = statement.query_map([since], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        let mut revoked = self.0.write().expect("revocation list");
+        for row in rows {
+            let (id, ms) = row?;
+            revoked.insert(id, DateTime::from_timestamp_millis(ms).unwrap_or(now));
+        }
+        Ok(())
+    }
+
+    /// Adds committed revocations (and forgets those older than
+    /// [`MAX_TTL`]).
+    pub fn extend(&self, ids: impl IntoIterator<Item = String>, now: DateTime<Utc>) {
+        let mut revoked = self.0.write().expect("revocation list");
+        revoked.retain(|_, at| *at > now - max_ttl());
+        revoked.extend(ids.into_iter().map(|id| (id, now)));
+    }
+
+    /// How many revocations are kept.
+    pub fn len(&self) -> usize {
+        self.0.read().expect("revocation list").len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn max_ttl() -> chrono::Duration {
+    chrono::Duration::from_std(MAX_TTL).expect("MAX_TTL fits")
+}
+
+impl Revocations for RevocationList {
+    fn is_revoked(&self, revocation_id: &str) -> Result<bool, TokenError> {
+        Ok(self
+            .0
+            .read()
+            .expect("revocation list")
+            .contains_key(revocation_id))
+    }
 }
 
 /// What a verified token grants.

@@ -9,8 +9,8 @@ use biscuit_auth::macros::block;
 use common::{TestStore, at};
 use opticlaw_security::keys::SigningKey;
 use opticlaw_security::token::{
-    CapabilityToken, DEFAULT_TTL, Grant, NoRevocations, Request, Restriction, TokenError,
-    TokenMinter, TokenVerifier, resource_covers, revoke,
+    CapabilityToken, DEFAULT_TTL, Grant, MAX_TTL, NoRevocations, Request, Restriction,
+    RevocationList, TokenError, TokenMinter, TokenVerifier, resource_covers, revoke, revoke_id,
 };
 
 const NOW: i64 = 1_800_000_000;
@@ -302,6 +302,50 @@ fn revoked_token_is_refused_when_replayed() {
     revoke(store.conn(), &token, "node finished", at(NOW + 1)).unwrap();
     assert!(matches!(
         verifier.verify(&text, &request, at(NOW + 2), store.conn()),
+        Err(TokenError::Revoked)
+    ));
+}
+
+#[test]
+fn a_revocation_list_loaded_from_the_store_refuses_what_was_revoked_there() {
+    let (minter, verifier) = setup();
+    let store = TestStore::new();
+    let spent = minter.mint(&grant(), at(NOW), DEFAULT_TTL).unwrap();
+    let fresh = minter.mint(&grant(), at(NOW), DEFAULT_TTL).unwrap();
+    let request = read("/home/me/notes");
+    revoke_id(
+        store.conn(),
+        &spent.revocation_id(),
+        "task cancelled",
+        at(NOW),
+    )
+    .unwrap();
+    // Revoked long ago: that token expired before now whatever its TTL.
+    revoke_id(
+        store.conn(),
+        "00ff",
+        "old",
+        at(NOW - 2 * MAX_TTL.as_secs() as i64),
+    )
+    .unwrap();
+
+    // What a restarted daemon loads.
+    let list = RevocationList::load(store.conn(), at(NOW + 1)).unwrap();
+    assert_eq!(list.len(), 1, "only revocations that can still matter");
+    assert!(matches!(
+        verifier.verify(&spent.to_base64(), &request, at(NOW + 1), &list),
+        Err(TokenError::Revoked)
+    ));
+    assert!(
+        verifier
+            .verify(&fresh.to_base64(), &request, at(NOW + 1), &list)
+            .is_ok()
+    );
+    // Told of a later revocation: a clone (what each runner holds) sees it.
+    let runner_copy = list.clone();
+    list.extend([fresh.revocation_id()], at(NOW + 2));
+    assert!(matches!(
+        verifier.verify(&fresh.to_base64(), &request, at(NOW + 2), &runner_copy),
         Err(TokenError::Revoked)
     ));
 }

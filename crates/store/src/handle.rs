@@ -32,9 +32,13 @@ trait Request: Send {
     fn abandon(self: Box<Self>, why: String);
 }
 
+/// Runs on the writer thread once a request's transaction has committed.
+type OnCommit<T> = Box<dyn FnOnce(&T) + Send>;
+
 struct Call<T, F> {
     work: F,
     reply: oneshot::Sender<Result<T, StoreError>>,
+    on_commit: Option<OnCommit<T>>,
 }
 
 impl<T, F> Request for Call<T, F>
@@ -43,7 +47,11 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection, isolation: Isolation) -> (bool, Answer) {
-        let Call { work, reply } = *self;
+        let Call {
+            work,
+            reply,
+            on_commit,
+        } = *self;
         let result = match isolation {
             Isolation::Alone => work(conn),
             Isolation::Savepoint => run_in_savepoint(conn, work),
@@ -51,7 +59,12 @@ where
         let succeeded = result.is_ok();
         let answer: Answer = Box::new(move |committed| {
             let outcome = match committed {
-                Ok(()) => result,
+                Ok(()) => {
+                    if let (Ok(value), Some(hook)) = (&result, on_commit) {
+                        hook(value);
+                    }
+                    result
+                }
                 Err(why) => Err(StoreError::CommitFailed(why)),
             };
             let _ = reply.send(outcome);
@@ -115,9 +128,35 @@ impl StoreHandle {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.send(work, None).await
+    }
+
+    /// Like [`StoreHandle::call`], then runs `on_commit` with `work`'s
+    /// result on the writer thread once its transaction has committed and
+    /// before the caller is answered. Hooks run in commit order, so state
+    /// kept in memory beside the store (the orchestrator's live task views)
+    /// sees changes in the order the database does, and only committed ones.
+    pub async fn call_then<T, F, G>(&self, work: F, on_commit: G) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        G: FnOnce(&T) + Send + 'static,
+    {
+        self.send(work, Some(Box::new(on_commit))).await
+    }
+
+    async fn send<T, F>(&self, work: F, on_commit: Option<OnCommit<T>>) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Box::new(Call { work, reply }))
+            .send(Box::new(Call {
+                work,
+                reply,
+                on_commit,
+            }))
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }

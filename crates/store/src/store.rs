@@ -11,6 +11,9 @@ use crate::model::{
     Synchronous,
 };
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 128;
+
 /// The synchronous store over one SQLite connection.
 ///
 /// Every operation is also available as a free function over `&Connection`
@@ -55,6 +58,10 @@ impl Store {
             .map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_error)?;
+        // Every crate's hot statements go through `prepare_cached`; with
+        // rusqlite's default of 16 they evict each other and are parsed
+        // again on every use.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrations::migrate(&mut conn, &shown)?;
         for component in components {
             migrations::migrate_component(&mut conn, component)?;

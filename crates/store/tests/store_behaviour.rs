@@ -234,6 +234,49 @@ async fn a_lone_failing_request_leaves_no_partial_write() {
     );
 }
 
+#[tokio::test]
+async fn commit_hooks_run_in_commit_order_and_only_for_committed_work() {
+    let (_dir, path) = temp_store();
+    let handle = StoreHandle::open(&path, Synchronous::Normal).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiting = Vec::new();
+    for i in 0..50 {
+        let (handle, seen) = (handle.clone(), seen.clone());
+        waiting.push(tokio::spawn(async move {
+            let event = EventEnvelope::local_text("u", "t", &format!("m{i}"));
+            handle
+                .call_then(
+                    move |conn| Ok(ops::accept_event(conn, &event, 0)?.seq),
+                    move |seq| seen.lock().unwrap().push(*seq),
+                )
+                .await
+        }));
+    }
+    // A request whose work fails is rolled back, and its hook never runs.
+    let failed = handle
+        .call_then(
+            |conn| {
+                conn.execute("INSERT INTO events (seq) VALUES (NULL)", [])?;
+                Ok(-1)
+            },
+            {
+                let seen = seen.clone();
+                move |seq| seen.lock().unwrap().push(*seq)
+            },
+        )
+        .await;
+    assert!(failed.is_err());
+    for task in waiting {
+        task.await.unwrap().unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 50, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "not in commit order: {seen:?}"
+    );
+}
+
 #[test]
 fn components_migrate_independently_and_once() {
     let (_dir, path) = temp_store();

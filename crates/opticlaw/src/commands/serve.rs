@@ -94,7 +94,10 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
     // it reaches the runtime (notices, retry timers) once that has started.
     let late_runtime = Arc::new(crate::orchestration::LateRuntime::default());
     let orchestrator =
-        crate::orchestration::build(&home, &config, store.clone(), late_runtime.clone())?;
+        crate::orchestration::build(&home, &config, store.clone(), late_runtime.clone())?
+            .with_reasoner(Arc::new(crate::reasoning::DaemonReasoner {
+                model: model_answerer.clone(),
+            }));
     let planner = crate::planning::build_planner(&config).context("[[policy]] for the planner")?;
     let actor = Arc::new(crate::orchestration::DaemonActor {
         orch: orchestrator.clone(),

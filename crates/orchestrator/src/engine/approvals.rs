@@ -6,12 +6,13 @@ use super::*;
 impl Orchestrator {
     pub(super) async fn ask_approval(
         &self,
-        view: &TaskView,
+        task: &str,
+        principal: &Principal,
         node: &TaskNode,
         action: Action,
     ) -> Result<(), OrchError> {
         let shown = json!({
-            "task": view.task_id,
+            "task": task,
             "node": node.id,
             "tool": action.tool,
             "args": action.args,
@@ -21,49 +22,42 @@ impl Orchestrator {
             scope: self.scope_of(&action.tool).to_owned(),
             tier: action.tier,
             action: shown.clone(),
-            requested_for: view.principal.clone(),
+            requested_for: principal.clone(),
         };
         let ttl = self.inner.config.approval_ttl;
-        let (task, node_id) = (view.task_id.clone(), node.id.clone());
+        let (t, node_id) = (task.to_owned(), node.id.clone());
         let approval = self
-            .inner
-            .store
-            .call(move |conn| {
-                let run = || -> Result<Option<approval::Approval>, OrchError> {
-                    if journal::current(conn, &task, Some(&node_id))? != Some(State::Planned) {
-                        return Ok(None);
-                    }
-                    let approval = approval::request(conn, &request, Utc::now(), ttl)?;
-                    journal::link_approval(conn, &approval.id, &task, &node_id)?;
-                    journal::transition(
-                        conn,
-                        &task,
-                        Some(&node_id),
-                        Some(State::Planned),
-                        State::Blocked,
-                        &json!({ "approval_id": approval.id, "wait": "external", "tier": request.tier.level() }),
-                        now_ms(),
-                    )?;
-                    if journal::current(conn, &task, None)? == Some(State::Running) {
-                        journal::transition(conn, &task, None, Some(State::Running), State::Blocked, &json!({ "wait": "approval" }), now_ms())?;
-                    }
-                    audit_append(
-                        conn,
-                        "approval_requested",
-                        "orchestrator",
-                        &json!({ "approval": approval.id, "tier": request.tier.level(), "action": request.action }),
-                    )?;
-                    Ok(Some(approval))
-                };
-                Ok(run())
+            .write(move |tx| -> Result<Option<approval::Approval>, OrchError> {
+                if tx.current(&t, Some(&node_id))? != Some(State::Planned) {
+                    return Ok(None);
+                }
+                let approval = approval::request(tx.conn, &request, Utc::now(), ttl)?;
+                journal::link_approval(tx.conn, &approval.id, &t, &node_id)?;
+                tx.transition(
+                    &t,
+                    Some(&node_id),
+                    Some(State::Planned),
+                    State::Blocked,
+                    &json!({ "approval_id": approval.id, "wait": "external", "tier": request.tier.level() }),
+                )?;
+                if tx.current(&t, None)? == Some(State::Running) {
+                    tx.transition(&t, None, Some(State::Running), State::Blocked, &json!({ "wait": "approval" }))?;
+                }
+                audit_append(
+                    tx.conn,
+                    "approval_requested",
+                    "orchestrator",
+                    &json!({ "approval": approval.id, "tier": request.tier.level(), "action": request.action }),
+                )?;
+                Ok(Some(approval))
             })
             .await??;
         if let Some(approval) = approval {
             let text = approval_prompt(&approval, &action);
-            self.tell(&view.principal, text).await;
+            self.tell(principal, text).await;
             // One timer for the expiry: an unanswered request fails the node.
             let expires = approval.expires_at.timestamp_millis();
-            self.arm_retry(&view.task_id, &node.id, expires).await;
+            self.arm_retry(task, &node.id, expires).await;
         }
         // After the prompt: whoever waits for `blocked` can read it.
         self.bump();
@@ -122,13 +116,12 @@ impl Orchestrator {
         let (id, by, code) = (id.to_owned(), by.clone(), code.map(str::to_owned));
         let totp = self.inner.totp.clone();
         let decided = self
-            .inner
-            .store
-            .call(move |conn| {
-                let run = || -> Result<(String, String), OrchError> {
+            .write(move |tx| -> Result<(String, String), OrchError> {
+                let conn = tx.conn;
+                {
                     let (task, node) = journal::approval_subject(conn, &id)?
                         .ok_or_else(|| OrchError::UnknownApproval(id.clone()))?;
-                    let state = journal::current(conn, &task, Some(&node))?;
+                    let state = tx.current(&task, Some(&node))?;
                     if state != Some(State::Blocked) {
                         return Err(OrchError::NotWaiting {
                             task,
@@ -164,21 +157,17 @@ impl Orchestrator {
                         &json!({ "approval": id, "decision": verdict, "by": by, "task": task, "node": node }),
                     )?;
                     let to = if approve { State::Approved } else { State::Failed };
-                    journal::transition(
-                        conn,
+                    tx.transition(
                         &task,
                         Some(&node),
                         Some(State::Blocked),
                         to,
                         &json!({ "approval_id": id, "error": (!approve).then_some("denied by the user") }),
-                        now_ms(),
                     )?;
                     Ok((task, node))
-                };
-                Ok(run())
+                }
             })
             .await?;
-        self.bump();
         let (task, node) = decided?;
         if approve {
             self.task_to(&task, State::Running, json!({})).await?;

@@ -15,35 +15,21 @@ impl Orchestrator {
     ) -> Result<(), OrchError> {
         let (t, n, r) = (task.to_owned(), node.to_owned(), reason.to_owned());
         let moved = self
-            .inner
-            .store
-            .call(move |conn| {
-                let run = || -> Result<bool, OrchError> {
-                    match journal::transition(
-                        conn,
-                        &t,
-                        Some(&n),
-                        from,
-                        State::Failed,
-                        &json!({ "error": r }),
-                        now_ms(),
-                    ) {
-                        Ok(_) => {}
-                        Err(JournalError::Conflict { .. }) => return Ok(false),
-                        Err(other) => return Err(other.into()),
-                    }
-                    audit_append(
-                        conn,
-                        "refusal",
-                        "orchestrator",
-                        &json!({ "task": t, "node": n, "reason": r }),
-                    )?;
-                    Ok(true)
-                };
-                Ok(run())
+            .write(move |tx| -> Result<bool, OrchError> {
+                match tx.transition(&t, Some(&n), from, State::Failed, &json!({ "error": r })) {
+                    Ok(_) => {}
+                    Err(JournalError::Conflict { .. }) => return Ok(false),
+                    Err(other) => return Err(other.into()),
+                }
+                audit_append(
+                    tx.conn,
+                    "refusal",
+                    "orchestrator",
+                    &json!({ "task": t, "node": n, "reason": r }),
+                )?;
+                Ok(true)
             })
             .await??;
-        self.bump();
         if moved {
             self.fail_task(task, node, reason, false).await?;
         }
@@ -130,56 +116,57 @@ impl Orchestrator {
             })
             .map(|n| n.id.clone())
             .collect();
+        let why_not_run = if failed_node.is_empty() {
+            format!("not run: {reason}")
+        } else {
+            format!("not run: node {failed_node} failed")
+        };
         let closed = self
-            .inner
-            .store
-            .call(move |conn| {
-                let run = || -> Result<(bool, Vec<String>), OrchError> {
-                    for (id, from) in &untouched {
-                        let detail = json!({ "error": format!("not run: node {f} failed") });
-                        match journal::transition(
-                            conn,
-                            &t,
-                            Some(id),
-                            Some(*from),
-                            State::Failed,
-                            &detail,
-                            now_ms(),
-                        ) {
-                            Ok(_) | Err(JournalError::Conflict { .. }) => {}
-                            Err(other) => return Err(other.into()),
-                        }
+            .write(move |tx| -> Result<(bool, Vec<String>), OrchError> {
+                // Whatever happens next, no token of a stopped task is
+                // honoured again (one in flight was checked already).
+                let ids = tx.revoke_task_tokens(&t, &format!("task stopped: {r}"))?;
+                if !ids.is_empty() {
+                    audit_append(
+                        tx.conn,
+                        "tokens_revoked",
+                        "orchestrator",
+                        &json!({ "task": t, "reason": r, "revocation_ids": ids }),
+                    )?;
+                }
+                for (id, from) in &untouched {
+                    let detail = json!({ "error": why_not_run });
+                    match tx.transition(&t, Some(id), Some(*from), State::Failed, &detail) {
+                        Ok(_) | Err(JournalError::Conflict { .. }) => {}
+                        Err(other) => return Err(other.into()),
                     }
-                    let from = journal::current(conn, &t, None)?;
-                    if from.is_none_or(State::is_terminal) {
-                        return Ok((false, Vec::new()));
+                }
+                let from = tx.current(&t, None)?;
+                if from.is_none_or(State::is_terminal) {
+                    return Ok((false, Vec::new()));
+                }
+                // Completed since `view` was read, before this close: their
+                // completion did not see the task stopped.
+                let mut finished_meanwhile = Vec::new();
+                for id in &running_with_undo {
+                    if tx.current(&t, Some(id))? == Some(State::Completed) {
+                        finished_meanwhile.push(id.clone());
                     }
-                    // Completed since `view` was read, before this close:
-                    // their completion did not see the task stopped.
-                    let mut finished_meanwhile = Vec::new();
-                    for id in &running_with_undo {
-                        if journal::current(conn, &t, Some(id))? == Some(State::Completed) {
-                            finished_meanwhile.push(id.clone());
-                        }
-                    }
-                    let detail =
-                        json!({ "failed_node": f, "error": r, "compensation_errors": errors });
-                    journal::transition(conn, &t, None, from, end, &detail, now_ms())?;
-                    if dead_letter {
-                        journal::dead_letter(conn, &t, &f, &r, now_ms())?;
-                        audit_append(
-                            conn,
-                            "dead_letter",
-                            "orchestrator",
-                            &json!({ "task": t, "node": f, "reason": r }),
-                        )?;
-                    }
-                    Ok((true, finished_meanwhile))
-                };
-                Ok(run())
+                }
+                let detail = json!({ "failed_node": f, "error": r, "compensation_errors": errors });
+                tx.transition(&t, None, from, end, &detail)?;
+                if dead_letter {
+                    journal::dead_letter(tx.conn, &t, &f, &r, now_ms())?;
+                    audit_append(
+                        tx.conn,
+                        "dead_letter",
+                        "orchestrator",
+                        &json!({ "task": t, "node": f, "reason": r }),
+                    )?;
+                }
+                Ok((true, finished_meanwhile))
             })
             .await??;
-        self.bump();
         let (closed, finished_meanwhile) = closed;
         if !finished_meanwhile.is_empty() {
             let view = self.load(task).await?;
@@ -200,7 +187,11 @@ impl Orchestrator {
             }
         }
         if closed {
-            let mut text = format!("Task {task} stopped: node {failed_node} failed: {reason}.");
+            let mut text = if failed_node.is_empty() {
+                format!("Task {task} stopped: {reason}.")
+            } else {
+                format!("Task {task} stopped: node {failed_node} failed: {reason}.")
+            };
             if rolled_back > 0 {
                 text.push_str(&format!(
                     " {rolled_back} completed step(s) were rolled back."
@@ -270,6 +261,7 @@ impl Orchestrator {
                     node: &node.id,
                     key: &key,
                     key_state: None,
+                    token: None,
                     budget,
                 },
                 runner,
@@ -280,34 +272,26 @@ impl Orchestrator {
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
         let output = result.ok();
         let error = outcome.clone().err();
-        self.inner
-            .store
-            .call(move |conn| {
-                let run = || -> Result<(), OrchError> {
-                    audit_append(
-                        conn,
-                        "compensation",
-                        &runner_name(&tool),
-                        &json!({ "task": t, "node": n, "tool": tool, "key": k, "error": error }),
-                    )?;
-                    if let Some(output) = output {
-                        idempotency::finish(conn, &k, &output.to_string(), Utc::now())?;
-                        journal::transition(
-                            conn,
-                            &t,
-                            Some(&n),
-                            Some(State::Completed),
-                            State::RolledBack,
-                            &json!({ "compensation": output }),
-                            now_ms(),
-                        )?;
-                    }
-                    Ok(())
-                };
-                Ok(run())
-            })
-            .await??;
-        self.bump();
+        self.write(move |tx| -> Result<(), OrchError> {
+            audit_append(
+                tx.conn,
+                "compensation",
+                &runner_name(&tool),
+                &json!({ "task": t, "node": n, "tool": tool, "key": k, "error": error }),
+            )?;
+            if let Some(output) = output {
+                idempotency::finish(tx.conn, &k, &output.to_string(), Utc::now())?;
+                tx.transition(
+                    &t,
+                    Some(&n),
+                    Some(State::Completed),
+                    State::RolledBack,
+                    &json!({ "compensation": output }),
+                )?;
+            }
+            Ok(())
+        })
+        .await??;
         Ok(outcome)
     }
 
@@ -327,11 +311,9 @@ impl Orchestrator {
     /// planned again (with fresh idempotency keys) and it runs.
     pub async fn replay(&self, task: &str) -> Result<(), OrchError> {
         let t = task.to_owned();
-        self.inner
-            .store
-            .call(move |conn| Ok(replay_in(conn, &t)))
-            .await??;
-        self.bump();
+        // A dead letter's task is finished, so not in memory: the next step
+        // reads it from the log, replayed.
+        self.write(move |tx| replay_in(tx.conn, &t)).await??;
         self.spawn_drive(task.to_owned());
         Ok(())
     }

@@ -12,7 +12,7 @@ use chrono::Utc;
 use opticlaw_core::{NodeKind, TaskGraph, TaskNode};
 use opticlaw_security::approval::{self, ActionRequest, ApprovalError, Principal, SecondFactor};
 use opticlaw_security::idempotency::{self, KeyState};
-use opticlaw_security::token::{Grant, MAX_TTL, TokenMinter};
+use opticlaw_security::token::{Grant, MAX_TTL, RevocationList, TokenMinter};
 use opticlaw_security::totp::Totp;
 use opticlaw_security::{Policy, Tier, audit};
 use opticlaw_store::rusqlite::Connection;
@@ -20,12 +20,14 @@ use opticlaw_store::{StoreError, StoreHandle};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::journal::{self, JournalError, TaskView};
+use crate::journal::{self, JournalError, NodeView, TaskView};
 use crate::state::State;
 use crate::tools::{Runner, Tool, ToolCall, ToolError, runner_name};
+use live::{LiveViews, Tx};
 
 mod approvals;
 mod failure;
+mod live;
 mod run;
 
 pub use failure::replay_in;
@@ -57,6 +59,23 @@ pub trait OutcomeHook: Send + Sync {
         scope: &str,
         error: Option<&str>,
     ) -> opticlaw_store::rusqlite::Result<()>;
+}
+
+/// Runs a plan's reasoning step (a `reason` node: "summarize what the
+/// read node returned"). `inputs` are the outputs of the node's
+/// dependencies, by node id; the result becomes the node's output (a
+/// `text` field is what a message's `{ID.output}` shows). The daemon backs
+/// it with the model router (value gate, accounting), or an extractive
+/// summary when no model is configured. Without one, reason nodes pass
+/// through.
+pub trait Reasoner: Send + Sync {
+    fn reason<'a>(
+        &'a self,
+        task: &'a str,
+        node: &'a TaskNode,
+        inputs: Vec<(String, Value)>,
+        principal: &'a Principal,
+    ) -> BoxFuture<'a, Result<Value, String>>;
 }
 
 /// Work done in the transaction that stores a new task (the daemon stores
@@ -163,16 +182,67 @@ struct Inner {
     /// nodes failing at once never compensate anything twice.
     failing: std::sync::Mutex<std::collections::HashSet<String>>,
     outcomes: Option<Arc<dyn OutcomeHook>>,
+    reasoner: Option<Arc<dyn Reasoner>>,
+    /// The folded state of running tasks (see [`live`]).
+    live: Arc<LiveViews>,
+    /// Revoked tokens, shared with every runner.
+    revoked: RevocationList,
+}
+
+/// What running one node needs from its task's view.
+#[derive(Debug, Clone)]
+struct NodeRun {
+    node: TaskNode,
+    state: NodeView,
+    principal: Principal,
+    task_state: State,
+}
+
+impl NodeRun {
+    fn of(view: &TaskView, node_id: &str) -> Option<Self> {
+        Some(Self {
+            node: view.graph.nodes.iter().find(|n| n.id == node_id)?.clone(),
+            state: view.nodes.get(node_id)?.clone(),
+            principal: view.principal.clone(),
+            task_state: view.state,
+        })
+    }
+}
+
+/// What `drive` found the task needs next.
+enum Next {
+    Nothing,
+    /// A node failed and the task was not closed yet.
+    Close {
+        node: String,
+        reason: String,
+    },
+    /// Every node completed: close the task and tell the user this.
+    Complete {
+        principal: Principal,
+        text: String,
+    },
+    /// Planned nodes whose dependencies completed.
+    Start(Vec<NodeRun>),
 }
 
 /// One call of a node's tool: whose, under which idempotency key (and
-/// where that key stands, when the caller already stored it), how long.
+/// where that key stands, with the token the caller minted and recorded
+/// with it, when the caller already stored it), how long.
 struct ToolAttempt<'a> {
     task: &'a str,
     node: &'a str,
     key: &'a str,
     key_state: Option<KeyState>,
+    token: Option<Result<Minted, ToolError>>,
     budget: Duration,
+}
+
+/// A capability token minted for one call, and what revokes it.
+struct Minted {
+    token: String,
+    revocation_id: String,
+    expires_ms: i64,
 }
 
 /// What a node will do, as checked, approved and run.
@@ -197,10 +267,14 @@ pub fn idempotency_key(task: &str, node: &str, run: u32, attempt: u32) -> String
 impl Orchestrator {
     pub fn new(parts: Parts) -> Self {
         let root = parts.minter.public_key();
+        let revoked = RevocationList::default();
         let runners = parts
             .tools
             .into_iter()
-            .map(|tool| (tool.name(), Runner::new(tool, root)))
+            .map(|tool| {
+                let runner = Runner::new(tool, root).with_revocations(revoked.clone());
+                (runner.tool().name(), runner)
+            })
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -215,6 +289,9 @@ impl Orchestrator {
                 changed: watch::channel(0).0,
                 failing: Default::default(),
                 outcomes: None,
+                reasoner: None,
+                live: Default::default(),
+                revoked,
             }),
         }
     }
@@ -228,8 +305,34 @@ impl Orchestrator {
         self
     }
 
+    /// Runs `reason` nodes with `reasoner` (call right after `new`).
+    pub fn with_reasoner(mut self, reasoner: Arc<dyn Reasoner>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.reasoner = Some(reasoner),
+            None => tracing::error!("with_reasoner called on a shared orchestrator; ignored"),
+        }
+        self
+    }
+
     pub fn store(&self) -> &StoreHandle {
         &self.inner.store
+    }
+
+    /// The runner of `tool`, as the orchestrator calls it (it refuses
+    /// revoked tokens).
+    pub fn runner(&self, tool: &str) -> Option<&Runner> {
+        self.inner.runners.get(tool)
+    }
+
+    /// Cancels a task on behalf of `by`: nodes not started never start,
+    /// completed ones with a compensating action are undone, and every
+    /// token minted for the task that has not expired is revoked (audited),
+    /// so a runner refuses it even if it is presented later.
+    pub async fn cancel(&self, task: &str, by: &str) -> Result<(), OrchError> {
+        // The task must exist (this reads it from the log if need be).
+        self.with_view(task, |_| ()).await?;
+        self.fail_task(task, "", &format!("cancelled by {by}"), false)
+            .await
     }
 
     /// Accepts a validated graph for `principal` and starts it. Every
@@ -269,23 +372,33 @@ impl Orchestrator {
         let task_id = graph.task_id.to_string();
         let goal = graph.goal.clone();
         let id = task_id.clone();
+        let live = self.inner.live.clone();
         self.inner
             .store
-            .call(move |conn| {
-                let run = || -> Result<(), OrchError> {
-                    if journal::insert_task(conn, &graph, &principal, now_ms())? {
-                        on_insert(conn)?;
-                        audit_append(
-                            conn,
-                            "task_submitted",
-                            &principal.user_id,
-                            &json!({ "task": id, "goal": goal, "nodes": graph.nodes.len() }),
-                        )?;
+            .call_then(
+                move |conn| {
+                    let run = || -> Result<Option<TaskView>, OrchError> {
+                        let view = journal::insert_task(conn, &graph, &principal, now_ms())?;
+                        if view.is_some() {
+                            on_insert(conn)?;
+                            audit_append(
+                                conn,
+                                "task_submitted",
+                                &principal.user_id,
+                                &json!({ "task": id, "goal": goal, "nodes": graph.nodes.len() }),
+                            )?;
+                        }
+                        Ok(view)
+                    };
+                    Ok(run())
+                },
+                // A new task starts in memory: no step reads its log.
+                move |inserted| {
+                    if let Ok(Some(view)) = inserted {
+                        live.adopt(view);
                     }
-                    Ok(())
-                };
-                Ok(run())
-            })
+                },
+            )
             .await??;
         self.spawn_drive(task_id.clone());
         Ok(task_id)
@@ -295,6 +408,14 @@ impl Orchestrator {
     /// carries on where it stopped. Calls that were in flight are resumed
     /// with their idempotency key; retry timers are armed again.
     pub async fn resume_all(&self) -> Result<usize, OrchError> {
+        // Before anything runs again: tokens revoked before the restart
+        // stay refused.
+        let revoked = self.inner.revoked.clone();
+        self.inner
+            .store
+            .call(move |conn| Ok(revoked.refresh(conn, Utc::now())))
+            .await?
+            .map_err(|e| OrchError::Store(StoreError::CommitFailed(format!("revocations: {e}"))))?;
         let tasks = self
             .inner
             .store
@@ -339,14 +460,82 @@ impl Orchestrator {
         Ok(tasks.len())
     }
 
-    /// A task's state, rebuilt from its log.
+    /// A task's state: its live view while it runs, else rebuilt from its
+    /// log.
     pub async fn load(&self, task: &str) -> Result<TaskView, OrchError> {
-        let task = task.to_owned();
-        Ok(self
+        self.with_view(task, TaskView::clone).await
+    }
+
+    /// The task's view as kept in memory while it runs; `None` when it is
+    /// not there (finished, or not read since a restart). For checking
+    /// that memory agrees with the log; callers want [`Orchestrator::load`].
+    pub fn live_view(&self, task: &str) -> Option<TaskView> {
+        self.inner.live.read(task, TaskView::clone).ok()
+    }
+
+    /// Runs `read` on the task's live view, reading the task from its log
+    /// first when it is not in memory (after a restart, or once finished).
+    async fn with_view<R>(
+        &self,
+        task: &str,
+        read: impl FnOnce(&TaskView) -> R,
+    ) -> Result<R, OrchError> {
+        let read = match self.inner.live.read(task, read) {
+            Ok(found) => return Ok(found),
+            Err(read) => read,
+        };
+        let t = task.to_owned();
+        let live = self.inner.live.clone();
+        let view = self
             .inner
             .store
-            .call(move |conn| Ok(journal::load(conn, &task)))
-            .await??)
+            .call_then(
+                move |conn| Ok(journal::load(conn, &t)),
+                // Adopted in commit order: every later commit is folded in.
+                move |loaded| {
+                    if let Ok(view) = loaded {
+                        live.adopt(view);
+                    }
+                },
+            )
+            .await??;
+        Ok(read(&view))
+    }
+
+    /// Runs `work` in one transaction; once it commits, the transitions it
+    /// appended are folded into the live views (and whoever waits on a
+    /// change is woken).
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Tx<'_>) -> T + Send + 'static,
+    ) -> Result<T, OrchError> {
+        let (live, revoked) = (self.inner.live.clone(), self.inner.revoked.clone());
+        let result = self
+            .inner
+            .store
+            .call_then(
+                move |conn| {
+                    let mut tx = Tx::new(conn);
+                    let value = work(&mut tx);
+                    Ok((value, tx.appended, tx.revoked))
+                },
+                move |(_, appended, ids)| {
+                    live.apply(appended);
+                    if !ids.is_empty() {
+                        revoked.extend(ids.iter().cloned(), Utc::now());
+                    }
+                },
+            )
+            .await;
+        self.bump();
+        match result {
+            Ok((value, ..)) => Ok(value),
+            Err(error) => {
+                // The commit's fate is unknown to memory: read the log again.
+                self.inner.live.clear();
+                Err(error.into())
+            }
+        }
     }
 
     /// Waits until `done` holds for the task (checked after every change).
@@ -374,13 +563,8 @@ impl Orchestrator {
         let mut changes = self.inner.changed.subscribe();
         loop {
             changes.borrow_and_update();
-            let t = task.to_owned();
-            let state = self
-                .inner
-                .store
-                .call(move |conn| Ok(journal::current(conn, &t, None)))
-                .await??;
-            if state.is_none_or(State::is_terminal) || changes.changed().await.is_err() {
+            let finished = self.with_view(task, |v| v.state.is_terminal()).await?;
+            if finished || changes.changed().await.is_err() {
                 return self.load(task).await;
             }
         }
@@ -403,13 +587,13 @@ impl Orchestrator {
         self.spawn_run_with(task, node, None);
     }
 
-    /// Runs a node on its own tokio task; `view` saves re-reading the log
-    /// when the caller just read it (a stale view is harmless: every
-    /// transition re-checks the state it starts from).
-    fn spawn_run_with(&self, task: String, node: String, view: Option<TaskView>) {
+    /// Runs a node on its own tokio task; `snapshot` saves reading the
+    /// view again when the caller just read it (a stale one is harmless:
+    /// every transition re-checks the state it starts from).
+    fn spawn_run_with(&self, task: String, node: String, snapshot: Option<NodeRun>) {
         let this = self.clone();
         tokio::spawn(async move {
-            if let Err(err) = this.run_node(&task, &node, view).await {
+            if let Err(err) = this.run_node(&task, &node, snapshot).await {
                 tracing::error!(task, node, %err, "running a node failed; it resumes on restart");
             }
             this.spawn_drive(task);
@@ -419,86 +603,70 @@ impl Orchestrator {
     /// Starts every node whose dependencies are complete, and closes the
     /// task when all nodes are.
     async fn drive(&self, task: &str) -> Result<(), OrchError> {
-        let view = self.load(task).await?;
-        if view.state.is_terminal() {
+        let (state, next) = self
+            .with_view(task, |view| (view.state, next_step(view)))
+            .await?;
+        if state.is_terminal() {
             return Ok(());
         }
-        if view.state == State::Planned {
+        if state == State::Planned {
             self.task_to(task, State::Running, json!({})).await?;
         }
-        // A node failed and the task was not closed (a crash came between
-        // the two): close it now; compensations already done are skipped
-        // by their idempotency keys.
-        if let Some((id, node)) = view
-            .nodes
-            .iter()
-            .find(|(_, n)| n.state == Some(State::Failed))
-        {
-            let reason = node.error.clone().unwrap_or_else(|| "failed".into());
-            return self.fail_task(task, id, &reason, true).await;
-        }
-        if view
-            .nodes
-            .values()
-            .all(|n| n.state == Some(State::Completed))
-        {
-            if self.task_to(task, State::Completed, json!({})).await? {
-                self.tell(&view.principal, completion_text(&view)).await;
+        match next {
+            Next::Nothing => Ok(()),
+            // A node failed and the task was not closed (a crash came
+            // between the two): close it now; compensations already done
+            // are skipped by their idempotency keys.
+            Next::Close { node, reason } => self.fail_task(task, &node, &reason, true).await,
+            Next::Complete { principal, text } => {
+                if self.task_to(task, State::Completed, json!({})).await? {
+                    self.tell(&principal, text).await;
+                }
+                Ok(())
             }
-            return Ok(());
-        }
-        for node in &view.graph.nodes {
-            let ready = view.node(&node.id).state == Some(State::Planned)
-                && node
-                    .deps
-                    .iter()
-                    .all(|d| view.node(d).state == Some(State::Completed));
-            if ready {
-                self.start_node(&view, node).await?;
+            Next::Start(ready) => {
+                for run in ready {
+                    self.start_node(task, run).await?;
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Moves the task to `to` unless it is there already; `false` when
     /// someone else moved it first.
     async fn task_to(&self, task: &str, to: State, detail: Value) -> Result<bool, OrchError> {
         let task = task.to_owned();
-        let moved = self
-            .inner
-            .store
-            .call(move |conn| {
-                let from = journal::current(conn, &task, None);
-                Ok(from.and_then(|from| match from {
+        Ok(self
+            .write(move |tx| {
+                let from = tx.current(&task, None)?;
+                match from {
                     Some(from) if from == to || !from.allows(to, crate::state::Subject::Task) => {
                         Ok(false)
                     }
-                    from => journal::transition(conn, &task, None, from, to, &detail, now_ms())
-                        .map(|_| true),
-                }))
+                    from => tx.transition(&task, None, from, to, &detail).map(|_| true),
+                }
             })
-            .await??;
-        self.bump();
-        Ok(moved)
+            .await??)
     }
 
     /// Decides what a planned node needs: refusal, approval, or nothing.
-    async fn start_node(&self, view: &TaskView, node: &TaskNode) -> Result<(), OrchError> {
-        let task = view.task_id.clone();
-        let action = match self.action_for(node) {
+    async fn start_node(&self, task: &str, run: NodeRun) -> Result<(), OrchError> {
+        let action = match self.action_for(&run.node) {
             Ok(action) => action,
             Err(reason) => {
-                self.refuse(&task, &node.id, Some(State::Planned), &reason)
+                self.refuse(task, &run.node.id, Some(State::Planned), &reason)
                     .await?;
                 return Ok(());
             }
         };
         if action.tier < Tier::SideEffect {
             // Approved and started in one transaction by `run_node`.
-            self.spawn_run_with(task, node.id.clone(), Some(view.clone()));
+            self.spawn_run_with(task.to_owned(), run.node.id.clone(), Some(run));
             return Ok(());
         }
-        self.ask_approval(view, node, action).await
+        self.ask_approval(task, &run.principal, &run.node, action)
+            .await
     }
 
     /// The tool, arguments and tier of a node; `Err` names why it may not
@@ -580,6 +748,48 @@ fn audit_append(
 
 fn tier_of(tier: opticlaw_core::TrustTier) -> Tier {
     Tier::try_from(tier as u8).unwrap_or(Tier::HighRisk)
+}
+
+/// What a task needs next, read from its view.
+fn next_step(view: &TaskView) -> Next {
+    if view.state.is_terminal() {
+        return Next::Nothing;
+    }
+    if let Some((id, node)) = view
+        .nodes
+        .iter()
+        .find(|(_, n)| n.state == Some(State::Failed))
+    {
+        let reason = node.error.clone().unwrap_or_else(|| "failed".into());
+        return Next::Close {
+            node: id.clone(),
+            reason,
+        };
+    }
+    if view
+        .nodes
+        .values()
+        .all(|n| n.state == Some(State::Completed))
+    {
+        return Next::Complete {
+            principal: view.principal.clone(),
+            text: completion_text(view),
+        };
+    }
+    let ready = view
+        .graph
+        .nodes
+        .iter()
+        .filter(|node| {
+            view.node(&node.id).state == Some(State::Planned)
+                && node
+                    .deps
+                    .iter()
+                    .all(|d| view.node(d).state == Some(State::Completed))
+        })
+        .filter_map(|node| NodeRun::of(view, &node.id))
+        .collect();
+    Next::Start(ready)
 }
 
 fn completion_text(view: &TaskView) -> String {

@@ -11,20 +11,29 @@ impl Orchestrator {
         &self,
         task: &str,
         node_id: &str,
-        view: Option<TaskView>,
+        snapshot: Option<NodeRun>,
     ) -> Result<(), OrchError> {
-        let view = match view {
-            Some(view) => view,
-            None => self.load(task).await?,
+        let snapshot = match snapshot {
+            Some(snapshot) => Some(snapshot),
+            None => {
+                self.with_view(task, |view| NodeRun::of(view, node_id))
+                    .await?
+            }
         };
-        let Some(node) = view.graph.nodes.iter().find(|n| n.id == node_id).cloned() else {
+        let Some(NodeRun {
+            node,
+            state,
+            principal,
+            ..
+        }) = snapshot
+        else {
             return Err(JournalError::UnknownNode {
                 task: task.to_owned(),
                 node: node_id.to_owned(),
             }
             .into());
         };
-        let state = view.node(node_id);
+        let state = &state;
         let action = match self.action_for(&node) {
             Ok(action) => action,
             Err(reason) => return self.refuse(task, node_id, state.state, &reason).await,
@@ -36,6 +45,7 @@ impl Orchestrator {
         // Enter `running`, fixing the prepared action and the attempt.
         let (attempt, prepared, key_state) = match state.state {
             Some(State::Running) => (state.attempt, state.prepared.clone(), None),
+
             // Tier 0 and 1 clear without asking; 2 and 3 wait for approval.
             Some(State::Planned) if action.tier >= Tier::SideEffect => return Ok(()),
             Some(from @ (State::Planned | State::Approved | State::Blocked)) => {
@@ -62,47 +72,45 @@ impl Orchestrator {
                 let approval_id = state.approval_id.clone();
                 let shown = json!({ "task": task, "node": node_id, "tool": action.tool, "args": action.args });
                 let key = idempotency_key(task, node_id, state.run, attempt);
+                // Minted before `running` so that its revocation id is
+                // committed with it: a task stopped from then on revokes it.
+                let runner = self.inner.runners.get(action.tool.as_str());
+                let token = runner.map(|runner| {
+                    let prepared = prepared.as_ref().unwrap_or(&Value::Null);
+                    self.mint(task, node_id, runner, prepared, budget)
+                });
+                let recorded = match &token {
+                    Some(Ok(minted)) => Some((minted.revocation_id.clone(), minted.expires_ms)),
+                    _ => None,
+                };
                 let detail = json!({ "attempt": attempt, "prepared": prepared, "key": key });
                 let (t, n, k) = (task.to_owned(), node_id.to_owned(), key.clone());
                 let tier = action.tier.level();
                 let entered = self
-                    .inner
-                    .store
-                    .call(move |conn| {
-                        let run = || -> Result<KeyState, OrchError> {
-                            let mut from = from;
-                            if from == State::Planned {
-                                journal::transition(
-                                    conn,
-                                    &t,
-                                    Some(&n),
-                                    Some(from),
-                                    State::Approved,
-                                    &json!({ "tier": tier }),
-                                    now_ms(),
-                                )?;
-                                from = State::Approved;
-                            }
-                            if let Some(id) = &approval_id {
-                                // What runs is byte for byte what was approved.
-                                approval::ensure_approved(conn, id, &shown, Utc::now())?;
-                            }
-                            journal::transition(
-                                conn,
+                    .write(move |tx| -> Result<KeyState, OrchError> {
+                        let mut from = from;
+                        if from == State::Planned {
+                            tx.transition(
                                 &t,
                                 Some(&n),
                                 Some(from),
-                                State::Running,
-                                &detail,
-                                now_ms(),
+                                State::Approved,
+                                &json!({ "tier": tier }),
                             )?;
-                            // The key is committed with `running`, before the call.
-                            Ok(idempotency::begin(conn, &k, Utc::now())?)
-                        };
-                        Ok(run())
+                            from = State::Approved;
+                        }
+                        if let Some(id) = &approval_id {
+                            // What runs is byte for byte what was approved.
+                            approval::ensure_approved(tx.conn, id, &shown, Utc::now())?;
+                        }
+                        tx.transition(&t, Some(&n), Some(from), State::Running, &detail)?;
+                        if let Some((id, expires_ms)) = &recorded {
+                            journal::record_token(tx.conn, id, &t, &n, &k, *expires_ms)?;
+                        }
+                        // The key is committed with `running`, before the call.
+                        Ok(idempotency::begin(tx.conn, &k, Utc::now())?)
                     })
                     .await?;
-                self.bump();
                 let key_state = match entered {
                     Ok(key_state) => key_state,
                     Err(OrchError::Journal(JournalError::Conflict { .. })) => return Ok(()),
@@ -113,12 +121,16 @@ impl Orchestrator {
                     }
                     Err(other) => return Err(other),
                 };
-                (attempt, prepared, Some(key_state))
+                (attempt, prepared, Some((key_state, token)))
             }
             _ => return Ok(()),
         };
         let key = idempotency_key(task, node_id, state.run, attempt);
+        let (key_state, token) = key_state.unzip();
         let outcome = match self.inner.runners.get(action.tool.as_str()) {
+            None if node.kind == NodeKind::Reason && self.inner.reasoner.is_some() => {
+                self.reason(task, &node, &principal).await?
+            }
             None => Ok(json!({ "note": non_tool_note(&node, &action) })),
             Some(runner) => {
                 let prepared = prepared.unwrap_or(Value::Null);
@@ -127,6 +139,7 @@ impl Orchestrator {
                     node: node_id,
                     key: &key,
                     key_state,
+                    token: token.flatten(),
                     budget,
                 };
                 self.call_tool(attempt, runner, &prepared).await?
@@ -135,8 +148,10 @@ impl Orchestrator {
         if node.kind == NodeKind::Message
             && let Some(text) = node.params["text"].as_str()
         {
-            self.tell(&view.principal, fill_outputs(text, &node, &view))
-                .await;
+            let text = self
+                .with_view(task, |view| fill_outputs(text, &node, view))
+                .await?;
+            self.tell(&principal, text).await;
         }
         match outcome {
             Ok(output) => {
@@ -145,25 +160,18 @@ impl Orchestrator {
                 let scope = action.scope.clone();
                 let hook = self.inner.outcomes.clone();
                 let task_stopped = self
-                    .inner
-                    .store
-                    .call(move |conn| {
-                        let run = || -> Result<bool, OrchError> {
-                            idempotency::finish(conn, &k, &output.to_string(), Utc::now())?;
-                            journal::transition(conn, &t, Some(&n), Some(State::Running), State::Completed, &json!({ "output": output, "key": k }), now_ms())?;
-                            audit_append(conn, "tool_action", &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "completed" }))?;
-                            if let Some(hook) = hook.as_ref().filter(|_| !tool.is_empty()) {
-                                hook.tool_outcome(conn, &tool, &scope, None)?;
-                            }
-                            // Read in the same transaction as the task's
-                            // close (see `fail_task`): one of the two sees
-                            // the other.
-                            Ok(journal::current(conn, &t, None)?.is_some_and(State::is_terminal))
-                        };
-                        Ok(run())
+                    .write(move |tx| -> Result<bool, OrchError> {
+                        idempotency::finish(tx.conn, &k, &output.to_string(), Utc::now())?;
+                        tx.transition(&t, Some(&n), Some(State::Running), State::Completed, &json!({ "output": output, "key": k }))?;
+                        audit_append(tx.conn, "tool_action", &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "completed" }))?;
+                        if let Some(hook) = hook.as_ref().filter(|_| !tool.is_empty()) {
+                            hook.tool_outcome(tx.conn, &tool, &scope, None)?;
+                        }
+                        // Read in the same transaction as the task's close
+                        // (see `fail_task`): one of the two sees the other.
+                        Ok(tx.current(&t, None)?.is_some_and(State::is_terminal))
                     })
                     .await??;
-                self.bump();
                 // A sibling failed while this one ran: undo it too.
                 if task_stopped && !node.params["compensate"].is_null() {
                     let view = self.load(task).await?;
@@ -178,9 +186,68 @@ impl Orchestrator {
         }
     }
 
-    /// Mints the node's token, stores the idempotency key, and runs the
-    /// tool on a blocking thread within its budget. The outer error is the
-    /// store's; the inner one the call's.
+    /// Runs a reason node through the reasoner, given its dependencies'
+    /// outputs. A failure is retried like a tool's.
+    async fn reason(
+        &self,
+        task: &str,
+        node: &TaskNode,
+        principal: &Principal,
+    ) -> Result<Result<Value, ToolError>, OrchError> {
+        let Some(reasoner) = &self.inner.reasoner else {
+            return Ok(Err(ToolError::Refused("no reasoner".into())));
+        };
+        let inputs = self
+            .with_view(task, |view| {
+                node.deps
+                    .iter()
+                    .map(|dep| {
+                        let output = view.node(dep).output.clone().unwrap_or(Value::Null);
+                        (dep.clone(), output)
+                    })
+                    .collect()
+            })
+            .await?;
+        Ok(reasoner
+            .reason(task, node, inputs, principal)
+            .await
+            .map_err(ToolError::Failed))
+    }
+
+    /// Mints a token for one call of `node`: its tool, scope and resource,
+    /// for its runner, living the node's budget plus a little.
+    pub(super) fn mint(
+        &self,
+        task: &str,
+        node_id: &str,
+        runner: &Runner,
+        prepared: &Value,
+        budget: Duration,
+    ) -> Result<Minted, ToolError> {
+        let tool = runner.tool();
+        let grant = Grant {
+            tool: tool.name().to_owned(),
+            scope: tool.scope().to_owned(),
+            resource: tool.resource(prepared)?,
+            audience: runner_name(tool.name()),
+            node: format!("{task}/{node_id}"),
+        };
+        // Least privilege in time too: the budget plus a little, never more
+        // than the maximum.
+        let ttl = (budget + Duration::from_secs(5)).min(MAX_TTL);
+        let hosts = tool.hosts(prepared)?;
+        let now = Utc::now();
+        let token = self.inner.minter.mint_with_hosts(&grant, &hosts, now, ttl)?;
+        Ok(Minted {
+            revocation_id: token.revocation_id(),
+            expires_ms: now.timestamp_millis() + ttl.as_millis() as i64,
+            token: token.to_base64(),
+        })
+    }
+
+    /// Mints the node's token unless the caller did (recording it with the
+    /// idempotency key), and runs the tool on a blocking thread within its
+    /// budget. The outer error is the store's; the inner one the call's.
     pub(super) async fn call_tool(
         &self,
         call: ToolAttempt<'_>,
@@ -192,47 +259,36 @@ impl Orchestrator {
             node: node_id,
             key,
             key_state,
+            token,
             budget,
         } = call;
         let tool = runner.tool();
-        let resource = match tool.resource(prepared) {
-            Ok(resource) => resource,
-            Err(error) => return Ok(Err(error)),
-        };
-        let grant = Grant {
-            tool: tool.name().to_owned(),
-            scope: tool.scope().to_owned(),
-            resource,
-            audience: runner_name(tool.name()),
-            node: format!("{task}/{node_id}"),
-        };
-        // Least privilege in time too: the budget plus a little, never more
-        // than the maximum.
-        let ttl = (budget + Duration::from_secs(5)).min(MAX_TTL);
-        let hosts = match tool.hosts(prepared) {
-            Ok(hosts) => hosts,
-            Err(error) => return Ok(Err(error)),
-        };
-        let token = match self
-            .inner
-            .minter
-            .mint_with_hosts(&grant, &hosts, Utc::now(), ttl)
-        {
-            Ok(token) => token.to_base64(),
-            Err(error) => return Ok(Err(ToolError::Token(error))),
-        };
-        // The key is committed before the call: a crash after this point
-        // finds it and never repeats a side effect blindly.
+        let minted =
+            match token.unwrap_or_else(|| self.mint(task, node_id, runner, prepared, budget)) {
+                Ok(minted) => minted,
+                Err(error) => return Ok(Err(error)),
+            };
+        // The key (and the token's revocation id) are committed before the
+        // call: a crash after this point finds the key and never repeats a
+        // side effect blindly.
         let state = match key_state {
             Some(state) => state,
             None => {
-                let k = key.to_owned();
+                let (t, n, k) = (task.to_owned(), node_id.to_owned(), key.to_owned());
+                let (id, expires_ms) = (minted.revocation_id.clone(), minted.expires_ms);
                 self.inner
                     .store
-                    .call(move |conn| Ok(idempotency::begin(conn, &k, Utc::now())))
+                    .call(move |conn| {
+                        let run = || -> Result<KeyState, OrchError> {
+                            journal::record_token(conn, &id, &t, &n, &k, expires_ms)?;
+                            Ok(idempotency::begin(conn, &k, Utc::now())?)
+                        };
+                        Ok(run())
+                    })
                     .await??
             }
         };
+        let token = minted.token;
         let resumed = match state {
             KeyState::Done { result } => {
                 return Ok(Ok(serde_json::from_str(&result).unwrap_or(Value::Null)));
@@ -298,26 +354,20 @@ impl Orchestrator {
             .outcomes
             .clone()
             .filter(|_| kind == "tool_action");
-        self.inner
-            .store
-            .call(move |conn| {
-                let run = || -> Result<(), OrchError> {
-                    let (to, detail) = if retry {
-                        (State::Blocked, json!({ "retry_at_ms": wake_at, "error": msg, "attempt": attempt }))
-                    } else {
-                        (State::Failed, json!({ "error": msg, "attempt": attempt }))
-                    };
-                    journal::transition(conn, &t, Some(&n), Some(State::Running), to, &detail, now_ms())?;
-                    audit_append(conn, kind, &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "failed", "error": msg, "retry": retry }))?;
-                    if let Some(hook) = &hook {
-                        hook.tool_outcome(conn, &tool, &scope, Some(&msg))?;
-                    }
-                    Ok(())
-                };
-                Ok(run())
-            })
-            .await??;
-        self.bump();
+        self.write(move |tx| -> Result<(), OrchError> {
+            let (to, detail) = if retry {
+                (State::Blocked, json!({ "retry_at_ms": wake_at, "error": msg, "attempt": attempt }))
+            } else {
+                (State::Failed, json!({ "error": msg, "attempt": attempt }))
+            };
+            tx.transition(&t, Some(&n), Some(State::Running), to, &detail)?;
+            audit_append(tx.conn, kind, &runner_name(&tool), &json!({ "task": t, "node": n, "tool": tool, "key": k, "attempt": attempt, "outcome": "failed", "error": msg, "retry": retry }))?;
+            if let Some(hook) = &hook {
+                hook.tool_outcome(tx.conn, &tool, &scope, Some(&msg))?;
+            }
+            Ok(())
+        })
+        .await??;
         if retry {
             self.arm_retry(task, node_id, wake_at).await;
             Ok(())
@@ -370,15 +420,15 @@ impl Orchestrator {
     /// The same timer marks an approval request's expiry: a node still
     /// waiting for an approval that expired fails (and its task stops).
     pub async fn retry_due(&self, task: &str, node: &str) -> Result<(), OrchError> {
-        let view = self.load(task).await?;
-        let Some(state) = view.nodes.get(node) else {
+        let Some(run) = self.with_view(task, |view| NodeRun::of(view, node)).await? else {
             return Ok(());
         };
-        if state.state != Some(State::Blocked) || view.state.is_terminal() {
+        let state = &run.state;
+        if state.state != Some(State::Blocked) || run.task_state.is_terminal() {
             return Ok(());
         }
         if state.retry_at_ms.is_some() {
-            self.run_node(task, node, Some(view)).await?;
+            self.run_node(task, node, Some(run)).await?;
             self.spawn_drive(task.to_owned());
         } else if let Some(id) = state.approval_id.clone() {
             let status = self

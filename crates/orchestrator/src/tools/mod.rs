@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use opticlaw_security::token::{NoRevocations, Request, TokenError, TokenVerifier};
+use opticlaw_security::token::{Request, RevocationList, TokenError, TokenVerifier};
 use serde_json::Value;
 
 pub use fs::{FileRead, FileWrite};
@@ -93,6 +93,7 @@ pub fn runner_name(tool: &str) -> String {
 pub struct Runner {
     tool: Arc<dyn Tool>,
     verifier: TokenVerifier,
+    revoked: RevocationList,
 }
 
 impl Runner {
@@ -100,14 +101,25 @@ impl Runner {
     /// addressed to [`runner_name`] of the tool.
     pub fn new(tool: Arc<dyn Tool>, root: biscuit_auth::PublicKey) -> Self {
         let verifier = TokenVerifier::new(root, runner_name(tool.name()));
-        Self { tool, verifier }
+        Self {
+            tool,
+            verifier,
+            revoked: RevocationList::default(),
+        }
+    }
+
+    /// Refuses tokens in `revoked` (the orchestrator's list, shared).
+    pub fn with_revocations(mut self, revoked: RevocationList) -> Self {
+        self.revoked = revoked;
+        self
     }
 
     pub fn tool(&self) -> &dyn Tool {
         self.tool.as_ref()
     }
 
-    /// Verifies the token against exactly this call, then runs it.
+    /// Verifies the token against exactly this call (and that it was not
+    /// revoked), then runs it.
     pub fn execute(&self, call: &ToolCall<'_>) -> Result<Value, ToolError> {
         let resource = self.tool.resource(call.args)?;
         let request = Request {
@@ -116,13 +128,8 @@ impl Runner {
             resource: &resource,
         };
         let hosts = self.tool.hosts(call.args)?;
-        self.verifier.verify_with_hosts(
-            call.token,
-            &request,
-            &hosts,
-            Utc::now(),
-            &NoRevocations,
-        )?;
+        self.verifier
+            .verify_with_hosts(call.token, &request, &hosts, Utc::now(), &self.revoked)?;
         self.tool.run(call)
     }
 }

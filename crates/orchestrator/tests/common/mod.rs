@@ -50,6 +50,13 @@ impl Told {
     }
 }
 
+/// The id in the approval prompt the user was sent.
+pub async fn approval_id(told: &Told) -> String {
+    let prompt = told.containing("Approval needed").await;
+    let after = prompt.split("/approve ").nth(1).unwrap();
+    after.split_whitespace().next().unwrap().to_owned()
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub grant: PathBuf,
