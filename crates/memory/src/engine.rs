@@ -371,11 +371,8 @@ impl MemoryEngine {
         use rusqlite::OptionalExtension;
         Ok(self
             .conn
-            .query_row(
-                "SELECT position FROM memory_cursors WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT position FROM memory_cursors WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
             .optional()?
             .unwrap_or(0))
     }

@@ -68,28 +68,28 @@ pub(crate) fn row_to_memory(row: &Row<'_>) -> rusqlite::Result<StoredMemory> {
 /// Insert a record with its full-text row and entity links; returns its seq.
 pub fn insert_record(conn: &Connection, rec: &PreparedRecord) -> Result<i64> {
     let n = &rec.new;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO memory_records (memory_id, kind, content, context, thread_id, speaker, source,
              confidence, domain, salience, pinned, expires_at, occurred_at, created_at, entities)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        params![
-            rec.memory_id.to_string(),
-            kind_str(n.kind),
-            n.content,
-            rec.context,
-            n.thread_id,
-            n.speaker,
-            n.source,
-            n.confidence.map(f64::from),
-            n.domain,
-            f64::from(rec.salience),
-            n.pinned as i64,
-            n.expires_at.map(to_ms),
-            to_ms(rec.occurred_at),
-            to_ms(rec.created_at),
-            serde_json::to_string(&rec.entities).unwrap_or_else(|_| "[]".into()),
-        ],
-    )
+    )?
+    .execute(params![
+        rec.memory_id.to_string(),
+        kind_str(n.kind),
+        n.content,
+        rec.context,
+        n.thread_id,
+        n.speaker,
+        n.source,
+        n.confidence.map(f64::from),
+        n.domain,
+        f64::from(rec.salience),
+        n.pinned as i64,
+        n.expires_at.map(to_ms),
+        to_ms(rec.occurred_at),
+        to_ms(rec.created_at),
+        serde_json::to_string(&rec.entities).unwrap_or_else(|_| "[]".into()),
+    ])
     .map_err(|e| match e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -99,17 +99,17 @@ pub fn insert_record(conn: &Connection, rec: &PreparedRecord) -> Result<i64> {
         e => e.into(),
     })?;
     let seq = conn.last_insert_rowid();
-    conn.execute(
-        "INSERT INTO memory_fts (rowid, content, context) VALUES (?1, ?2, ?3)",
-        params![seq, index_text(rec), rec.context],
-    )?;
+    conn.prepare_cached("INSERT INTO memory_fts (rowid, content, context) VALUES (?1, ?2, ?3)")?
+        .execute(params![seq, index_text(rec), rec.context])?;
     for &prev in &rec.previous_seqs {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE memory_records SET context = context || ' ' || ?2 WHERE seq = ?1",
-            params![prev, n.content],
-        )?;
-        conn.execute(
-            "UPDATE memory_fts SET context = (SELECT context FROM memory_records WHERE seq = ?1) WHERE rowid = ?1",
+        )?
+        .execute(params![prev, n.content])?;
+        conn.prepare_cached(
+            "UPDATE memory_fts SET context = (SELECT context FROM memory_records WHERE seq = ?1) WHERE rowid = ?1"
+        )?
+        .execute(
             [prev],
         )?;
     }
@@ -120,10 +120,10 @@ pub fn insert_record(conn: &Connection, rec: &PreparedRecord) -> Result<i64> {
     let mut ids = Vec::with_capacity(rec.entities.len());
     for key in &rec.entities {
         let id = upsert_entity(conn, key, rec.created_at)?;
-        conn.execute(
+        conn.prepare_cached(
             "INSERT OR IGNORE INTO memory_record_entities (seq, entity_id) VALUES (?1, ?2)",
-            params![seq, id],
-        )?;
+        )?
+        .execute(params![seq, id])?;
         ids.push((key, id));
     }
     if let Some(sp) = speaker_entity {
@@ -149,19 +149,14 @@ fn index_text(rec: &PreparedRecord) -> String {
 /// Find or create the entity with `key`; returns its id.
 pub fn upsert_entity(conn: &Connection, key: &str, now: DateTime<Utc>) -> Result<i64> {
     if let Some(id) = conn
-        .query_row(
-            "SELECT entity_id FROM memory_entities WHERE key = ?1",
-            [key],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT entity_id FROM memory_entities WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?
     {
         return Ok(id);
     }
-    conn.execute(
-        "INSERT INTO memory_entities (key, name, created_at) VALUES (?1, ?2, ?3)",
-        params![key, crate::text::entity_name(key), to_ms(now)],
-    )?;
+    conn.prepare_cached("INSERT INTO memory_entities (key, name, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![key, crate::text::entity_name(key), to_ms(now)])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -173,12 +168,12 @@ pub(crate) fn add_relation_row(
     source_seq: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO memory_relations (src, relation, dst, weight, source_seq, created_at)
          VALUES (?1, ?2, ?3, 1.0, ?4, ?5)
          ON CONFLICT (src, relation, dst) DO UPDATE SET weight = weight + 1.0",
-        params![src, relation, dst, source_seq, to_ms(now)],
-    )?;
+    )?
+    .execute(params![src, relation, dst, source_seq, to_ms(now)])?;
     Ok(())
 }
 

@@ -2,8 +2,9 @@
 //! delivered, once. Replies left undelivered by a crash go out at start-up;
 //! the send ledger makes sure no part goes out twice.
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use opticlaw_core::ResponsePacket;
 use opticlaw_gateway::{Channel, Gateway, PartOutcome, SendError, Sender};
@@ -31,19 +32,29 @@ pub async fn run_outbound(
     sender: Sender<SqliteLedger>,
 ) {
     let sender = Arc::new(sender);
+    // Replies queued or being delivered. When the reply stream lags (the
+    // HTTP thread commits faster than this loop reads), the catch-up from
+    // the store skips these instead of queueing each one a second time.
+    let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
     let shards: Vec<mpsc::UnboundedSender<ResponsePacket>> = (0..SHARDS)
         .map(|_| {
             let (tx, mut rx) = mpsc::unbounded_channel::<ResponsePacket>();
             let (runtime, gateway, sender) = (runtime.clone(), gateway.clone(), sender.clone());
+            let in_flight = in_flight.clone();
             tokio::spawn(async move {
                 while let Some(reply) = rx.recv().await {
+                    let seq = reply.seq;
                     deliver(&runtime, &gateway, &sender, reply).await;
+                    in_flight.lock().expect("in-flight set").remove(&seq);
                 }
             });
             tx
         })
         .collect();
     let route = |reply: ResponsePacket| {
+        if !in_flight.lock().expect("in-flight set").insert(reply.seq) {
+            return;
+        }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (&reply.source, &reply.thread_id).hash(&mut hasher);
         let _ = shards[hasher.finish() as usize % SHARDS].send(reply);

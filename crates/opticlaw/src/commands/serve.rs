@@ -196,20 +196,68 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
         tracing::info!(?routes, "chat platform webhooks served");
     }
 
-    let draining = runtime.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let signal = shutdown_signal().await;
-        tracing::info!(signal, "draining in-flight work");
-        draining.shutdown(grace).await;
-    })
-    .await
-    .context("the HTTP server failed")?;
+    let mut http = serve_http_on_own_thread(listener, app)?;
+    let signal = tokio::select! {
+        signal = shutdown_signal() => signal,
+        ended = &mut http.done => {
+            ended.context("the HTTP server thread panicked")??;
+            anyhow::bail!("the HTTP server stopped on its own");
+        }
+    };
+    tracing::info!(signal, "draining in-flight work");
+    runtime.shutdown(grace).await;
+    // Then the HTTP server stops accepting and lets open requests finish.
+    let _ = http.stop.send(());
+    http.done
+        .await
+        .context("the HTTP server thread panicked")?
+        .context("the HTTP server failed")?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP server on its own thread, and how to stop it.
+struct HttpThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::sync::oneshot::Receiver<std::io::Result<()>>,
+}
+
+/// Serves `app` on a thread of its own with a single-threaded runtime:
+/// under load, webhook parsing and verification fill one core while this
+/// thread's runtime (workers, scheduler, platform sends) needs most of
+/// another. Idle, both threads park in epoll with no timeout, so the
+/// daemon still makes zero wake-ups. Handlers reach the runtime and the
+/// store through channels, which work across runtimes.
+fn serve_http_on_own_thread(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> Result<HttpThread> {
+    let listener = listener.into_std()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (finished, done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("opticlaw-http".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|http| {
+                    http.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        axum::serve(
+                            listener,
+                            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                        )
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.await;
+                        })
+                        .await
+                    })
+                });
+            let _ = finished.send(served);
+        })
+        .context("starting the HTTP server thread")?;
+    Ok(HttpThread { stop, done })
 }
 
 async fn shutdown_signal() -> &'static str {

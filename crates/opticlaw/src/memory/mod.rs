@@ -225,8 +225,22 @@ fn run(
     // The model (about 100 MB resident) loads on the first request that
     // needs it, so a daemon that nobody talks to stays small.
     let mut model_loaded = false;
+    // A request read while coalescing catch-ups, handled next.
+    let mut next = None;
     // Blocks with no timeout: nothing runs here until a request arrives.
-    while let Ok(request) = rx.recv() {
+    while let Some(request) = next.take().or_else(|| rx.recv().ok()) {
+        if let Request::CatchUp = request {
+            // Catch-ups queued behind this one (one per committed reply)
+            // are covered by its pass: their rows were committed before
+            // they were sent. Under load this saves a pass per message.
+            next = loop {
+                match rx.try_recv() {
+                    Ok(Request::CatchUp) => continue,
+                    Ok(other) => break Some(other),
+                    Err(_) => break None,
+                }
+            };
+        }
         let needs_model = match request {
             Request::CatchUp => feed.has_pending(&engine).unwrap_or(true),
             _ => true,
@@ -237,7 +251,6 @@ fn run(
         }
         match request {
             Request::CatchUp => {
-                // Several catch-up requests in a row need one pass.
                 if let Err(err) = feed.catch_up(&mut engine) {
                     tracing::error!("memory ingestion: {err:#}");
                 }
