@@ -44,8 +44,8 @@ while [ ! -c /dev/vport0p1 ] || [ ! -c /dev/vport0p2 ] || [ ! -c /dev/vport0p3 ]
 done
 chmod 0600 /dev/vport0p1 /dev/vport0p2 /dev/vport0p3
 . /opticlaw/setup
-# The host kills QEMU at the wall-clock limit; this guest-side limit (a
-# little later) stops the guest too if the host process died meanwhile.
+# The host kills QEMU at the wall-clock limit; this guest-side limit (twice
+# it, plus 10 s) stops the guest too if the host process died meanwhile.
 timeout -s KILL "$(cat /opticlaw/wall_seconds)" \
     su -s /bin/sh nobody -c 'exec setpriv --nnp /bin/sh /opticlaw/exec' \
     </dev/null >/dev/vport0p1 2>/dev/vport0p2
