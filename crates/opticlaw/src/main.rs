@@ -12,8 +12,8 @@ mod model_answerer;
 mod orchestration;
 mod planning;
 mod procfs;
-mod sandbox_runner;
 mod reasoning;
+mod sandbox_runner;
 mod server;
 mod webchat;
 

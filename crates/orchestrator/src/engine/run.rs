@@ -237,7 +237,10 @@ impl Orchestrator {
         let ttl = (budget + Duration::from_secs(5)).min(MAX_TTL);
         let hosts = tool.hosts(prepared)?;
         let now = Utc::now();
-        let token = self.inner.minter.mint_with_hosts(&grant, &hosts, now, ttl)?;
+        let token = self
+            .inner
+            .minter
+            .mint_with_hosts(&grant, &hosts, now, ttl)?;
         Ok(Minted {
             revocation_id: token.revocation_id(),
             expires_ms: now.timestamp_millis() + ttl.as_millis() as i64,

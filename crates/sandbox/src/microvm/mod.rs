@@ -183,7 +183,12 @@ impl Sandbox for MicroVmSandbox {
             // host's deadline is the limit. Twice the limit plus a margin,
             // because an emulated (TCG) guest's clock can run fast under
             // load (seen: 61 guest seconds in 55 host seconds).
-            wall_seconds: spec.limits.wall_clock.as_secs().saturating_mul(2).saturating_add(10),
+            wall_seconds: spec
+                .limits
+                .wall_clock
+                .as_secs()
+                .saturating_mul(2)
+                .saturating_add(10),
             setup: setup_script(&grants, network)?,
             exec: exec_script(spec)?,
         };
