@@ -98,19 +98,22 @@ fn cached_query_vector(
     cache: &std::sync::Mutex<Vec<(String, Vec<f32>)>>,
     text: &str,
 ) -> Result<Vec<f32>> {
+    // Tokenizers split on whitespace: texts differing only in spacing are
+    // one query (embedded in their normalised form, so the cache is exact).
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let cached = cache
         .lock()
         .ok()
-        .and_then(|c| c.iter().find(|(t, _)| t == text).map(|(_, v)| v.clone()));
+        .and_then(|c| c.iter().find(|(t, _)| *t == text).map(|(_, v)| v.clone()));
     if let Some(v) = cached {
         return Ok(v);
     }
-    let v = checked_embed(e, &[text])?.pop().unwrap_or_default();
+    let v = checked_embed(e, &[&text])?.pop().unwrap_or_default();
     if let Ok(mut c) = cache.lock() {
         if c.len() >= QUERY_VECTOR_CACHE {
             c.remove(0);
         }
-        c.push((text.to_string(), v.clone()));
+        c.push((text, v.clone()));
     }
     Ok(v)
 }

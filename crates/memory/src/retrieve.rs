@@ -111,6 +111,10 @@ pub struct FusionWeights {
     pub depth: usize,
     /// BM25 weight of the neighbouring-context column relative to content.
     pub context_column: f64,
+    /// Weight of the full-text row holding a record's following turn
+    /// (a short row, so BM25 scores it high for its words) relative to the
+    /// record's own row.
+    pub following_row: f64,
     /// Share of the better neighbour's (previous or next record of the
     /// same thread) fused score a record inherits: evidence clusters.
     pub neighbour: f32,
@@ -137,6 +141,7 @@ impl Default for FusionWeights {
             graph: 0.3,
             depth: 100,
             context_column: 0.5,
+            following_row: 0.5,
             neighbour: 0.2,
             by_score: false,
             feedback: 0.0,
@@ -352,12 +357,23 @@ impl Retriever<'_> {
         let Some(expr) = fts_or_query(terms) else {
             return Ok(Vec::new());
         };
+        // A record has up to two rows (rowid 2*seq: its words and the turns
+        // before; 2*seq+1: the turn after): its score is their sum.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT rowid, -bm25(memory_fts, 1.0, ?2) AS s FROM memory_fts WHERE memory_fts MATCH ?1
-              ORDER BY s DESC LIMIT ?3",
+            "WITH rows AS MATERIALIZED (
+                 SELECT rowid >> 1 AS seq, (rowid & 1) AS following,
+                        -bm25(memory_fts, 1.0, ?2) AS s
+                   FROM memory_fts WHERE memory_fts MATCH ?1)
+             SELECT seq, SUM(CASE WHEN following THEN ?4 * s ELSE s END) AS total
+               FROM rows GROUP BY seq ORDER BY total DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(
-            params![expr, self.weights.context_column, depth as i64],
+            params![
+                expr,
+                self.weights.context_column,
+                depth as i64,
+                self.weights.following_row
+            ],
             |r| Ok((r.get(0)?, r.get::<_, f64>(1)? as f32)),
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -109,6 +109,26 @@ CREATE TABLE memory_cursors (
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 3: ingestion only inserts into the full-text index. A record's row
+    // (rowid 2*seq) holds its words and the turns before it; the turn after
+    // it, which arrives later, gets a row of its own (rowid 2*seq+1)
+    // instead of rewriting the record's row. Rewrites with secure-delete
+    // made ingestion slow at scale (each one purged the old row's terms
+    // from the index); now only forgetting deletes, and secure-delete still
+    // purges what is forgotten at once. (Not contentless: FTS5's
+    // contentless_delete tables delete through tombstones and keep the
+    // terms in the index pages.)
+    r#"
+DROP TABLE memory_fts;
+CREATE VIRTUAL TABLE memory_fts USING fts5 (
+    content, context,
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+INSERT INTO memory_fts (memory_fts, rank) VALUES ('secure-delete', 1);
+INSERT INTO memory_fts (rowid, content, context)
+    SELECT seq * 2, CASE WHEN speaker IS NULL THEN content ELSE speaker || ': ' || content END, context
+      FROM memory_records;
+"#,
 ];
 
 /// Apply every migration in [`MIGRATIONS`] not yet applied to `conn`, each in

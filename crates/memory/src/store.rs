@@ -100,18 +100,19 @@ pub fn insert_record(conn: &Connection, rec: &PreparedRecord) -> Result<i64> {
     })?;
     let seq = conn.last_insert_rowid();
     conn.prepare_cached("INSERT INTO memory_fts (rowid, content, context) VALUES (?1, ?2, ?3)")?
-        .execute(params![seq, index_text(rec), rec.context])?;
+        .execute(params![own_row(seq), index_text(rec), rec.context])?;
     for &prev in &rec.previous_seqs {
+        // memory_records.context keeps the whole context (forgetting finds
+        // a record's text there); the index gets a row of its own, so
+        // nothing already indexed is rewritten.
         conn.prepare_cached(
             "UPDATE memory_records SET context = context || ' ' || ?2 WHERE seq = ?1",
         )?
         .execute(params![prev, n.content])?;
         conn.prepare_cached(
-            "UPDATE memory_fts SET context = (SELECT context FROM memory_records WHERE seq = ?1) WHERE rowid = ?1"
+            "INSERT OR REPLACE INTO memory_fts (rowid, content, context) VALUES (?1, '', ?2)",
         )?
-        .execute(
-            [prev],
-        )?;
+        .execute(params![following_row(prev), n.content])?;
     }
     let speaker_entity = n
         .speaker
@@ -135,6 +136,16 @@ pub fn insert_record(conn: &Connection, rec: &PreparedRecord) -> Result<i64> {
         }
     }
     Ok(seq)
+}
+
+/// Full-text rowid of a record's own row (its words and the turns before).
+pub(crate) fn own_row(seq: i64) -> i64 {
+    seq * 2
+}
+
+/// Full-text rowid of the row holding the turn after a record.
+pub(crate) fn following_row(seq: i64) -> i64 {
+    seq * 2 + 1
 }
 
 /// Text put in the main full-text column: content plus the speaker's name,
@@ -307,13 +318,18 @@ fn delete_record(conn: &Connection, seq: i64, drop_summaries: bool) -> Result<()
                 "UPDATE memory_records SET context = replace(context, ?2, '') WHERE seq = ?1",
                 params![n, content],
             )?;
+            // Re-index the neighbour as one row with what is left of its
+            // context; the delete purges the old terms (secure-delete).
+            delete_fulltext(conn, n)?;
             conn.execute(
-                "UPDATE memory_fts SET context = (SELECT context FROM memory_records WHERE seq = ?1) WHERE rowid = ?1",
-                [n],
+                "INSERT INTO memory_fts (rowid, content, context)
+                 SELECT ?2, CASE WHEN speaker IS NULL THEN content ELSE speaker || ': ' || content END,
+                        context FROM memory_records WHERE seq = ?1",
+                params![n, own_row(n)],
             )?;
         }
     }
-    conn.execute("DELETE FROM memory_fts WHERE rowid = ?1", [seq])?;
+    delete_fulltext(conn, seq)?;
     conn.execute("DELETE FROM memory_vectors WHERE seq = ?1", [seq])?;
     let linked: Vec<i64> = conn
         .prepare_cached("SELECT entity_id FROM memory_record_entities WHERE seq = ?1")?
@@ -346,6 +362,13 @@ fn delete_record(conn: &Connection, seq: i64, drop_summaries: bool) -> Result<()
     for id in linked {
         orphan.execute([id])?;
     }
+    Ok(())
+}
+
+/// Remove a record's full-text rows (its own and its following turn's).
+fn delete_fulltext(conn: &Connection, seq: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM memory_fts WHERE rowid IN (?1, ?2)")?
+        .execute(params![own_row(seq), following_row(seq)])?;
     Ok(())
 }
 

@@ -146,6 +146,57 @@ fn forgetting_deletes_the_row_full_text_entry_entities_and_summaries() {
 }
 
 #[test]
+fn forgotten_text_leaves_no_bytes_in_the_full_text_index() {
+    let (_d, mut e) = engine();
+    let mut turns = Vec::new();
+    for i in 0..8 {
+        let text = if i == 4 {
+            "my locker combination is xylophone77".to_string()
+        } else {
+            format!("turn {i} about the harbour picnic")
+        };
+        turns.push(
+            e.add(NewMemory::episodic(
+                "t",
+                "Ana",
+                text,
+                day(1) + Duration::minutes(i),
+            ))
+            .unwrap(),
+        );
+    }
+    // Indexed as its own row, as the following turn of turn 3, and as the
+    // context of turns 5 and 6.
+    let matches = |e: &MemoryEngine| {
+        count(
+            e,
+            "SELECT COUNT(*) FROM memory_fts WHERE memory_fts MATCH 'xylophone77'",
+        )
+    };
+    assert_eq!(matches(&e), 4);
+    let in_index_pages = |e: &MemoryEngine| {
+        count(
+            e,
+            "SELECT COUNT(*) FROM memory_fts_data WHERE instr(block, CAST('xylophone' AS BLOB)) > 0",
+        )
+    };
+    assert!(in_index_pages(&e) > 0, "the probe must see indexed terms");
+    e.forget(turns[4].id()).unwrap();
+    assert_eq!(matches(&e), 0);
+    assert_eq!(in_index_pages(&e), 0, "secure-delete purges the terms");
+    assert_eq!(
+        count(
+            &e,
+            "SELECT COUNT(*) FROM memory_records WHERE instr(content || context, 'xylophone') > 0"
+        ),
+        0
+    );
+    // The neighbours are still found by their own words.
+    let hits = e.search(&Query::new("harbour picnic turn 5", 3)).unwrap();
+    assert_eq!(hits[0].memory.id(), turns[5].id());
+}
+
+#[test]
 fn expired_records_are_never_returned_and_are_purged() {
     let (_d, mut e) = engine();
     let soon = Utc::now() + Duration::hours(1);

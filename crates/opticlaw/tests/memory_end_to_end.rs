@@ -144,6 +144,39 @@ fn a_message_is_remembered_searchable_and_forget_removes_it_everywhere() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("4711"), "{}", stdout(&out));
 
+    // Nor does the daemon's event log (the message, and the /forget naming
+    // it) or its outbox (the /memory reply that quoted it); the events stay,
+    // with their dedupe keys.
+    let store = home.path().join("data").join("opticlaw.db");
+    let in_store = |sql: &str| query_i64(&store, sql, "4711");
+    assert_eq!(
+        in_store(
+            "SELECT COUNT(*) FROM events WHERE instr(envelope || COALESCE(outcome, ''), ?1) > 0"
+        ),
+        0
+    );
+    assert_eq!(
+        in_store("SELECT COUNT(*) FROM replies WHERE instr(body, ?1) > 0"),
+        0
+    );
+    assert_eq!(
+        query_i64(
+            &store,
+            "SELECT COUNT(*) FROM events WHERE instr(json_extract(envelope, '$.content.text'), ?1) > 0",
+            "[forgotten]"
+        ),
+        2
+    );
+    assert!(
+        !reply_texts(&daemon, "main")
+            .iter()
+            .any(|t| t.contains("4711")),
+        "the outbox still quotes it"
+    );
+    // The notice that no model is configured was not remembered as the
+    // assistant's turn.
+    assert_eq!(records_containing(&home, "none is configured"), 0);
+
     // /remember keeps a fact the next search finds.
     daemon.send(
         "main",
@@ -172,17 +205,16 @@ fn ingestion_survives_kill_9_with_nothing_lost_or_duplicated() {
 
     let daemon = home.serve();
     // Every message answered (the no-model notice), and then every message
-    // and every reply remembered, once.
+    // remembered, once; the notices are the daemon's boilerplate, not the
+    // assistant's turns, and are not remembered.
     let replies = daemon.wait_for_replies("main", messages.len(), Duration::from_secs(60));
     assert_eq!(replies.len(), messages.len());
     let db = memory_db(&home);
     let total = || query_i64(&db, "SELECT COUNT(*) FROM memory_records WHERE ?1 = ?1", "");
-    let expected = 2 * messages.len() as i64;
-    wait_until(
-        Duration::from_secs(60),
-        "every message and reply in memory",
-        || total() >= expected,
-    );
+    let expected = messages.len() as i64;
+    wait_until(Duration::from_secs(60), "every message in memory", || {
+        total() >= expected
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(total(), expected, "records were duplicated");
     for m in &messages {
@@ -202,7 +234,7 @@ fn ingestion_survives_kill_9_with_nothing_lost_or_duplicated() {
             "SELECT COUNT(*) FROM memory_records WHERE speaker = ?1",
             "assistant"
         ),
-        messages.len() as i64
+        0
     );
 
     // A restart after everything was ingested adds nothing.

@@ -26,7 +26,7 @@ pub use model::{
 };
 /// The SQLite binding the store is built on, for callers of `StoreHandle::call`.
 pub use rusqlite;
-pub use store::Store;
+pub use store::{FORGOTTEN, Store};
 
 /// Store operations over a borrowed connection, for use inside
 /// [`StoreHandle::call`] or [`Store::transaction`].
@@ -34,7 +34,7 @@ pub mod ops {
     pub use crate::store::{
         accept_event, add_deferred, add_reply, cancel_deferred, complete_event, event_envelope,
         event_status, fire_due, list_deferred, mark_delivered, next_wake_at, pending_events,
-        replies_after, replies_for_event, stats, undelivered_replies,
+        redact_text, replies_after, replies_for_event, stats, undelivered_replies,
     };
 }
 

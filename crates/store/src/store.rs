@@ -468,3 +468,70 @@ pub fn stats(conn: &Connection) -> Result<StoreStats, StoreError> {
 fn from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
+
+/// What forgotten text is replaced with in the event log and the outbox.
+pub const FORGOTTEN: &str = "[forgotten]";
+
+/// Erase `text` from what the store keeps of one conversation, named by
+/// its key `source/user_id/thread_id`: every string of an event envelope
+/// (the message text, platform metadata) and every reply body containing
+/// it get it replaced by [`FORGOTTEN`]. Rows, event ids and so the dedupe
+/// keys stay: a redelivered event is still recognised and nothing is
+/// processed twice. The connection's `secure_delete` is turned on first so
+/// the old text is overwritten in the file, not just unlinked. Returns how
+/// many rows changed.
+pub fn redact_text(conn: &Connection, conversation: &str, text: &str) -> Result<usize, StoreError> {
+    if text.trim().is_empty() {
+        return Ok(0);
+    }
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    let events: Vec<(i64, String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT seq, envelope, outcome FROM events
+              WHERE source || '/' || json_extract(envelope, '$.user_id') || '/'
+                    || json_extract(envelope, '$.thread_id') = ?1",
+        )?
+        .query_map([conversation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let redacted = |json: &str| {
+        let mut value = serde_json::from_str::<serde_json::Value>(json).ok()?;
+        redact_strings(&mut value, text).then(|| value.to_string())
+    };
+    let mut changed = 0;
+    for (seq, envelope, outcome) in events {
+        let envelope = redacted(&envelope);
+        // The outcome explains the decision and may quote the message.
+        let outcome = outcome.as_deref().and_then(redacted);
+        if envelope.is_some() || outcome.is_some() {
+            conn.execute(
+                "UPDATE events SET envelope = COALESCE(?2, envelope), outcome = COALESCE(?3, outcome)
+                  WHERE seq = ?1",
+                rusqlite::params![seq, envelope, outcome],
+            )?;
+            changed += 1;
+        }
+    }
+    changed += conn.execute(
+        "UPDATE replies SET body = replace(body, ?2, ?3)
+          WHERE source || '/' || user_id || '/' || thread_id = ?1 AND instr(body, ?2) > 0",
+        rusqlite::params![conversation, text, FORGOTTEN],
+    )?;
+    Ok(changed)
+}
+
+/// Replace `text` in every string inside `value`; whether any changed.
+fn redact_strings(value: &mut serde_json::Value, text: &str) -> bool {
+    match value {
+        serde_json::Value::String(s) if s.contains(text) => {
+            *s = s.replace(text, FORGOTTEN);
+            true
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| redact_strings(v, text) | any),
+        serde_json::Value::Object(map) => map
+            .values_mut()
+            .fold(false, |any, v| redact_strings(v, text) | any),
+        _ => false,
+    }
+}

@@ -311,3 +311,52 @@ fn components_migrate_independently_and_once() {
         .unwrap();
     assert!(err.to_string().contains("extra"), "{err}");
 }
+
+#[test]
+fn redacting_erases_text_from_events_and_replies_but_keeps_dedupe() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path, Synchronous::Normal).unwrap();
+    let secret = "door code is 4711";
+    let event = EventEnvelope::local_text("alice", "main", &format!("my {secret}, ok?"));
+    let seq = store.accept_event(&event).unwrap().seq;
+    store
+        .complete_event(&Completion {
+            event_seq: seq,
+            status: EventStatus::Done,
+            outcome: json!({}),
+            replies: vec![reply_to(&event, &format!("noted: {secret}"))],
+            schedule: vec![],
+            cancel: vec![],
+        })
+        .unwrap();
+    // Another conversation saying the same is not touched.
+    let other = EventEnvelope::local_text("bob", "main", &format!("bob's {secret}"));
+    store.accept_event(&other).unwrap();
+
+    let changed = ops::redact_text(store.connection(), "local/alice/main", secret).unwrap();
+    assert_eq!(changed, 2);
+    let count = |sql: &str| -> i64 { store.connection().query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM events WHERE instr(envelope, '4711') > 0"),
+        1,
+        "only bob's event still says it"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM replies WHERE instr(body, '4711') > 0"),
+        0
+    );
+    let text: String = store
+        .connection()
+        .query_row(
+            "SELECT json_extract(envelope, '$.content.text') FROM events WHERE seq = ?1",
+            [seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(text, format!("my {}, ok?", opticlaw_store::FORGOTTEN));
+    // The redelivered event is still a duplicate: processed once.
+    let again = store.accept_event(&event).unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.seq, seq);
+    assert_eq!(ops::stats(store.connection()).unwrap().events_total, 2);
+}

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use super::bert::{BertConfig, BertEncoder};
 use super::{Embedder, MODEL_FILES};
 use crate::error::{MemoryError, Result};
 
@@ -19,7 +19,7 @@ const BATCH: usize = 32;
 
 /// A BERT sentence embedder loaded from a Hugging Face-layout directory.
 pub struct MiniLmEmbedder {
-    model: BertModel,
+    model: BertEncoder,
     tokenizer: Tokenizer,
     dim: usize,
     model_id: String,
@@ -49,13 +49,10 @@ impl MiniLmEmbedder {
             }
         }
         let cfg_text = std::fs::read_to_string(dir.join("config.json"))?;
-        let config: Config = serde_json::from_str(&cfg_text).map_err(|e| {
+        let config: BertConfig = serde_json::from_str(&cfg_text).map_err(|e| {
             MemoryError::Embedder(format!("{}: {e}", dir.join("config.json").display()))
         })?;
-        let dim = serde_json::from_str::<serde_json::Value>(&cfg_text)
-            .ok()
-            .and_then(|v| v["hidden_size"].as_u64())
-            .unwrap_or(384) as usize;
+        let dim = config.hidden_size;
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| err("tokenizer.json")(Box::new(e)))?;
         tokenizer
@@ -73,7 +70,7 @@ impl MiniLmEmbedder {
         // SAFETY: the file is memory-mapped read-only and not modified while mapped.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
             .map_err(|e| err("model.safetensors")(Box::new(e)))?;
-        let model = BertModel::load(vb, &config).map_err(|e| err("loading BERT")(Box::new(e)))?;
+        let model = BertEncoder::load(vb, &config).map_err(|e| err("loading BERT")(Box::new(e)))?;
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("bert");
         Ok(Self {
             model,
@@ -100,10 +97,9 @@ impl MiniLmEmbedder {
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
             let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-            let types = ids.zeros_like()?;
-            // One text has no padding: skip building and adding the mask.
+            // One text has no padding: no attention mask to build or add.
             let attention = (n > 1).then_some(&mask);
-            let hidden = self.model.forward(&ids, &types, attention)?; // (n, len, dim)
+            let hidden = self.model.forward(&ids, attention)?; // (n, len, dim)
             let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
             let summed = hidden.broadcast_mul(&m)?.sum(1)?; // (n, dim)
             let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?; // (n, 1)

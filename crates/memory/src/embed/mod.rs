@@ -2,6 +2,8 @@
 //! (feature `embeddings`), or any OpenAI-compatible / Ollama `/embeddings`
 //! HTTP endpoint.
 
+#[cfg(feature = "embeddings")]
+mod bert;
 mod hashing;
 mod http;
 #[cfg(feature = "embeddings")]

@@ -159,8 +159,14 @@ pub fn run(home: Option<&Path>, command: Command) -> Result<ExitCode> {
                 thread_prefix: None,
                 thread_id: String::new(),
             };
-            let gone =
-                crate::memory::forget(&mut engine, &owner, &target).map_err(anyhow::Error::msg)?;
+            // The daemon's event log and outbox lose the text too.
+            let store_file = home.store_file();
+            let store = store_file
+                .is_file()
+                .then(|| crate::memory::open_store_for_redaction(&store_file))
+                .transpose()?;
+            let gone = crate::memory::forget(&mut engine, store.as_ref(), &owner, &target)
+                .map_err(anyhow::Error::msg)?;
             if gone.is_empty() {
                 writeln!(
                     out,

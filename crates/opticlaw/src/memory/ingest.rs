@@ -125,30 +125,35 @@ impl Feed {
     /// Replies after `from` (not those answering a command): (items, new cursor).
     fn replies(&self, from: i64, limit: usize) -> Result<(Vec<Item>, i64)> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT r.seq, r.source, r.user_id, r.thread_id, r.body, r.created_ms, e.envelope
+            "SELECT r.seq, r.source, r.user_id, r.thread_id, r.body, r.created_ms, e.envelope,
+                    r.kind, e.outcome
                FROM replies r LEFT JOIN events e ON e.seq = r.event_seq
               WHERE r.seq > ?1 ORDER BY r.seq LIMIT ?2",
         )?;
         let rows = stmt.query_map([from, BATCH], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ),
                 r.get::<_, Option<String>>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Option<String>>(8)?,
             ))
         })?;
         let mut to = from;
         let mut items = Vec::new();
         for row in rows {
-            let (seq, source, user, thread, body, created_ms, envelope) = row?;
+            let ((seq, source, user, thread, body, created_ms), envelope, kind, outcome) = row?;
             to = seq;
             let answers_command = envelope
                 .and_then(|e| serde_json::from_str::<EventEnvelope>(&e).ok())
                 .is_some_and(|e| conversational(&e.content.text, limit).is_none());
-            if answers_command {
+            if answers_command || is_system_notice(&kind, outcome.as_deref()) {
                 continue;
             }
             let Some(text) = conversational(&body, limit) else {
@@ -167,6 +172,24 @@ impl Feed {
         }
         Ok((items, to))
     }
+}
+
+/// A reply the daemon wrote about itself rather than an answer: a notice,
+/// "no model is configured", an error or a refusal (the event's outcome
+/// says which path answered). Remembering these as the assistant's turns
+/// would fill memory with boilerplate that matches every later question.
+fn is_system_notice(kind: &str, outcome: Option<&str>) -> bool {
+    if kind == opticlaw_core::ResponseKind::Notice.as_str() {
+        return true;
+    }
+    let Some(outcome) = outcome.and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+    else {
+        return false;
+    };
+    let path = outcome["path"].as_str().unwrap_or_default();
+    matches!(path, "needs_model" | "no_orchestrator")
+        || !outcome["error"].is_null()
+        || outcome["answer"]["needs_model"] == serde_json::Value::Bool(true)
 }
 
 /// Errors that belong to one record (not the store or the model).
@@ -207,6 +230,29 @@ mod tests {
             conversational("I moved to Lisbon", 100).as_deref(),
             Some("I moved to Lisbon")
         );
+    }
+
+    #[test]
+    fn notices_and_no_model_replies_are_not_remembered() {
+        use super::is_system_notice;
+        assert!(is_system_notice("notice", None));
+        assert!(is_system_notice(
+            "reply",
+            Some(r#"{"rule":"none","path":"needs_model"}"#)
+        ));
+        assert!(is_system_notice(
+            "reply",
+            Some(r#"{"rule":"none","path":"model","answer":{"needs_model":true}}"#)
+        ));
+        assert!(is_system_notice(
+            "reply",
+            Some(r#"{"rule":"none","path":"model","error":"timeout"}"#)
+        ));
+        assert!(!is_system_notice(
+            "reply",
+            Some(r#"{"rule":"none","path":"model","answer":{"model":"m"}}"#)
+        ));
+        assert!(!is_system_notice("reply", None));
     }
 
     #[test]

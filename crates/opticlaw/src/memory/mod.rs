@@ -155,11 +155,12 @@ impl MemoryHandle {
         let engine = MemoryEngine::open(&path)
             .with_context(|| format!("opening the memory store {}", path.display()))?;
         let feed = ingest::Feed::open(store_file)?;
+        let store = open_store_for_redaction(store_file)?;
         let (tx, rx) = mpsc::channel();
         let section = section.clone();
         std::thread::Builder::new()
             .name("opticlaw-memory".into())
-            .spawn(move || run(engine, feed, &section, rx))
+            .spawn(move || run(engine, feed, &store, &section, rx))
             .context("starting the memory thread")?;
         let handle = Self { tx };
         handle.catch_up();
@@ -215,9 +216,24 @@ impl MemoryHandle {
     }
 }
 
+/// A connection to the daemon's store for erasing forgotten text from its
+/// event log and outbox (SQLite serialises it with the store's writer).
+pub fn open_store_for_redaction(store_file: &Path) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        store_file,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening {} to erase forgotten text", store_file.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Overwrite, not just unlink, what is erased.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    Ok(conn)
+}
+
 fn run(
     mut engine: MemoryEngine,
     mut feed: ingest::Feed,
+    store: &rusqlite::Connection,
     section: &MemorySection,
     rx: mpsc::Receiver<Request>,
 ) {
@@ -279,7 +295,7 @@ fn run(
                 let _ = reply.send(engine.add(new).map_err(|e| e.to_string()));
             }
             Request::Forget(scope, target, reply) => {
-                let _ = reply.send(forget(&mut engine, &scope, &target));
+                let _ = reply.send(forget(&mut engine, Some(store), &scope, &target));
             }
         }
     }
@@ -301,9 +317,13 @@ fn search(
 
 /// Forget by id (when `target` is one) or every visible record whose content
 /// contains `target` (case-insensitive); nothing vaguer, so a forget never
-/// deletes what the user did not name.
+/// deletes what the user did not name. With the daemon's `store`, the
+/// forgotten text is also erased from its event log and outbox in the
+/// record's conversation (and `target` from the asking conversation: the
+/// `/forget` message itself), so it survives nowhere.
 pub fn forget(
     engine: &mut MemoryEngine,
+    store: Option<&rusqlite::Connection>,
     scope: &Scope,
     target: &str,
 ) -> Result<Vec<StoredMemory>, String> {
@@ -333,6 +353,25 @@ pub fn forget(
     };
     for m in &doomed {
         engine.forget(m.id()).map_err(|e| e.to_string())?;
+    }
+    if let Some(store) = store {
+        let failed =
+            |e: &dyn std::fmt::Display| format!("erasing forgotten text from the event log: {e}");
+        // One transaction: the event log and the outbox lose the text together.
+        let tx = store.unchecked_transaction().map_err(|e| failed(&e))?;
+        let redact = |conversation: &str, text: &str| {
+            opticlaw_store::ops::redact_text(&tx, conversation, text).map_err(|e| failed(&e))
+        };
+        for m in &doomed {
+            if let Some(thread) = m.record.thread_id.as_deref() {
+                redact(thread, m.content())?;
+            }
+        }
+        let by_text = Uuid::parse_str(target.trim()).is_err();
+        if by_text && !doomed.is_empty() && !scope.thread_id.is_empty() {
+            redact(&scope.thread_id, target.trim())?;
+        }
+        tx.commit().map_err(|e| failed(&e))?;
     }
     Ok(doomed)
 }
@@ -399,6 +438,7 @@ mod tests {
         }
         let gone = forget(
             &mut engine,
+            None,
             &Scope::of("telegram", "42", "c"),
             "LOCKER CODE is 1234",
         )
