@@ -180,7 +180,7 @@ fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
     }
     // The sender keeps its connection to the platform for the next reply,
     // and an idle daemon still never wakes (no pool reaper timer).
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    common::wait_until_quiet(daemon.pid());
     let before = common::context_switches(daemon.pid());
     std::thread::sleep(std::time::Duration::from_secs(3));
     let woke = common::context_switches(daemon.pid()) - before;

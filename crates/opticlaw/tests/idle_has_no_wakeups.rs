@@ -13,7 +13,7 @@ fn idle_daemon_makes_no_wakeups() {
     daemon.send("main", "/help");
     daemon.send("main", "remind me tomorrow at 9 to pay rent");
     daemon.wait_for_replies("main", 2, Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(1500));
+    common::wait_until_quiet(daemon.pid());
     let before = common::context_switches(daemon.pid());
     std::thread::sleep(Duration::from_secs(3));
     let after = common::context_switches(daemon.pid());

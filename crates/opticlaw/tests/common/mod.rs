@@ -217,6 +217,28 @@ pub fn context_switches(pid: i32) -> u64 {
     total
 }
 
+/// Waits until the daemon has finished what its last work left behind (the
+/// memory thread's catch-up, a lazily loaded model): the first whole second
+/// in which none of its threads woke. A daemon that never goes a second
+/// without waking has a heartbeat, and this fails saying so.
+pub fn wait_until_quiet(pid: i32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut last = context_switches(pid);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = context_switches(pid);
+        if now == last {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never went one second without waking in 60 s ({} wake-ups in the last second)",
+            now - last
+        );
+        last = now;
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
