@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use crate::checkpoint::Checkpointer;
 use crate::{Store, StoreError, Synchronous};
 
 /// Most requests committed together; bounds the latency of the first one.
@@ -183,6 +184,7 @@ fn run_in_savepoint<T>(
 
 fn run_writer(store: Store, inbox: mpsc::Receiver<Box<dyn Request>>) {
     let conn = store.connection();
+    let mut checkpointer = Checkpointer::start(conn);
     let mut batch: Vec<Box<dyn Request>> = Vec::with_capacity(MAX_BATCH);
     let mut answers: Vec<Answer> = Vec::with_capacity(MAX_BATCH);
     // Blocks without a timeout: an idle store thread never wakes.
@@ -221,6 +223,9 @@ fn run_writer(store: Store, inbox: mpsc::Receiver<Box<dyn Request>>) {
             // The lone request failed: its own error is its answer.
             control(conn, "ROLLBACK").map_err(|err| err.to_string())
         };
+        if all_succeeded && committed.is_ok() {
+            checkpointer.committed();
+        }
         for answer in answers.drain(..) {
             answer(committed.clone());
         }

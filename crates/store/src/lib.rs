@@ -11,6 +11,7 @@
 //! The thread blocks on its channel with no timeout, so an idle store never
 //! wakes.
 
+mod checkpoint;
 mod error;
 mod handle;
 mod migrations;

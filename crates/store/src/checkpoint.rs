@@ -1,0 +1,185 @@
+//! WAL checkpoints off the writer thread.
+//!
+//! SQLite's automatic checkpoint runs inside the COMMIT that crosses its
+//! threshold, on the committing connection: every caller of that group
+//! commit waited for the copy and the fsyncs (it was most of the gateway's
+//! p95). Here the writer only counts its commits and, every
+//! [`COMMITS_PER_CHECKPOINT`], nudges a helper thread with its own
+//! connection that runs a PASSIVE checkpoint, which never blocks the writer.
+//! Both threads block on channels with no timeout: an idle store never wakes.
+//!
+//! A PASSIVE checkpoint cannot restart the log while the writer keeps
+//! appending, so under sustained load the WAL would only grow; past
+//! [`RESTART_ABOVE_FRAMES`] the helper runs a RESTART checkpoint instead,
+//! which makes the writer wait once for a full copy and then reuse the log
+//! from its start. See <https://www.sqlite.org/c3ref/wal_checkpoint_v2.html>.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+
+/// Commits between two nudges (SQLite's own threshold is 1,000 pages; a
+/// commit here writes a few).
+const COMMITS_PER_CHECKPOINT: u32 = 128;
+
+/// Frames (pages) left in the log after a passive checkpoint above which the
+/// helper forces a restart (about 64 MB of 4 KiB pages).
+const RESTART_ABOVE_FRAMES: i64 = 16_384;
+
+/// The writer's side: counts commits, nudges the helper.
+pub(crate) struct Checkpointer {
+    nudge: Option<mpsc::SyncSender<()>>,
+    helper: Option<std::thread::JoinHandle<()>>,
+    commits: u32,
+}
+
+impl Checkpointer {
+    /// Starts the helper for the writer's database and turns the writer's
+    /// automatic checkpoint off. Without a file (in-memory) or when the
+    /// helper cannot start, the writer keeps checkpointing itself.
+    pub(crate) fn start(writer: &Connection) -> Self {
+        let disabled = Self {
+            nudge: None,
+            helper: None,
+            commits: 0,
+        };
+        let Some(path) = writer.path().filter(|p| !p.is_empty()).map(PathBuf::from) else {
+            return disabled;
+        };
+        let helper = match Connection::open(&path) {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "no checkpoint helper; the writer checkpoints");
+                return disabled;
+            }
+        };
+        if let Err(error) = helper.busy_timeout(std::time::Duration::from_secs(5)) {
+            tracing::warn!(%error, "no checkpoint helper; the writer checkpoints");
+            return disabled;
+        }
+        let (nudge, nudged) = mpsc::sync_channel::<()>(1);
+        let spawned = std::thread::Builder::new()
+            .name("opticlaw-store-ckpt".into())
+            .spawn(move || run_helper(helper, nudged));
+        let helper = match spawned {
+            Ok(helper) => helper,
+            Err(error) => {
+                tracing::warn!(%error, "no checkpoint helper; the writer checkpoints");
+                return disabled;
+            }
+        };
+        if let Err(error) = writer.pragma_update(None, "wal_autocheckpoint", 0) {
+            tracing::warn!(%error, "could not turn the writer's autocheckpoint off");
+        }
+        Self {
+            nudge: Some(nudge),
+            helper: Some(helper),
+            commits: 0,
+        }
+    }
+
+    /// Called after every commit; nudges the helper every
+    /// [`COMMITS_PER_CHECKPOINT`]. A nudge while the helper is busy is
+    /// dropped: it will look at the whole log when it is done.
+    pub(crate) fn committed(&mut self) {
+        let Some(nudge) = &self.nudge else { return };
+        self.commits += 1;
+        if self.commits >= COMMITS_PER_CHECKPOINT {
+            self.commits = 0;
+            let _ = nudge.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Stops the helper once it has handled the nudge still queued, so the
+    /// writer's thread ends after the last checkpoint, not during it.
+    fn drop(&mut self) {
+        self.nudge = None;
+        if let Some(helper) = self.helper.take()
+            && helper.join().is_err()
+        {
+            tracing::warn!("the checkpoint helper panicked");
+        }
+    }
+}
+
+fn run_helper(conn: Connection, nudged: mpsc::Receiver<()>) {
+    // Ends when the writer (and its sender) is gone.
+    while nudged.recv().is_ok() {
+        match checkpoint(&conn, "PASSIVE") {
+            Ok(left) if left > RESTART_ABOVE_FRAMES => {
+                if let Err(error) = checkpoint(&conn, "RESTART") {
+                    tracing::warn!(%error, "WAL restart checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
+        }
+    }
+}
+
+/// Runs one checkpoint; returns the frames the log still holds that were
+/// not copied (so 0 after a complete one).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        let log: i64 = row.get(1)?;
+        let copied: i64 = row.get(2)?;
+        Ok(log - copied)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without any checkpoint every page stays in the log and the database
+    /// file stays as created; the helper copies them while the writer never
+    /// checkpoints itself.
+    #[test]
+    fn the_helper_checkpoints_and_the_writer_never_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ckpt.db");
+        let writer = Connection::open(&db).unwrap();
+        writer
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+            .unwrap();
+        let mut checkpointer = Checkpointer::start(&writer);
+        let autocheckpoint: i64 = writer
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(autocheckpoint, 0, "the writer must not checkpoint itself");
+        let body = "x".repeat(3000);
+        let commits = 1_000u32;
+        for _ in 0..commits {
+            writer
+                .execute("INSERT INTO t (body) VALUES (?1)", [&body])
+                .unwrap();
+            checkpointer.committed();
+        }
+        // The last nudge (at commit 896) is still queued or being handled.
+        drop(checkpointer);
+        let db_bytes = std::fs::metadata(&db).unwrap().len();
+        let data = u64::from(commits) * 3000;
+        assert!(
+            db_bytes > data * 8 / 10,
+            "database file is {db_bytes} bytes after {commits} commits of 3 KB: not checkpointed"
+        );
+        let rows: i64 = writer
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, i64::from(commits));
+    }
+
+    #[test]
+    fn an_in_memory_writer_keeps_checkpointing_itself() {
+        let writer = Connection::open_in_memory().unwrap();
+        let mut checkpointer = Checkpointer::start(&writer);
+        assert!(checkpointer.nudge.is_none());
+        checkpointer.committed();
+    }
+}
