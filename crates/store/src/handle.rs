@@ -146,7 +146,35 @@ impl StoreHandle {
         self.send(work, Some(Box::new(on_commit))).await
     }
 
+    /// Like [`StoreHandle::call`], for a plain thread outside any async
+    /// runtime (a sandbox's egress proxy observer): blocks it until the
+    /// transaction is committed, without building a runtime to wait.
+    pub fn call_blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.enqueue(work, None)?
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
     async fn send<T, F>(&self, work: F, on_commit: Option<OnCommit<T>>) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.enqueue(work, on_commit)?
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues `work` for the writer; the receiver answers after its commit.
+    fn enqueue<T, F>(
+        &self,
+        work: F,
+        on_commit: Option<OnCommit<T>>,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -159,7 +187,7 @@ impl StoreHandle {
                 on_commit,
             }))
             .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        Ok(answer)
     }
 }
 

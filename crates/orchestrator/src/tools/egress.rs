@@ -33,18 +33,12 @@ impl EgressObserver for EgressAudit {
         };
         let action = json!({ "key": self.key, "connection": event });
         let actor = self.actor.clone();
-        let write = self.store.call(move |conn| {
-            audit::append(conn, kind, &actor, &action, Utc::now())
-                .map(|_| ())
-                .map_err(|e| StoreError::CommitFailed(format!("audit: {e}")))
-        });
-        // The store answers on a channel: a bare current-thread runtime on
-        // this blocking thread waits for the commit (no I/O driver needed;
-        // made and dropped here, never inside an async context).
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| format!("egress audit: {e}"))?
-            .block_on(write)
+        self.store
+            .call_blocking(move |conn| {
+                audit::append(conn, kind, &actor, &action, Utc::now())
+                    .map(|_| ())
+                    .map_err(|e| StoreError::CommitFailed(format!("audit: {e}")))
+            })
             .map_err(|e| e.to_string())
     }
 }
