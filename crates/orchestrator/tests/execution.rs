@@ -7,6 +7,7 @@ use common::*;
 use opticlaw_orchestrator::plans::GraphBuilder;
 use opticlaw_orchestrator::{OrchestratorConfig, State};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_of_writes_runs_in_dependency_order_and_is_audited() {
@@ -227,25 +228,52 @@ async fn a_sibling_still_running_when_the_task_fails_is_rolled_back_when_it_fini
         return;
     }
     let h = harness(LOW_POLICY, fast_retries(1));
+    // `fail` fails only once `slow` is inside its call (its token already
+    // checked), so `slow` is surely running when the task stops. Without
+    // that, a loaded machine can stop the task before `slow`'s call and its
+    // revoked token refuses it: correct, but not the case under test.
     let graph = GraphBuilder::new("race")
         .tool_with_undo(
             "slow",
             &[],
             (
                 "shell",
-                json!({ "command": "sleep 0.3; echo done > slow.txt" }),
+                json!({ "command": "touch started; sleep 0.3; echo done > slow.txt" }),
             ),
             ("shell", json!({ "command": "rm slow.txt" })),
         )
-        .tool("fail", &[], "file.read", json!({ "path": "missing.txt" }))
+        .tool(
+            "fail",
+            &[],
+            "shell",
+            json!({ "command": "while [ ! -e started ]; do sleep 0.01; done; exit 3" }),
+        )
         .build();
     let task = h.orch.submit(graph, alice()).await.unwrap();
-    let view = h
-        .orch
-        .wait_for(&task, |v| v.node("slow").state == Some(State::RolledBack))
-        .await
-        .unwrap();
-    assert!(view.state.is_terminal());
+    let settled = h.orch.wait_for(&task, |v| {
+        v.state.is_terminal()
+            && matches!(
+                v.node("slow").state,
+                Some(State::RolledBack | State::Failed)
+            )
+    });
+    let Ok(view) = tokio::time::timeout(Duration::from_secs(60), settled).await else {
+        let view = h.orch.load(&task).await.unwrap();
+        panic!(
+            "the task never settled: task {:?}, slow {:?}, fail {:?}, audit {:?}",
+            view.state,
+            view.node("slow"),
+            view.node("fail"),
+            audit_kinds(&h.db)
+        );
+    };
+    let view = view.unwrap();
+    assert_eq!(
+        view.node("slow").state,
+        Some(State::RolledBack),
+        "slow: {:?}",
+        view.node("slow")
+    );
     assert_eq!(view.node("fail").state, Some(State::Failed));
     assert!(
         !h.grant.join("slow.txt").exists(),

@@ -106,13 +106,20 @@ impl Orchestrator {
             State::Failed
         };
         let errors = compensation_errors.clone();
-        // Nodes with an undo that were still running when `view` was read.
-        let running_with_undo: Vec<String> = view
+        // Nodes with an undo that had not completed when `view` was read:
+        // running ones, and also ones that were only approved then but
+        // started and finished before the close below (a loaded machine
+        // leaves time for that).
+        let unfinished_with_undo: Vec<String> = view
             .graph
             .nodes
             .iter()
             .filter(|n| {
-                !n.params["compensate"].is_null() && view.node(&n.id).state == Some(State::Running)
+                !n.params["compensate"].is_null()
+                    && matches!(
+                        view.node(&n.id).state,
+                        Some(State::Planned | State::Approved | State::Blocked | State::Running)
+                    )
             })
             .map(|n| n.id.clone())
             .collect();
@@ -148,7 +155,7 @@ impl Orchestrator {
                 // Completed since `view` was read, before this close: their
                 // completion did not see the task stopped.
                 let mut finished_meanwhile = Vec::new();
-                for id in &running_with_undo {
+                for id in &unfinished_with_undo {
                     if tx.current(&t, Some(id))? == Some(State::Completed) {
                         finished_meanwhile.push(id.clone());
                     }

@@ -99,6 +99,7 @@ tier = 1
 /// Test directories live outside /tmp: the sandbox gives commands a
 /// private /tmp, so a grant under the host's /tmp would be hidden.
 pub fn test_dir() -> tempfile::TempDir {
+    start_watchdog();
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(base).unwrap();
     tempfile::tempdir_in(base).unwrap()
@@ -185,4 +186,23 @@ pub fn audit_kinds(db: &Path) -> Vec<String> {
 
 pub fn sandbox_available() -> bool {
     NamespaceSandbox::new().is_ok()
+}
+
+/// A whole test binary here runs in seconds; one that passes this limit has
+/// a test waiting for a state that never comes. Aborting fails the run with
+/// a clear message instead of hanging CI until its own timeout.
+const BINARY_TIME_LIMIT: Duration = Duration::from_secs(300);
+
+fn start_watchdog() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            std::thread::sleep(BINARY_TIME_LIMIT);
+            eprintln!(
+                "test binary still running after {} s: a test is waiting for something that never happens; aborting",
+                BINARY_TIME_LIMIT.as_secs()
+            );
+            std::process::abort();
+        });
+    });
 }
