@@ -241,7 +241,7 @@ fn ingestion_survives_kill_9_with_nothing_lost_or_duplicated() {
     drop(daemon);
     let daemon = home.serve();
     daemon.send("other", "/help");
-    daemon.wait_for_replies("other", 1, Duration::from_secs(10));
+    daemon.wait_for_replies("other", 1, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(total(), expected);
 }
