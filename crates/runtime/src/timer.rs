@@ -98,13 +98,13 @@ mod tests {
         sleep_until_wall_clock(start + 150).await;
         let woke = Utc::now().timestamp_millis();
         assert!(woke >= start + 150, "woke {}ms early", start + 150 - woke);
-        assert!(woke < start + 1_000, "woke {}ms late", woke - start - 150);
+        assert!(woke < start + 5_000, "woke {}ms late", woke - start - 150);
     }
 
     #[tokio::test]
     async fn a_past_instant_fires_at_once() {
         let start = std::time::Instant::now();
         sleep_until_wall_clock(1_000).await;
-        assert!(start.elapsed() < std::time::Duration::from_millis(200));
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
 }

@@ -140,7 +140,7 @@ fn fork_bomb_is_capped_by_process_limit() {
                 if ($p == 0) { sleep 30; exit 0 } $n++ } print \"forked=$n\\n\"";
     let spec = with_limits(perl(code), |l| {
         l.max_processes = Some(16);
-        l.wall_clock = Duration::from_secs(5);
+        l.wall_clock = Duration::from_secs(60);
     });
     let started = Instant::now();
     let out = sb.run(&spec).unwrap();
@@ -151,8 +151,9 @@ fn fork_bomb_is_capped_by_process_limit() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("unexpected output {out:?}"));
     assert!(forked < 16, "forked {forked} processes past a limit of 16");
-    // perl exits after printing; PID 1 exiting takes the sleepers with it.
-    assert!(started.elapsed() < Duration::from_secs(5), "{out:?}");
+    // perl exits after printing; PID 1 exiting takes the sleepers with it
+    // (well before they would wake, even on a loaded machine).
+    assert!(started.elapsed() < Duration::from_secs(20), "{out:?}");
     assert!(!out.timed_out);
 }
 
@@ -171,7 +172,8 @@ fn runaway_command_is_killed_at_timeout() {
     let out = sb.run(&spec).unwrap();
     assert!(out.timed_out, "{out:?}");
     assert_eq!(out.status, ExitStatus::Signaled(libc_sigkill()));
-    assert!(started.elapsed() < Duration::from_secs(3), "{out:?}");
+    // Far less than the 60 s it asked for, even on a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(20), "{out:?}");
     // The background child was in the same PID namespace and died with it.
     std::thread::sleep(Duration::from_secs(2));
     assert!(
@@ -293,7 +295,10 @@ fn cpu_hog_is_killed_by_cpu_limit() {
     let sb = sandbox();
     let spec = with_limits(sh("while :; do :; done"), |l| {
         l.cpu_seconds = Some(1);
-        l.wall_clock = Duration::from_secs(10);
+        // Far beyond the CPU limit: on a loaded machine the hog gets a
+        // fraction of a core, and the kernel's SIGKILL comes at the hard
+        // limit (one second past the soft one) of CPU, not of wall time.
+        l.wall_clock = Duration::from_secs(120);
     });
     let out = sb.run(&spec).unwrap();
     assert!(
