@@ -15,6 +15,12 @@ use crate::text::{fts_or_query, query_terms};
 use crate::timeparse::{TimeRange, parse_time_range};
 use crate::vector::VectorIndex;
 
+/// Full-text rows scored per query term: a word common across a large
+/// memory is scored on its newest rows only (its low IDF rarely decides the
+/// top hits, and scoring every row of it dominated query time at a million
+/// records). A conversation's memory stays far below it.
+const FULLTEXT_ROWS_PER_TERM: i64 = 4_096;
+
 /// Hints that narrow or steer a search (triage supplies them).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RetrievalHints {
@@ -353,30 +359,48 @@ impl Retriever<'_> {
     }
 
     /// Full-text hits with their BM25 score (higher is better).
+    ///
+    /// FTS5's BM25 of an OR query is the sum over its terms of each term's
+    /// BM25 (a row lacking a term gets nothing for it), so each term is
+    /// scored on its own and the sums are added up here. That lets a term
+    /// matching more than [`FULLTEXT_ROWS_PER_TERM`] rows be scored on its
+    /// newest rows only: FTS5 walks a term's rows in rowid order and stops
+    /// at the limit, where one OR query scored every row of every term
+    /// (each score reads the row's length) and was most of a query's time
+    /// on a large memory.
     fn fulltext(&self, terms: &[String], depth: usize) -> Result<Vec<(i64, f32)>> {
-        let Some(expr) = fts_or_query(terms) else {
-            return Ok(Vec::new());
-        };
         // A record has up to two rows (rowid 2*seq: its words and the turns
         // before; 2*seq+1: the turn after): its score is their sum.
         let mut stmt = self.conn.prepare_cached(
-            "WITH rows AS MATERIALIZED (
-                 SELECT rowid >> 1 AS seq, (rowid & 1) AS following,
-                        -bm25(memory_fts, 1.0, ?2) AS s
-                   FROM memory_fts WHERE memory_fts MATCH ?1)
-             SELECT seq, SUM(CASE WHEN following THEN ?4 * s ELSE s END) AS total
-               FROM rows GROUP BY seq ORDER BY total DESC LIMIT ?3",
+            "SELECT rowid, -bm25(memory_fts, 1.0, ?2) FROM memory_fts
+              WHERE memory_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(
-            params![
-                expr,
-                self.weights.context_column,
-                depth as i64,
-                self.weights.following_row
-            ],
-            |r| Ok((r.get(0)?, r.get::<_, f64>(1)? as f32)),
-        )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut totals: HashMap<i64, f64> = HashMap::new();
+        for term in terms {
+            let Some(expr) = fts_or_query(std::slice::from_ref(term)) else {
+                continue;
+            };
+            let rows = stmt.query_map(
+                params![expr, self.weights.context_column, FULLTEXT_ROWS_PER_TERM],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+            )?;
+            for row in rows {
+                let (rowid, score) = row?;
+                let weight = if rowid & 1 == 1 {
+                    self.weights.following_row
+                } else {
+                    1.0
+                };
+                *totals.entry(rowid >> 1).or_default() += weight * score;
+            }
+        }
+        let mut hits: Vec<(i64, f32)> = totals
+            .into_iter()
+            .map(|(seq, total)| (seq, total as f32))
+            .collect();
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+        hits.truncate(depth);
+        Ok(hits)
     }
 
     fn graph(&self, text: &str, hinted: &[String], depth: usize) -> Result<Vec<i64>> {

@@ -34,6 +34,34 @@ pub struct PreparedRecord {
     pub entities: Vec<String>,
 }
 
+impl PreparedRecord {
+    /// The record as [`get_many`] would read it back once inserted as `seq`
+    /// (times at the store's millisecond precision), without the read.
+    pub fn stored(&self, seq: i64) -> StoredMemory {
+        let n = &self.new;
+        StoredMemory {
+            seq,
+            record: MemoryRecord {
+                memory_id: self.memory_id,
+                memory_type: n.kind,
+                content: n.content.clone(),
+                embedding_ref: None,
+                entities: self.entities.clone(),
+                salience: self.salience,
+                expires_at: n.expires_at.map(|t| from_ms(to_ms(t))),
+                pinned: n.pinned,
+                thread_id: n.thread_id.clone(),
+                created_at: Some(from_ms(to_ms(self.created_at))),
+            },
+            speaker: n.speaker.clone(),
+            source: n.source.clone(),
+            confidence: n.confidence,
+            domain: n.domain.clone(),
+            occurred_at: from_ms(to_ms(self.occurred_at)),
+        }
+    }
+}
+
 pub(crate) const RECORD_COLUMNS: &str = "seq, memory_id, kind, content, thread_id, speaker, source, \
      confidence, domain, salience, pinned, expires_at, occurred_at, created_at, entities, embedding_ref";
 
@@ -190,14 +218,12 @@ pub(crate) fn add_relation_row(
 
 /// Store (or replace) a record's vector as little-endian f32 bytes.
 pub fn put_vector(conn: &Connection, seq: i64, model: &str, v: &[f32]) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT OR REPLACE INTO memory_vectors (seq, model, dim, vector) VALUES (?1, ?2, ?3, ?4)",
-        params![seq, model, v.len() as i64, vector_to_blob(v)],
-    )?;
-    conn.execute(
-        "UPDATE memory_records SET embedding_ref = ?2 WHERE seq = ?1",
-        params![seq, format!("vec://{model}/{seq}")],
-    )?;
+    )?
+    .execute(params![seq, model, v.len() as i64, vector_to_blob(v)])?;
+    conn.prepare_cached("UPDATE memory_records SET embedding_ref = ?2 WHERE seq = ?1")?
+        .execute(params![seq, format!("vec://{model}/{seq}")])?;
     Ok(())
 }
 

@@ -62,6 +62,29 @@ fn records_of_all_three_kinds_keep_their_fields() {
 }
 
 #[test]
+fn what_add_batch_returns_is_what_the_store_reads_back() {
+    let (_d, mut e) = engine();
+    // Sub-millisecond times: the store keeps milliseconds.
+    let at = day(4) + Duration::microseconds(1_234_567);
+    let added = e
+        .add_batch(vec![
+            NewMemory::episodic("t1", "Sam", "We met Ana in Porto", at),
+            NewMemory::semantic("Sam likes green tea", 0.7, "chat:t1")
+                .in_domain("food")
+                .pinned()
+                .expires_at(at + Duration::days(30))
+                .with_entity("topic:tea"),
+            NewMemory::procedural("To brew: 80 degrees, two minutes"),
+        ])
+        .unwrap();
+    assert_eq!(added.len(), 3);
+    for m in added {
+        let read = e.get(m.id()).unwrap().unwrap();
+        assert_eq!(m, read);
+    }
+}
+
+#[test]
 fn data_survives_reopening_and_migrations_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");

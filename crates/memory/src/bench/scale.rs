@@ -5,6 +5,8 @@
 //! [`HashingEmbedder`] so the bench needs no model and the vector index
 //! (HNSW at this size) is exercised. Queries are three to five vocabulary
 //! words and go through [`MemoryEngine::search`] (embedding included).
+//! The vector index's recall@10 against exact search is measured on the
+//! first 100 queries' vectors, as retrieval asks it (100 hits).
 
 use std::fmt;
 use std::time::Instant;
@@ -30,6 +32,9 @@ pub struct ScaleReport {
     pub index_secs: f64,
     /// Whether the vector index was HNSW.
     pub hnsw: bool,
+    /// Recall@10 of the vector index (as retrieval queries it) against
+    /// exact search, over sample queries.
+    pub vector_recall_at_10: f64,
     /// Queries run.
     pub queries: usize,
     /// Median query latency, ms.
@@ -42,17 +47,24 @@ impl fmt::Display for ScaleReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "ingest {:.1}s ({:.0} records/s), vectors {:.1}s (dim {}, hnsw={})",
+            "ingest {:.1}s ({:.0} records/s), vectors {:.1}s (dim {}, hnsw={}, recall@10 {:.3} against exact search)",
             self.ingest_secs,
             self.records as f64 / self.ingest_secs.max(1e-9),
             self.index_secs,
             self.dim,
-            self.hnsw
+            self.hnsw,
+            self.vector_recall_at_10
         )?;
         write!(
             f,
-            "records={} queries={} query_p50_ms={:.2} query_p95_ms={:.2}",
-            self.records, self.queries, self.query_p50_ms, self.query_p95_ms
+            "records={} queries={} query_p50_ms={:.2} query_p95_ms={:.2} ingest_per_s={:.0} index_secs={:.1} vector_recall_at_10={:.3}",
+            self.records,
+            self.queries,
+            self.query_p50_ms,
+            self.query_p95_ms,
+            self.records as f64 / self.ingest_secs.max(1e-9),
+            self.index_secs,
+            self.vector_recall_at_10
         )
     }
 }
@@ -156,22 +168,37 @@ fn run(path: &std::path::Path, records: usize, dim: usize, queries: usize) -> Re
     let t1 = Instant::now();
     engine.set_embedder(Box::new(HashingEmbedder::new(dim)))?;
     let index_secs = t1.elapsed().as_secs_f64();
+    let texts: Vec<String> = (0..queries)
+        .map(|_| {
+            let n = 3 + rng.below(3);
+            let words: Vec<String> = (0..n).map(|_| word(rng.below(vocab / 4))).collect();
+            words.join(" ")
+        })
+        .collect();
     let mut lat = Vec::with_capacity(queries);
-    for _ in 0..queries {
-        let n = 3 + rng.below(3);
-        let text: Vec<String> = (0..n).map(|_| word(rng.below(vocab / 4))).collect();
-        let q = Query::new(text.join(" "), 20);
+    for text in &texts {
+        let q = Query::new(text.as_str(), 20);
         let t = Instant::now();
         engine.search(&q)?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     lat.sort_by(f64::total_cmp);
+    let vector_recall_at_10 = match engine.vectors.as_ref() {
+        Some(index) => {
+            let embedder = HashingEmbedder::new(dim);
+            let sample: Vec<&str> = texts.iter().take(100).map(String::as_str).collect();
+            let vectors = crate::embed::Embedder::embed(&embedder, &sample)?;
+            index.recall_at(&vectors, 10, engine.config.fusion.depth)?
+        }
+        None => 0.0,
+    };
     Ok(ScaleReport {
         records,
         dim,
         ingest_secs,
         index_secs,
         hnsw: engine.vectors.as_ref().is_some_and(|v| v.uses_hnsw()),
+        vector_recall_at_10,
         queries,
         query_p50_ms: super::percentile(&lat, 50.0),
         query_p95_ms: super::percentile(&lat, 95.0),
