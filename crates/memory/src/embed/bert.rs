@@ -1,9 +1,8 @@
 //! A lean BERT encoder for sentence embeddings over plain `f32` slices
 //! (kernels in the `opticlaw-kernels` crate; candle only reads the
-//! checkpoint). It computes
-//! what `candle_transformers::models::bert::BertModel` (and Hugging Face's
-//! `BertModel`) compute for the real tokens, minus work an embedder never
-//! needs:
+//! checkpoint). It computes what `candle_transformers::models::bert::
+//! BertModel` (and Hugging Face's `BertModel`) compute for the real tokens,
+//! minus work an embedder never needs:
 //! - query, key and value are one fused projection, and the 1/sqrt(head
 //!   size) scale is folded into the query weights;
 //! - a batch is ragged, not padded: the dense layers run over every text's
@@ -14,8 +13,27 @@
 //! - every dense layer's weights are packed once at load for a small
 //!   register-tiled kernel, instead of a general GEMM packing them per call.
 //!
-//! Measured (single 13-token query, 2 shared cores): see the memory crate's
-//! README, Benchmarks. Tried and rejected earlier: q8_0 projections through
+//! Measured (`cargo bench -p opticlaw-memory --bench embed`, release, 2
+//! shared cores at load average 5-8; CPU time per short ~13-token query):
+//! - kept: weights packed once into k-major panels and register-tiled
+//!   kernels (AVX-512: 12 tokens x 32 outputs, AVX2: 6 x 16, chosen at run
+//!   time) instead of candle's matmul, whose gemm packed the whole weight
+//!   matrix on every call: ~15-16 ms -> ~4-4.5 ms (AVX2 alone ~8 ms), a
+//!   40-token text ~25-28 -> ~13-15 ms, batches of 32 ~3x the texts/s;
+//! - kept: the tiles in `std::arch` intrinsics. The same tiles as plain Rust
+//!   left to LLVM's auto-vectorizer came out as scalar FMAs for some tile
+//!   heights (AVX-512 path 41 ms, AVX2 7.8 ms);
+//! - kept: each tile transposed once per block (one input stream instead of
+//!   one per token, no bounds checks in the hot loop): a few percent;
+//! - kept: Eigen's rational erf (max error 4.4e-7 against a double-precision
+//!   erf; branch-free, so it vectorizes; its gain was not measured apart)
+//!   for the exact-erf GELU; the reference test passes at cosine >= 0.999
+//!   on every instruction set (`OPTICLAW_KERNELS_ISA`);
+//! - not tried: splitting a query's output columns over the 2 cores. The
+//!   engine already embeds the query on a second thread while the first
+//!   gathers full-text and graph candidates, so both cores are busy.
+//!
+//! Earlier, on candle's matmul, rejected: q8_0 projections through
 //! `candle_core::quantized::QMatMul` (~20x slower: candle compiles its AVX2
 //! q8 kernels only under a compile-time `target-feature`), f16 weights
 //! through gemm (~2.5x slower), weights pre-transposed for gemm (no faster).

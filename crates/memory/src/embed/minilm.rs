@@ -79,10 +79,14 @@ impl MiniLmEmbedder {
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let enc = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| err("tokenize")(Box::new(e)))?;
+        // One text (a query) is encoded on this thread: `encode_batch` hands
+        // even one text to rayon's pool, whose workers then spin on the
+        // core the engine's retrieval runs on.
+        let enc = match texts {
+            [one] => self.tokenizer.encode(*one, true).map(|e| vec![e]),
+            _ => self.tokenizer.encode_batch(texts.to_vec(), true),
+        }
+        .map_err(|e| err("tokenize")(Box::new(e)))?;
         // Unpadded: the encoder runs a ragged batch, so every token is real
         // and mean pooling averages all of a text's tokens.
         let ids: Vec<&[u32]> = enc.iter().map(|e| e.get_ids()).collect();
