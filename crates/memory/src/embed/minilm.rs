@@ -1,12 +1,13 @@
-//! all-MiniLM-L6-v2 (or any BERT sentence-transformer) run in-process with
-//! candle: BERT forward, mean pooling over the attention mask, L2
-//! normalisation — the pipeline sentence-transformers runs for this model.
+//! all-MiniLM-L6-v2 (or any BERT sentence-transformer) run in-process: BERT
+//! forward (`bert.rs`; candle reads the checkpoint), mean pooling over each
+//! text's tokens, L2 normalisation — the pipeline sentence-transformers runs
+//! for this model.
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
 use super::bert::{BertConfig, BertEncoder};
 use super::{Embedder, MODEL_FILES};
@@ -23,7 +24,6 @@ pub struct MiniLmEmbedder {
     tokenizer: Tokenizer,
     dim: usize,
     model_id: String,
-    device: Device,
 }
 
 impl std::fmt::Debug for MiniLmEmbedder {
@@ -61,10 +61,8 @@ impl MiniLmEmbedder {
                 ..Default::default()
             }))
             .map_err(|e| err("tokenizer truncation")(Box::new(e)))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
+        // No padding: the encoder takes a ragged batch.
+        tokenizer.with_padding(None);
         let device = Device::Cpu;
         let weights: PathBuf = dir.join("model.safetensors");
         // SAFETY: the file is memory-mapped read-only and not modified while mapped.
@@ -77,38 +75,52 @@ impl MiniLmEmbedder {
             tokenizer,
             dim,
             model_id: format!("local:{name}"),
-            device,
         })
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let enc = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| err("tokenize")(Box::new(e)))?;
-        let n = enc.len();
-        let len = enc.iter().map(|e| e.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        for e in &enc {
-            ids.extend(e.get_ids().iter().copied());
-            mask.extend(e.get_attention_mask().iter().copied());
+        // One text (a query) is encoded on this thread: `encode_batch` hands
+        // even one text to rayon's pool, whose workers then spin on the
+        // core the engine's retrieval runs on.
+        let enc = match texts {
+            [one] => self.tokenizer.encode(*one, true).map(|e| vec![e]),
+            _ => self.tokenizer.encode_batch(texts.to_vec(), true),
         }
-        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
-            let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-            // One text has no padding: no attention mask to build or add.
-            let attention = (n > 1).then_some(&mask);
-            let hidden = self.model.forward(&ids, attention)?; // (n, len, dim)
-            let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
-            let summed = hidden.broadcast_mul(&m)?.sum(1)?; // (n, dim)
-            let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?; // (n, 1)
-            let mean = summed.broadcast_div(&counts)?;
-            let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-            mean.broadcast_div(&norm)?.to_vec2::<f32>()
-        };
-        run().map_err(|e| err("BERT forward")(Box::new(e)))
+        .map_err(|e| err("tokenize")(Box::new(e)))?;
+        // Unpadded: the encoder runs a ragged batch, so every token is real
+        // and mean pooling averages all of a text's tokens.
+        let ids: Vec<&[u32]> = enc.iter().map(|e| e.get_ids()).collect();
+        let hidden = self
+            .model
+            .forward(&ids)
+            .map_err(|e| err("BERT forward")(Box::new(e)))?;
+        let mut rows = hidden.chunks_exact(self.dim);
+        Ok(ids
+            .iter()
+            .map(|ids| mean_normalised(rows.by_ref().take(ids.len()), self.dim))
+            .collect())
     }
+}
+
+/// The mean of `rows`, L2-normalised (sentence-transformers' mean pooling
+/// then `Normalize`, with their clamps against empty and zero vectors).
+fn mean_normalised<'a>(rows: impl Iterator<Item = &'a [f32]>, dim: usize) -> Vec<f32> {
+    let mut mean = vec![0.0f32; dim];
+    let mut count = 0usize;
+    for row in rows {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+        count += 1;
+    }
+    let count = (count as f32).max(1e-9);
+    let norm = mean
+        .iter()
+        .map(|m| (m / count) * (m / count))
+        .sum::<f32>()
+        .sqrt()
+        .max(1e-12);
+    mean.iter().map(|m| m / count / norm).collect()
 }
 
 impl Embedder for MiniLmEmbedder {
@@ -121,15 +133,9 @@ impl Embedder for MiniLmEmbedder {
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        // Batch texts of similar length together to waste little on padding.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            for (&i, v) in chunk.iter().zip(self.embed_batch(&batch)?) {
-                out[i] = v;
-            }
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(BATCH) {
+            out.extend(self.embed_batch(chunk)?);
         }
         Ok(out)
     }
