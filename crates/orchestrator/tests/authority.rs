@@ -256,7 +256,7 @@ fn a_runner_refuses_tokens_for_another_runner_another_file_or_another_key() {
         GrantedDirs::new(std::slice::from_ref(&grant)).unwrap(),
     ));
     let minter = TokenMinter::new(SigningKey::ephemeral());
-    let runner = Runner::new(tool, minter.public_key());
+    let runner = Runner::new(tool, minter.verifying_key());
     let mint = |minter: &TokenMinter, audience: &str, tool: &str, file: &str| {
         let grant = Grant {
             tool: tool.into(),

@@ -2,7 +2,7 @@
 //!
 //! Cases are data: each family module ([`tokens`], [`approvals`],
 //! [`sandbox`], [`injection`]) turns a table of attack descriptions into
-//! [`Case`]s, and [`run`] executes them against real parts (biscuit tokens,
+//! [`Case`]s, and [`run`] executes them against real parts (capability tokens,
 //! the approval tables in a real SQLite file, the namespace sandbox, the
 //! planner fed by a model server on loopback). A case reports whether the
 //! attacked action *ran* (an unauthorized execution) and whether a canary

@@ -4,7 +4,6 @@
 
 use std::cell::Cell;
 
-use biscuit_auth::macros::block;
 use chrono::{DateTime, Utc};
 use opticlaw_security::keys::SigningKey;
 use opticlaw_security::token::{
@@ -43,7 +42,7 @@ pub enum Trick {
     OtherScope,
     /// Presented for a resource outside the grant.
     OtherResource(&'static str),
-    /// A holder appended a block granting more.
+    /// A holder appended a caveat granting more.
     WideningBlock(&'static str),
     /// Narrowed to a subdirectory, then used outside it.
     BeyondAttenuation,
@@ -104,11 +103,11 @@ pub fn cases() -> Vec<Case> {
         cases.push(("file.read", "read", Trick::OtherResource(resource)));
     }
     for widening in [
-        r#"grant("shell", "run", "/", "runner-shell-1", 2100-01-01T00:00:00Z, "n")"#,
-        r#"grant("file.read", "read", "/", "runner-shell-1", 2100-01-01T00:00:00Z, "n")"#,
-        r#"grant("payments", "send", "/home/me/notes", "runner-shell-1", 2100-01-01T00:00:00Z, "n")"#,
-        r#"runner("runner-shell-1")"#,
-        r#"time(2000-01-01T00:00:00Z)"#,
+        r#"opticlaw-grant {"tool":"shell","scope":"run","resource":"/","aud":"runner-shell-1","node":"n","exp":4102444800000}"#,
+        r#"opticlaw-grant {"tool":"file.read","scope":"read","resource":"/","aud":"runner-shell-1","node":"n","exp":4102444800000}"#,
+        r#"opticlaw-grant {"tool":"payments","scope":"send","resource":"/home/me/notes","aud":"runner-shell-1","node":"n","exp":4102444800000}"#,
+        "within /",
+        "before 4102444800000",
     ] {
         cases.push(("file.read", "read", Trick::WideningBlock(widening)));
     }
@@ -151,7 +150,7 @@ fn guarded(
     revoked: &RevocationList,
     ran: &Cell<u32>,
 ) -> Result<(), String> {
-    let verifier = TokenVerifier::new(env.minter.public_key(), RUNNER);
+    let verifier = TokenVerifier::new(env.minter.verifying_key(), RUNNER);
     verifier
         .verify(token, request, now, revoked)
         .map(|_| ran.set(ran.get() + 1))
@@ -240,14 +239,14 @@ pub fn run(env: &Env, attack: &TokenAttack) -> Outcome {
             request.resource = resource;
             token.to_base64()
         }
-        Trick::WideningBlock(datalog) => {
-            let widened = widen(&token, env, datalog);
+        Trick::WideningBlock(caveat) => {
+            let widened = widen(&token, caveat);
             request.resource = "/etc/shadow";
-            if datalog.starts_with("grant(\"shell\"") {
+            if caveat.contains(r#""tool":"shell""#) {
                 request.tool = "shell";
                 request.scope = "run";
             }
-            if datalog.starts_with("grant(\"payments\"") {
+            if caveat.contains(r#""tool":"payments""#) {
                 request.tool = "payments";
                 request.scope = "send";
                 request.resource = &inside;
@@ -272,17 +271,14 @@ pub fn run(env: &Env, attack: &TokenAttack) -> Outcome {
     }
 }
 
-/// Appends a block of facts with biscuit's own API, as an attacker holding
-/// the token could.
-fn widen(token: &CapabilityToken, env: &Env, datalog: &str) -> String {
-    let biscuit = biscuit_auth::Biscuit::from_base64(token.to_base64(), env.minter.public_key())
-        .expect("our own token parses");
-    let mut builder = block!("");
-    builder = builder.code(datalog).expect("the widening datalog parses");
-    biscuit
-        .append(builder)
-        .expect("append")
-        .to_base64()
+/// Appends a caveat with the macaroon library itself, as an attacker
+/// holding the token could.
+fn widen(token: &CapabilityToken, caveat: &str) -> String {
+    let mut macaroon =
+        libmacaroon::Macaroon::deserialize(token.to_base64()).expect("our own token parses");
+    macaroon.add_first_party_caveat(caveat).expect("append");
+    macaroon
+        .serialize(libmacaroon::Format::V2)
         .expect("serialize")
 }
 

@@ -4,9 +4,12 @@ use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use biscuit_auth::builder::Algorithm;
-use biscuit_auth::{KeyPair, PrivateKey, PublicKey};
+use zeroize::Zeroize;
+
+use libmacaroon::MacaroonKey;
+use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
@@ -21,14 +24,54 @@ pub enum KeyError {
     },
     #[error("signing key file {path} is readable by others (mode {mode:o}); it must be 0600")]
     Insecure { path: PathBuf, mode: u32 },
-    #[error("signing key file {path} does not hold a valid Ed25519 key")]
+    #[error("signing key file {path} does not hold a valid key (64 hex digits)")]
     Invalid { path: PathBuf },
 }
 
-/// The root key that signs capability tokens. Its `Debug` shows only the
-/// public half.
+/// The root key of capability tokens (256 random bits, the HMAC key of
+/// every token's chain). Its `Debug` shows only a fingerprint.
 pub struct SigningKey {
-    keypair: KeyPair,
+    key: Arc<MacaroonKey>,
+}
+
+/// What runners verify tokens with. Macaroons are symmetric: this is the
+/// same secret as the [`SigningKey`], shared (not copied) with the runners
+/// inside the daemon; it never leaves the process, and its `Debug` shows
+/// only the fingerprint.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    key: Arc<MacaroonKey>,
+}
+
+impl VerifyingKey {
+    pub(crate) fn macaroon_key(&self) -> &MacaroonKey {
+        &self.key
+    }
+
+    /// A short public fingerprint of the key (hex), for logs and `doctor`.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.key)
+    }
+}
+
+impl PartialEq for VerifyingKey {
+    fn eq(&self, other: &Self) -> bool {
+        // Constant time (MacaroonKey's own comparison).
+        *self.key == *other.key
+    }
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("fingerprint", &self.fingerprint())
+            .finish()
+    }
+}
+
+fn fingerprint(key: &MacaroonKey) -> String {
+    let digest = Sha256::digest([b"opticlaw-token-key/".as_slice(), key.as_ref()].concat());
+    hex::encode(&digest[..8])
 }
 
 impl SigningKey {
@@ -57,18 +100,24 @@ impl SigningKey {
 
     /// A fresh key that lives only in memory (tests, benches).
     pub fn ephemeral() -> Self {
+        Self::from_bytes(random_key())
+    }
+
+    fn from_bytes(bytes: [u8; 32]) -> Self {
         Self {
-            keypair: KeyPair::new_with_algorithm(Algorithm::Ed25519),
+            key: Arc::new(MacaroonKey::from(bytes)),
         }
     }
 
-    /// The public half, which verifiers use.
-    pub fn public(&self) -> PublicKey {
-        self.keypair.public()
+    /// The key runners verify with.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        VerifyingKey {
+            key: self.key.clone(),
+        }
     }
 
-    pub(crate) fn keypair(&self) -> &KeyPair {
-        &self.keypair
+    pub(crate) fn macaroon_key(&self) -> &MacaroonKey {
+        &self.key
     }
 
     fn read(path: &Path) -> Result<Self, KeyError> {
@@ -77,15 +126,15 @@ impl SigningKey {
             source,
         };
         let text = Secret::new(fs::read_to_string(path).map_err(io)?);
-        let key =
-            PrivateKey::from_bytes_hex(text.expose().trim(), Algorithm::Ed25519).map_err(|_| {
-                KeyError::Invalid {
-                    path: path.to_owned(),
-                }
-            })?;
-        Ok(Self {
-            keypair: KeyPair::from(&key),
-        })
+        // 64 hex digits (also what earlier versions wrote: an Ed25519
+        // secret, equally 256 random bits).
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text.expose().trim(), &mut bytes).map_err(|_| KeyError::Invalid {
+            path: path.to_owned(),
+        })?;
+        let key = Self::from_bytes(bytes);
+        bytes.zeroize();
+        Ok(key)
     }
 
     fn create(path: &Path) -> Result<Self, KeyError> {
@@ -93,8 +142,10 @@ impl SigningKey {
             path: path.to_owned(),
             source,
         };
-        let keypair = KeyPair::new_with_algorithm(Algorithm::Ed25519);
-        let hex = Secret::new(keypair.private().to_bytes_hex());
+        let mut bytes = random_key();
+        let hex = Secret::new(hex::encode(bytes));
+        let key = Self::from_bytes(bytes);
+        bytes.zeroize();
         let mut file = match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -108,15 +159,22 @@ impl SigningKey {
         };
         file.write_all(hex.expose().as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
-        Ok(Self { keypair })
+        Ok(key)
     }
+}
+
+/// 256 bits from the operating system's generator.
+fn random_key() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random generator");
+    bytes
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKey")
-            .field("public", &self.keypair.public().to_bytes_hex())
-            .field("private", &"[redacted]")
+            .field("fingerprint", &fingerprint(&self.key))
+            .field("key", &"[redacted]")
             .finish()
     }
 }
@@ -133,7 +191,11 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let second = SigningKey::load_or_create(&path).unwrap();
-        assert_eq!(first.public(), second.public());
+        assert_eq!(first.verifying_key(), second.verifying_key());
+        assert_ne!(
+            first.verifying_key(),
+            SigningKey::ephemeral().verifying_key()
+        );
     }
 
     #[test]

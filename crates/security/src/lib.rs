@@ -1,7 +1,7 @@
 //! OptiClaw's security core: the assistant acts, and never acts without
 //! authority.
 //!
-//! - [`token`]: capability tokens (biscuit, Ed25519) minted per task node
+//! - [`token`]: capability tokens (macaroons, HMAC-SHA256) minted per task node
 //!   with least privilege, a short TTL and one audience, attenuable by any
 //!   holder, verified by the runner before anything runs; [`keys`] keeps
 //!   the signing key in a 0600 file.
@@ -30,7 +30,7 @@
 //! };
 //! let now = Utc::now();
 //! let token = minter.mint(&grant, now, DEFAULT_TTL).unwrap().to_base64();
-//! let verifier = TokenVerifier::new(minter.public_key(), "runner-1");
+//! let verifier = TokenVerifier::new(minter.verifying_key(), "runner-1");
 //! let request = Request { tool: "shell", scope: "read", resource: "/home/me/notes/a.md" };
 //! assert!(verifier.verify(&token, &request, now, &NoRevocations).is_ok());
 //! ```

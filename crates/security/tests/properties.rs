@@ -34,7 +34,7 @@ proptest! {
         tool in prop::sample::select(vec!["shell", "payments"]),
     ) {
         let minter = TokenMinter::new(SigningKey::ephemeral());
-        let verifier = TokenVerifier::new(minter.public_key(), "runner-1");
+        let verifier = TokenVerifier::new(minter.verifying_key(), "runner-1");
         let grant = Grant {
             tool: "shell".into(),
             scope: "read".into(),

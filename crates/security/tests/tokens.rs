@@ -3,9 +3,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use biscuit_auth::macros::block;
 use common::{TestStore, at};
 use opticlaw_security::keys::SigningKey;
 use opticlaw_security::token::{
@@ -35,7 +34,7 @@ fn read(resource: &str) -> Request<'_> {
 
 fn setup() -> (TokenMinter, TokenVerifier) {
     let minter = TokenMinter::new(SigningKey::ephemeral());
-    let verifier = TokenVerifier::new(minter.public_key(), "runner-1");
+    let verifier = TokenVerifier::new(minter.verifying_key(), "runner-1");
     (minter, verifier)
 }
 
@@ -127,7 +126,7 @@ fn expired_token_is_refused() {
 fn token_for_another_runner_is_refused() {
     let (minter, _) = setup();
     let token = mint(&minter);
-    let other = TokenVerifier::new(minter.public_key(), "runner-2");
+    let other = TokenVerifier::new(minter.verifying_key(), "runner-2");
     let refused = other.verify(&token, &read("/home/me/notes"), at(NOW), &NoRevocations);
     assert!(
         matches!(&refused, Err(TokenError::WrongAudience { audience, runner })
@@ -185,7 +184,7 @@ fn ttl_beyond_the_maximum_is_refused_at_mint() {
 #[test]
 fn holder_can_narrow_the_resource() {
     let (minter, verifier) = setup();
-    let token = CapabilityToken::parse(&mint(&minter), &minter.public_key()).unwrap();
+    let token = CapabilityToken::parse(&mint(&minter), &minter.verifying_key()).unwrap();
     let narrowed = token
         .attenuate(&Restriction::ResourceWithin("/home/me/notes/work".into()))
         .unwrap()
@@ -213,7 +212,7 @@ fn holder_can_narrow_the_resource() {
 #[test]
 fn holder_can_shorten_the_lifetime() {
     let (minter, verifier) = setup();
-    let token = CapabilityToken::parse(&mint(&minter), &minter.public_key()).unwrap();
+    let token = CapabilityToken::parse(&mint(&minter), &minter.verifying_key()).unwrap();
     let short = token
         .attenuate(&Restriction::ExpiresAt(at(NOW + 10)))
         .unwrap()
@@ -233,21 +232,24 @@ fn holder_can_shorten_the_lifetime() {
 #[test]
 fn attenuation_cannot_widen_a_token() {
     let (minter, verifier) = setup();
-    let token = CapabilityToken::parse(&mint(&minter), &minter.public_key()).unwrap();
-    let later = SystemTime::from(at(NOW + 86_400));
+    let token = CapabilityToken::parse(&mint(&minter), &minter.verifying_key()).unwrap();
+    let later = at(NOW + 86_400).timestamp_millis();
     // A holder appends its own, broader grants and a far-off expiry.
     let widened = token
         .attenuate(&Restriction::ResourceWithin("/".into()))
         .unwrap();
-    let widened = CapabilityToken::parse(&widened.to_base64(), &minter.public_key()).unwrap();
+    let widened = CapabilityToken::parse(&widened.to_base64(), &minter.verifying_key()).unwrap();
     let text = append_raw(
         &widened,
-        block!(
-            r#"grant("payments", "send", "/", "runner-1", {later}, "evil");
-               grant("shell", "write", "/", "runner-2", {later}, "evil");
-               grant("shell", "read", "/", "runner-1", {later}, "evil");"#,
-            later = later,
-        ),
+        &[
+            &format!(
+                r#"opticlaw-grant {{"tool":"payments","scope":"send","resource":"/","aud":"runner-1","node":"evil","exp":{later}}}"#
+            ),
+            &format!(
+                r#"opticlaw-grant {{"tool":"shell","scope":"read","resource":"/","aud":"runner-1","node":"evil","exp":{later}}}"#
+            ),
+            "before 4102444800000",
+        ],
     );
     let now = at(NOW);
     let payments = Request {
@@ -272,19 +274,67 @@ fn attenuation_cannot_widen_a_token() {
         ),
         Err(TokenError::Expired { .. })
     ));
-    // The original grant still works through the appended blocks.
+    // A caveat the verifier does not accept after the grant (here a second
+    // grant) is not ignored: the token fails closed, even for the original
+    // grant.
+    let result = verifier.verify(&text, &read("/home/me/notes/a"), now, &NoRevocations);
+    assert!(
+        matches!(result, Err(TokenError::Restricted(_))),
+        "{result:?}"
+    );
+    // Without the appended caveats the original grant still works.
     assert!(
         verifier
-            .verify(&text, &read("/home/me/notes/a"), now, &NoRevocations)
+            .verify(
+                &widened.to_base64(),
+                &read("/home/me/notes/a"),
+                now,
+                &NoRevocations
+            )
             .is_ok()
     );
 }
 
-fn append_raw(token: &CapabilityToken, block: biscuit_auth::builder::BlockBuilder) -> String {
-    // The public API only appends checks; an attacker can append anything.
-    let text = token.to_base64();
-    let unverified = biscuit_auth::UnverifiedBiscuit::from_base64(&text).unwrap();
-    unverified.append(block).unwrap().to_base64().unwrap()
+#[test]
+fn a_caveat_removed_or_edited_by_a_holder_breaks_the_signature() {
+    let (minter, verifier) = setup();
+    let narrowed = minter
+        .mint(&grant(), at(NOW), DEFAULT_TTL)
+        .unwrap()
+        .attenuate(&Restriction::ResourceWithin("/home/me/notes/work".into()))
+        .unwrap();
+    let macaroon = libmacaroon::Macaroon::deserialize(narrowed.to_base64()).unwrap();
+    // Rebuild the token with only its grant, keeping the final signature:
+    // the chain no longer matches.
+    let caveats: Vec<Vec<u8>> = macaroon
+        .caveats()
+        .iter()
+        .map(|c| c.as_first_party().unwrap().predicate().to_vec())
+        .collect();
+    let mut stripped = libmacaroon::Macaroon::create(
+        None,
+        &libmacaroon::MacaroonKey::generate(b"guess"),
+        macaroon.identifier(),
+    )
+    .unwrap();
+    stripped.add_first_party_caveat(&caveats[0]).unwrap();
+    let result = verifier.verify(
+        &stripped.serialize(libmacaroon::Format::V2).unwrap(),
+        &read("/home/me/notes/home.md"),
+        at(NOW),
+        &NoRevocations,
+    );
+    assert!(matches!(result, Err(TokenError::Forged)), "{result:?}");
+}
+
+/// Appends caveats with the macaroon library itself, as an attacker holding
+/// the token can (the public API only appends restrictions).
+fn append_raw(token: &CapabilityToken, caveats: &[&str]) -> String {
+    let mut macaroon = libmacaroon::Macaroon::deserialize(token.to_base64()).unwrap();
+    for caveat in caveats {
+        macaroon.add_first_party_caveat(caveat).unwrap();
+    }
+    macaroon.serialize(libmacaroon::Format::V2).unwrap()
 }
 
 #[test]
@@ -397,7 +447,7 @@ fn signing_key_file_round_trips_through_mint_and_verify() {
     let first = TokenMinter::new(SigningKey::load_or_create(&path).unwrap());
     let token = mint(&first);
     let reloaded = SigningKey::load_or_create(&path).unwrap();
-    let verifier = TokenVerifier::new(reloaded.public(), "runner-1");
+    let verifier = TokenVerifier::new(reloaded.verifying_key(), "runner-1");
     assert!(
         verifier
             .verify(&token, &read("/home/me/notes"), at(NOW), &NoRevocations)

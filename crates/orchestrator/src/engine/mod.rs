@@ -266,13 +266,13 @@ pub fn idempotency_key(task: &str, node: &str, run: u32, attempt: u32) -> String
 
 impl Orchestrator {
     pub fn new(parts: Parts) -> Self {
-        let root = parts.minter.public_key();
+        let root = parts.minter.verifying_key();
         let revoked = RevocationList::default();
         let runners = parts
             .tools
             .into_iter()
             .map(|tool| {
-                let runner = Runner::new(tool, root).with_revocations(revoked.clone());
+                let runner = Runner::new(tool, root.clone()).with_revocations(revoked.clone());
                 (runner.tool().name(), runner)
             })
             .collect();

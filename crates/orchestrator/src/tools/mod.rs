@@ -99,7 +99,7 @@ pub struct Runner {
 impl Runner {
     /// A runner for `tool` that trusts tokens signed by `root` and
     /// addressed to [`runner_name`] of the tool.
-    pub fn new(tool: Arc<dyn Tool>, root: biscuit_auth::PublicKey) -> Self {
+    pub fn new(tool: Arc<dyn Tool>, root: opticlaw_security::keys::VerifyingKey) -> Self {
         let verifier = TokenVerifier::new(root, runner_name(tool.name()));
         Self {
             tool,
