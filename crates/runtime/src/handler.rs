@@ -169,6 +169,25 @@ pub(crate) fn apply_decision(
     decision: &TriageDecision,
     context: &AnswerContext,
 ) -> Result<Applied, StoreError> {
+    let completion = decision_completion(conn, seq, event, decision, context)?;
+    let touches_schedule = completion.touches_schedule();
+    let replies = ops::complete_event(conn, &completion, now_ms())?;
+    Ok(Applied {
+        replies,
+        touches_schedule,
+    })
+}
+
+/// What a rule decision produces for the event `seq` (its replies, the
+/// deferred tasks it adds or cancels, the outcome explaining it), not yet
+/// written.
+pub(crate) fn decision_completion(
+    conn: &Connection,
+    seq: i64,
+    event: &EventEnvelope,
+    decision: &TriageDecision,
+    context: &AnswerContext,
+) -> Result<Completion, StoreError> {
     let mut completion = Completion {
         event_seq: seq,
         status: EventStatus::Done,
@@ -183,12 +202,7 @@ pub(crate) fn apply_decision(
     completion
         .replies
         .push(reply(event, ResponseKind::Reply, text));
-    let touches_schedule = !completion.schedule.is_empty() || !completion.cancel.is_empty();
-    let replies = ops::complete_event(conn, &completion, now_ms())?;
-    Ok(Applied {
-        replies,
-        touches_schedule,
-    })
+    Ok(completion)
 }
 
 /// The reply text for a decision, adding to `completion` what it changes.

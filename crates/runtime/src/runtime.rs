@@ -12,7 +12,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::answerer::{Actor, Answerer};
-use crate::handler::{AnswerContext, apply_decision};
+use crate::handler::{AnswerContext, Applied, decision_completion};
 use crate::queue::{PriorityQueue, QueueDepths};
 
 #[derive(Debug, Clone)]
@@ -253,15 +253,27 @@ impl Runtime {
         let shared = &self.shared;
         let context = self.answer_context();
         let event_id = event.event_id.clone();
+        // Serialised here, not on the store's one writer thread.
+        let envelope = serde_json::to_string(&event).map_err(StoreError::from)?;
         shared.active_fastpath.fetch_add(1, Ordering::Relaxed);
         let result = shared
             .store
             .call(move |conn| {
-                let acceptance = ops::accept_event(conn, &event, now_ms())?;
+                // The reply is prepared first and the event inserted already
+                // answered: one row write, never a pending row to update. A
+                // duplicate discards what was prepared (it has no effects
+                // until written).
+                let completion = decision_completion(conn, 0, &event, &decision, &context)?;
+                let touches_schedule = completion.touches_schedule();
+                let (acceptance, replies) =
+                    ops::accept_completed_event(conn, &event, &envelope, &completion, now_ms())?;
                 if acceptance.duplicate {
                     return Ok((acceptance, None));
                 }
-                let applied = apply_decision(conn, acceptance.seq, &event, &decision, &context)?;
+                let applied = Applied {
+                    replies,
+                    touches_schedule,
+                };
                 Ok((acceptance, Some(applied)))
             })
             .await;

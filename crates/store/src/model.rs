@@ -101,6 +101,14 @@ pub struct Completion {
     pub cancel: Vec<String>,
 }
 
+impl Completion {
+    /// Whether it adds or cancels a deferred task (the scheduler must then
+    /// re-arm).
+    pub fn touches_schedule(&self) -> bool {
+        !self.schedule.is_empty() || !self.cancel.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StoreStats {
     pub events_total: i64,

@@ -148,6 +148,50 @@ pub fn accept_event(
     })
 }
 
+/// The fast path's accept and complete in one statement: records an event
+/// already processed (`done.status`, `done.outcome`; `done.event_seq` is
+/// ignored) unless `(source, event_id)` is in the log, then writes what it
+/// produced. `envelope` is the event's JSON, serialised by the caller off
+/// the writer thread. A duplicate writes nothing and answers as
+/// [`accept_event`] does, with the first run's replies.
+pub fn accept_completed_event(
+    conn: &Connection,
+    event: &EventEnvelope,
+    envelope: &str,
+    done: &Completion,
+    now_ms: i64,
+) -> Result<(Acceptance, Vec<ResponsePacket>), StoreError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events
+                 (source, event_id, priority, envelope, accepted_ms, status, processed_ms, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)
+             ON CONFLICT (source, event_id) DO NOTHING",
+        )?
+        .execute(params![
+            event.source,
+            event.event_id,
+            event.hints.priority.rank() as i64,
+            envelope,
+            now_ms,
+            done.status.as_str(),
+            done.outcome.to_string()
+        ])?;
+    if inserted == 0 {
+        let acceptance = accept_event(conn, event, now_ms)?;
+        return Ok((acceptance, Vec::new()));
+    }
+    let seq = conn.last_insert_rowid();
+    let replies = write_effects(conn, seq, done, now_ms)?;
+    let acceptance = Acceptance {
+        seq,
+        duplicate: false,
+        status: done.status,
+        replies: Vec::new(),
+    };
+    Ok((acceptance, replies))
+}
+
 /// Marks an event processed and writes what it produced, all at once.
 /// Returns the written replies with their outbox sequence numbers.
 pub fn complete_event(
@@ -181,6 +225,17 @@ pub fn complete_event(
             None => Err(StoreError::UnknownEvent(done.event_seq)),
         };
     }
+    write_effects(conn, done.event_seq, done, now_ms)
+}
+
+/// What a processed event produced: its deferred tasks, cancellations and
+/// replies (answering event `seq`).
+fn write_effects(
+    conn: &Connection,
+    seq: i64,
+    done: &Completion,
+    now_ms: i64,
+) -> Result<Vec<ResponsePacket>, StoreError> {
     for task in &done.schedule {
         add_deferred(conn, task, now_ms)?;
     }
@@ -189,7 +244,7 @@ pub fn complete_event(
     }
     done.replies
         .iter()
-        .map(|reply| insert_reply(conn, Some(done.event_seq), reply, now_ms))
+        .map(|reply| insert_reply(conn, Some(seq), reply, now_ms))
         .collect()
 }
 

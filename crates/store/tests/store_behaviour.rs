@@ -83,6 +83,52 @@ fn repeated_event_is_a_duplicate_that_returns_the_first_result() {
 }
 
 #[test]
+fn an_event_accepted_already_answered_is_done_at_once_and_deduplicated() {
+    let (_dir, path) = temp_store();
+    let store = Store::open(&path, Synchronous::Normal).unwrap();
+    let conn = store.connection();
+    let event = EventEnvelope::local_text("alice", "main", "/time");
+    let envelope = serde_json::to_string(&event).unwrap();
+    let done = |text: &str| Completion {
+        event_seq: 0,
+        status: EventStatus::Done,
+        outcome: json!({"rule": "time"}),
+        replies: vec![reply_to(&event, text)],
+        schedule: vec![],
+        cancel: vec![],
+    };
+    let (first, written) =
+        ops::accept_completed_event(conn, &event, &envelope, &done("12:00"), 1_000).unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.status, EventStatus::Done);
+    assert_eq!(written.len(), 1);
+    // Never pending, so never picked up again after a restart.
+    assert!(ops::pending_events(conn, 0, 10).unwrap().is_empty());
+    assert_eq!(
+        ops::event_status(conn, &event.source, &event.event_id).unwrap(),
+        Some((first.seq, EventStatus::Done))
+    );
+    let stored: String = conn
+        .query_row(
+            "SELECT outcome FROM events WHERE seq = ?1",
+            [first.seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(stored.contains("time"), "{stored}");
+
+    // A redelivery answers with the first run's replies and writes nothing.
+    let (again, none) =
+        ops::accept_completed_event(conn, &event, &envelope, &done("12:01"), 2_000).unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.seq, first.seq);
+    assert!(none.is_empty());
+    assert_eq!(again.replies, written);
+    let stats = ops::stats(conn).unwrap();
+    assert_eq!((stats.events_total, stats.replies_total), (1, 1));
+}
+
+#[test]
 fn completing_twice_writes_replies_once() {
     let (_dir, path) = temp_store();
     let mut store = Store::open(&path, Synchronous::Normal).unwrap();
