@@ -29,9 +29,22 @@
 //!   erf; branch-free, so it vectorizes; its gain was not measured apart)
 //!   for the exact-erf GELU; the reference test passes at cosine >= 0.999
 //!   on every instruction set (`OPTICLAW_KERNELS_ISA`);
-//! - not tried: splitting a query's output columns over the 2 cores. The
-//!   engine already embeds the query on a second thread while the first
-//!   gathers full-text and graph candidates, so both cores are busy.
+//! - kept (2026-11-26, a 2-core Zen 3 with AVX2 and no AVX-512, load
+//!   average 4-7, alternating runs): f16 weights on AVX2, widened with F16C
+//!   in the tile (`opticlaw-kernels`), halving the ~42 MB of f32 weights a
+//!   forward streams: short query 9.2-10.6 -> 5.1-7.0 ms CPU, 40-token
+//!   text 19.5-20.5 -> 15.8-17.4 ms CPU; reference cosine 0.9999994. Tiles cut
+//!   evenly (13 tokens as 5, 4, 4, not 6, 6, 1): no difference measurable
+//!   under that load;
+//! - not kept: each layer split over 2 threads, Megatron-style (heads and
+//!   intermediate units in two parts, part 1 on a helper thread parked on a
+//!   condvar, taken back by the caller when not started in time; commit
+//!   "split each BERT layer over two threads" in the history). At load
+//!   average 4-7, calls interleaved in one process: wall p50 9.8-12.0 ms vs
+//!   9.3-9.6 ms on one thread, CPU 8.0-8.9 vs 4.5-5.9 ms. It may pay on a
+//!   quiet machine (not measured: none was); note the engine already
+//!   embeds the query on a second thread while the first gathers
+//!   full-text and graph candidates, so both cores are busy then.
 //!
 //! Earlier, on candle's matmul, rejected: q8_0 projections through
 //! `candle_core::quantized::QMatMul` (~20x slower: candle compiles its AVX2
