@@ -595,8 +595,8 @@ mod tests {
         assert_eq!(hits.len(), 37);
         assert!(hits.iter().all(|h| ![5, 6, 7].contains(&h.seq)));
         let slots = idx.graph_slots();
-        for i in 100..103 {
-            idx.insert(i as i64, &v[i]).unwrap();
+        for (i, x) in v.iter().enumerate().take(103).skip(100) {
+            idx.insert(i as i64, x).unwrap();
         }
         assert_eq!(idx.graph_len(), Some(40));
         assert_eq!(idx.graph_slots(), slots, "removed slots are reused");
