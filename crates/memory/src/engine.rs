@@ -118,6 +118,29 @@ fn cached_query_vector(
     Ok(v)
 }
 
+/// A read transaction held while it lives, when the connection is not in
+/// one already (a caller's transaction is left alone).
+struct ReadSnapshot<'a>(Option<&'a Connection>);
+
+impl<'a> ReadSnapshot<'a> {
+    fn begin(conn: &'a Connection) -> Result<Self> {
+        if !conn.is_autocommit() {
+            return Ok(Self(None));
+        }
+        conn.execute_batch("BEGIN")?;
+        Ok(Self(Some(conn)))
+    }
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0 {
+            // Nothing was written: ending it cannot lose anything.
+            let _ = conn.execute_batch("COMMIT");
+        }
+    }
+}
+
 /// Earlier turns of a thread indexed as a new episodic record's context.
 const CONTEXT_BEFORE: usize = 2;
 
@@ -144,12 +167,14 @@ impl MemoryEngine {
         let conn = Connection::open(path)?;
         // The daemon and the CLI may write at once: wait for the lock.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // A 32 MiB page cache and reads through a 256 MiB map: at a million
-        // records the full-text index and record pages no longer fit
-        // SQLite's default 2 MiB cache, and each miss was a read() call.
+        // A 32 MiB page cache and reads through a map of up to 2 GiB
+        // (SQLite's default ceiling; address space, not memory: the
+        // kernel's page cache holds what is read). At a million records the
+        // file is ~1.6 GB, and each page past the 256 MiB map it had was a
+        // read() call and a copy.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;
-             PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;",
+             PRAGMA cache_size = -32768; PRAGMA mmap_size = 2147418112;",
         )?;
         Self::from_connection(conn, config)
     }
@@ -532,6 +557,10 @@ impl MemoryEngine {
     /// embedding is embedded on a second thread while full-text and graph
     /// candidates are gathered on this one.
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>> {
+        // One read transaction for the whole search: each statement on its
+        // own took and released WAL read locks (a few hundred lock system
+        // calls per search, one pair per candidate record read).
+        let _snapshot = ReadSnapshot::begin(&self.conn)?;
         let retriever = |query_vector| {
             Retriever {
                 conn: &self.conn,

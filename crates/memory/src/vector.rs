@@ -1,31 +1,50 @@
 //! The embedded vector index: exact brute force over a contiguous f32
-//! matrix while small, an HNSW graph (`hnsw_rs`) beyond a threshold.
+//! matrix while small, an HNSW graph (Unum's `usearch`) beyond a threshold.
 //!
 //! Vectors are L2-normalised on the way in, so similarity is a dot product
-//! (HNSW uses `1 - cos`, which orders unit vectors as L2 distance does).
-//! Deletes are tombstones in the HNSW graph (it cannot remove points) and
-//! real removals in the brute-force matrix; the SQLite blob is the source of
-//! truth and the index is rebuilt from it at open.
+//! (the graph uses usearch's inner-product distance `1 - dot`, which orders
+//! unit vectors as L2 and cosine do). Removal is real in both tiers: the
+//! matrix drops the row, and the graph unlinks the key (it is never
+//! returned again) and overwrites the vector's slot with the next one
+//! added. The SQLite blob is the source of truth; the index lives in
+//! memory only and is rebuilt from it at open.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
-use hnsw_rs::prelude::{Distance, Hnsw};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::error::{MemoryError, Result};
 
 /// Above this many vectors, searches go through HNSW.
 pub const DEFAULT_HNSW_THRESHOLD: usize = 20_000;
 
+/// How the HNSW graph stores its copy of each vector (the exact f32 matrix
+/// is kept beside it for brute force, [`VectorIndex::similarity`], exact
+/// search and rescoring). Half floats are left out: without usearch's
+/// optional SIMD kernels (`numkong`, not built) they were the slowest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HnswScalar {
+    /// 32-bit floats: exact distances.
+    F32,
+    /// 8-bit integers: a quarter of the memory (one cache line for 64
+    /// dimensions) and coarser distances; [`VectorIndex::search`] rescores
+    /// the hits exactly.
+    I8,
+}
+
 /// Shape of the HNSW graph and of its searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HnswParams {
-    /// Links per node and layer (`hnsw_rs` keeps twice as many on layer 0).
+    /// Links per node and layer (usearch keeps twice as many on layer 0).
     pub max_connections: usize,
     /// Candidates explored per insertion.
     pub ef_construction: usize,
     /// Candidates explored per search, as a multiple of the hits asked for
     /// (at least 64).
     pub ef_search_factor: usize,
+    /// The graph's copy of the vectors.
+    pub scalar: HnswScalar,
 }
 
 impl Default for HnswParams {
@@ -34,24 +53,120 @@ impl Default for HnswParams {
             max_connections: 12,
             ef_construction: 40,
             ef_search_factor: 4,
+            scalar: HnswScalar::I8,
         }
     }
 }
 
-/// Layers of the HNSW graph (`hnsw_rs` caps it at 16).
-const HNSW_MAX_LAYERS: usize = 16;
+/// The HNSW tier: a usearch index and the search width it is set to
+/// (usearch reads the width from the index, so a search that needs another
+/// one changes it under this lock).
+struct Graph {
+    index: Index,
+    ef: Mutex<usize>,
+    /// Threads that may insert at once (a usearch context each).
+    threads: usize,
+}
 
-/// HNSW distance between unit vectors: `1 - cos`, i.e. half the squared L2
-/// distance, so it orders neighbours exactly as L2 and cosine do. It uses
-/// [`dot`], which LLVM vectorises; `hnsw_rs`'s `DistL2` without its
-/// `simdeez_f` feature sums lane by lane and dominated the index build.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UnitCosine;
-
-impl Distance<f32> for UnitCosine {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
+impl Graph {
+    fn new(dim: usize, params: &HnswParams) -> Result<Self> {
+        let options = IndexOptions {
+            dimensions: dim,
+            metric: MetricKind::IP,
+            quantization: match params.scalar {
+                HnswScalar::F32 => ScalarKind::F32,
+                HnswScalar::I8 => ScalarKind::I8,
+            },
+            connectivity: params.max_connections,
+            expansion_add: params.ef_construction,
+            expansion_search: 64,
+            multi: false,
+        };
+        let index = Index::new(&options).map_err(graph_error)?;
+        Ok(Self {
+            index,
+            ef: Mutex::new(64),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
     }
+
+    /// Make room for `more` vectors (capacity doubles, so one-by-one
+    /// insertion does not copy the graph's tables each time), with a
+    /// context for each of [`Graph::threads`].
+    fn reserve(&self, more: usize) -> Result<()> {
+        let need = self.index.size() + more;
+        if need > self.index.capacity() {
+            let capacity = need.max(self.index.capacity() * 2).max(1024);
+            self.index
+                .reserve_capacity_and_threads(capacity, self.threads)
+                .map_err(graph_error)?;
+        }
+        Ok(())
+    }
+
+    /// Add unit vectors (none of them present), spread over the cores.
+    fn add_all(&self, items: &[(i64, &[f32])]) -> Result<()> {
+        let threads = self.threads.min(items.len().div_ceil(256)).max(1);
+        self.reserve(items.len())?;
+        if threads == 1 {
+            return items
+                .iter()
+                .try_for_each(|(seq, v)| self.index.add(*seq as u64, v).map_err(graph_error));
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        loop {
+                            // Small chunks handed out in order keep the
+                            // threads busy to the end.
+                            let at = next.fetch_add(64, std::sync::atomic::Ordering::Relaxed);
+                            let Some(chunk) = items.get(at..(at + 64).min(items.len())) else {
+                                return Ok(());
+                            };
+                            for (seq, v) in chunk {
+                                self.index.add(*seq as u64, v).map_err(graph_error)?;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(graph_error("insert thread panicked")))
+            })
+        })
+    }
+
+    fn remove(&self, seq: i64) -> Result<()> {
+        self.index.remove(seq as u64).map_err(graph_error)?;
+        Ok(())
+    }
+
+    fn search(&self, q: &[f32], k: usize, ef: usize) -> Result<Vec<VectorHit>> {
+        let matches = {
+            let mut current = self.ef.lock().unwrap_or_else(|e| e.into_inner());
+            if *current != ef {
+                self.index.change_expansion_search(ef);
+                *current = ef;
+            }
+            self.index.search(q, k).map_err(graph_error)?
+        };
+        Ok(matches
+            .keys
+            .iter()
+            .zip(&matches.distances)
+            .map(|(&key, &d)| VectorHit {
+                seq: key as i64,
+                score: 1.0 - d,
+            })
+            .collect())
+    }
+}
+
+fn graph_error(e: impl std::fmt::Display) -> MemoryError {
+    MemoryError::Invalid(format!("vector index: {e}"))
 }
 
 /// A nearest-neighbour hit.
@@ -71,8 +186,7 @@ pub struct VectorIndex {
     ids: Vec<i64>,
     data: Vec<f32>,
     pos: HashMap<i64, usize>,
-    hnsw: Option<Hnsw<'static, f32, UnitCosine>>,
-    tombstones: HashSet<i64>,
+    hnsw: Option<Graph>,
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -133,7 +247,6 @@ impl VectorIndex {
             data: Vec::new(),
             pos: HashMap::new(),
             hnsw: None,
-            tombstones: HashSet::new(),
         }
     }
 
@@ -163,32 +276,20 @@ impl VectorIndex {
         self.hnsw.is_some()
     }
 
+    /// Live vectors in the HNSW graph, when searches use it.
+    pub fn graph_len(&self) -> Option<usize> {
+        self.hnsw.as_ref().map(|h| h.index.size())
+    }
+
+    /// Vector slots the HNSW graph has used, live or freed (0 without a
+    /// graph): removal frees a slot, the next insertion takes it.
+    pub fn graph_slots(&self) -> usize {
+        self.hnsw.as_ref().map_or(0, |h| h.index.stats().nodes)
+    }
+
     /// Add (or replace) the vector of `seq`.
     pub fn insert(&mut self, seq: i64, vector: &[f32]) -> Result<()> {
-        if vector.len() != self.dim {
-            return Err(MemoryError::DimensionMismatch {
-                expected: self.dim,
-                actual: vector.len(),
-            });
-        }
-        let mut v = vector.to_vec();
-        normalise(&mut v);
-        if let Some(&p) = self.pos.get(&seq) {
-            self.data[p * self.dim..(p + 1) * self.dim].copy_from_slice(&v);
-        } else {
-            self.pos.insert(seq, self.ids.len());
-            self.ids.push(seq);
-            self.data.extend_from_slice(&v);
-        }
-        match &self.hnsw {
-            Some(h) => {
-                self.tombstones.remove(&seq);
-                h.insert((&v, seq as usize));
-            }
-            None if self.ids.len() > self.threshold => self.build_hnsw(),
-            None => {}
-        }
-        Ok(())
+        self.insert_many(&[(seq, vector.to_vec())])
     }
 
     /// Add (or replace) many vectors; HNSW insertion runs in parallel.
@@ -199,54 +300,60 @@ impl VectorIndex {
                 actual: bad.1.len(),
             });
         }
-        let mut fresh = Vec::with_capacity(items.len());
+        let first_new = self.ids.len();
+        let mut replaced = Vec::new();
         for (seq, vector) in items {
-            let mut v = vector.clone();
-            normalise(&mut v);
-            if let Some(&p) = self.pos.get(seq) {
-                self.data[p * self.dim..(p + 1) * self.dim].copy_from_slice(&v);
-            } else {
-                self.pos.insert(*seq, self.ids.len());
-                self.ids.push(*seq);
-                self.data.extend_from_slice(&v);
-            }
-            fresh.push((*seq, v));
+            let p = match self.pos.get(seq) {
+                Some(&p) => {
+                    replaced.push(*seq);
+                    p
+                }
+                None => {
+                    self.pos.insert(*seq, self.ids.len());
+                    self.ids.push(*seq);
+                    self.data.resize(self.ids.len() * self.dim, 0.0);
+                    self.ids.len() - 1
+                }
+            };
+            let row = &mut self.data[p * self.dim..(p + 1) * self.dim];
+            row.copy_from_slice(vector);
+            normalise(row);
         }
         match &self.hnsw {
             Some(h) => {
-                for (seq, _) in &fresh {
-                    self.tombstones.remove(seq);
+                // A replaced vector leaves the graph and comes back with
+                // its new value (usearch keeps one vector per key).
+                replaced.sort_unstable();
+                replaced.dedup();
+                for &seq in &replaced {
+                    h.remove(seq)?;
                 }
-                let refs: Vec<(&[f32], usize)> = fresh
+                let fresh: Vec<(i64, &[f32])> = replaced
                     .iter()
-                    .map(|(s, v)| (v.as_slice(), *s as usize))
+                    .map(|s| self.pos[s])
+                    .chain(first_new..self.ids.len())
+                    .map(|p| (self.ids[p], &self.data[p * self.dim..(p + 1) * self.dim]))
                     .collect();
-                h.parallel_insert_slice(&refs);
+                h.add_all(&fresh)?;
             }
-            None if self.ids.len() > self.threshold => self.build_hnsw(),
+            None if self.ids.len() > self.threshold => self.build_hnsw()?,
             None => {}
         }
         Ok(())
     }
 
-    fn build_hnsw(&mut self) {
-        let n = self.ids.len();
-        let h = Hnsw::<f32, UnitCosine>::new(
-            self.params.max_connections,
-            n.max(1024) * 2,
-            HNSW_MAX_LAYERS,
-            self.params.ef_construction,
-            UnitCosine,
-        );
-        let items: Vec<(&[f32], usize)> = self
+    fn build_hnsw(&mut self) -> Result<()> {
+        self.hnsw = None;
+        let graph = Graph::new(self.dim, &self.params)?;
+        let items: Vec<(i64, &[f32])> = self
             .ids
             .iter()
-            .enumerate()
-            .map(|(i, &s)| (&self.data[i * self.dim..(i + 1) * self.dim], s as usize))
+            .zip(self.data.chunks_exact(self.dim))
+            .map(|(&s, v)| (s, v))
             .collect();
-        h.parallel_insert_slice(&items);
-        self.hnsw = Some(h);
-        self.tombstones.clear();
+        graph.add_all(&items)?;
+        self.hnsw = Some(graph);
+        Ok(())
     }
 
     /// Remove the vector of `seq` (a no-op when absent).
@@ -258,16 +365,19 @@ impl VectorIndex {
         if p != last {
             let moved = self.ids[last];
             self.ids.swap(p, last);
-            let (d, dim) = (&mut self.data, self.dim);
-            for i in 0..dim {
-                d.swap(p * dim + i, last * dim + i);
-            }
+            let dim = self.dim;
+            self.data.copy_within(last * dim..(last + 1) * dim, p * dim);
             self.pos.insert(moved, p);
         }
         self.ids.pop();
         self.data.truncate(self.ids.len() * self.dim);
-        if self.hnsw.is_some() {
-            self.tombstones.insert(seq);
+        if let Some(Err(e)) = self.hnsw.as_ref().map(|h| h.remove(seq)) {
+            // Never leave a forgotten vector findable: rebuild the graph
+            // from the matrix, which no longer holds it.
+            tracing::warn!("rebuilding the vector graph after a failed removal: {e}");
+            if let Err(e) = self.build_hnsw() {
+                tracing::warn!("vector graph rebuild failed, searching exactly: {e}");
+            }
         }
     }
 
@@ -288,18 +398,17 @@ impl VectorIndex {
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<VectorHit>> {
         let q = self.unit_query(query)?;
         if let Some(h) = &self.hnsw {
-            let want = k + self.tombstones.len().min(k * 4);
-            let ef = (want * self.params.ef_search_factor).max(64);
-            let hits = h.search(&q, want, ef);
-            return Ok(hits
-                .into_iter()
-                .map(|n| VectorHit {
-                    seq: n.d_id as i64,
-                    score: 1.0 - n.distance,
-                })
-                .filter(|h| !self.tombstones.contains(&h.seq))
-                .take(k)
-                .collect());
+            let ef = (k * self.params.ef_search_factor).max(64);
+            // The graph may hold coarser copies (i8): score the hits
+            // exactly against the f32 matrix and order them by that.
+            let mut hits = h.search(&q, k, ef)?;
+            for hit in &mut hits {
+                if let Some(&p) = self.pos.get(&hit.seq) {
+                    hit.score = dot(&q, &self.data[p * self.dim..(p + 1) * self.dim]);
+                }
+            }
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.seq.cmp(&b.seq)));
+            return Ok(hits);
         }
         Ok(self.brute_force(&q, k))
     }
@@ -457,5 +566,46 @@ mod tests {
         let exact = idx.brute_force(&q, 1)[0];
         let approx = idx.search(&q, 5).unwrap();
         assert!((approx[0].score - exact.score).abs() < 1e-4);
+    }
+
+    #[test]
+    fn hnsw_replaces_and_truly_removes_vectors() {
+        let v = pseudo_random(700, 16, 5);
+        let mut idx = VectorIndex::with_threshold(16, 10);
+        for (i, x) in v.iter().enumerate().take(40) {
+            idx.insert(i as i64, x).unwrap();
+        }
+        assert!(idx.uses_hnsw());
+        // Replacing 3's vector with another: a search for the old one no
+        // longer finds 3 as identical, a search for the new one does.
+        idx.insert(3, &v[650]).unwrap();
+        assert_eq!(idx.len(), 40);
+        let old = idx.search(&v[3], 40).unwrap();
+        assert!(old.iter().all(|h| h.seq != 3 || h.score < 0.9999));
+        let new = idx.search(&v[650], 1).unwrap();
+        assert_eq!(new[0].seq, 3);
+        assert!(new[0].score > 0.9999);
+        // Removed keys leave the graph (its count drops), never come back,
+        // and their slots take the next vectors added.
+        for seq in [5, 6, 7] {
+            idx.remove(seq);
+        }
+        assert_eq!(idx.graph_len(), Some(37));
+        let hits = idx.search(&v[6], 40).unwrap();
+        assert_eq!(hits.len(), 37);
+        assert!(hits.iter().all(|h| ![5, 6, 7].contains(&h.seq)));
+        let slots = idx.graph_slots();
+        for (i, x) in v.iter().enumerate().take(103).skip(100) {
+            idx.insert(i as i64, x).unwrap();
+        }
+        assert_eq!(idx.graph_len(), Some(40));
+        assert_eq!(idx.graph_slots(), slots, "removed slots are reused");
+        assert_eq!(idx.search(&v[101], 1).unwrap()[0].seq, 101);
+        // A large batch into a graph first built small is inserted by
+        // several threads.
+        let batch: Vec<(i64, Vec<f32>)> = (103..700).map(|i| (i as i64, v[i].clone())).collect();
+        idx.insert_many(&batch).unwrap();
+        assert_eq!(idx.graph_len(), Some(637));
+        assert_eq!(idx.search(&v[234], 1).unwrap()[0].seq, 234);
     }
 }

@@ -554,3 +554,21 @@ fn doctor_says_what_is_missing_without_a_model() {
     );
     assert!(report.to_string().contains("[missing] embedder"));
 }
+
+#[test]
+fn search_ends_its_read_transaction_and_leaves_a_callers_one_open() {
+    let (_d, mut e) = engine();
+    e.add(NewMemory::episodic("t", "Sam", "The kayak is blue", day(3)))
+        .unwrap();
+    let hits = e.search(&Query::new("kayak", 3)).unwrap();
+    assert_eq!(hits.len(), 1);
+    // Back in autocommit: a write right after the search commits.
+    assert!(e.connection().is_autocommit());
+    e.add(NewMemory::episodic("t", "Sam", "The kayak leaks", day(4)))
+        .unwrap();
+    // Inside a caller's transaction the search neither ends nor nests one.
+    e.connection().execute_batch("BEGIN").unwrap();
+    assert_eq!(e.search(&Query::new("kayak", 3)).unwrap().len(), 2);
+    assert!(!e.connection().is_autocommit());
+    e.connection().execute_batch("COMMIT").unwrap();
+}

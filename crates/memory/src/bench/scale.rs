@@ -41,6 +41,23 @@ pub struct ScaleReport {
     pub query_p50_ms: f64,
     /// 95th percentile query latency, ms.
     pub query_p95_ms: f64,
+    /// Mean CPU time of a query, ms (this process's user + system time
+    /// over the query phase; 0 where `/proc` is absent). On a loaded
+    /// machine wall time is mostly waiting for a core; this is not.
+    pub query_cpu_ms: f64,
+}
+
+/// CPU seconds this process has used (user + system), from
+/// `/proc/self/stat`; `None` where it cannot be read.
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: utime and stime are the
+    // 12th and 13th, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 impl fmt::Display for ScaleReport {
@@ -57,11 +74,12 @@ impl fmt::Display for ScaleReport {
         )?;
         write!(
             f,
-            "records={} queries={} query_p50_ms={:.2} query_p95_ms={:.2} ingest_per_s={:.0} index_secs={:.1} vector_recall_at_10={:.3}",
+            "records={} queries={} query_p50_ms={:.2} query_p95_ms={:.2} query_cpu_ms={:.2} ingest_per_s={:.0} index_secs={:.1} vector_recall_at_10={:.3}",
             self.records,
             self.queries,
             self.query_p50_ms,
             self.query_p95_ms,
+            self.query_cpu_ms,
             self.records as f64 / self.ingest_secs.max(1e-9),
             self.index_secs,
             self.vector_recall_at_10
@@ -176,12 +194,17 @@ fn run(path: &std::path::Path, records: usize, dim: usize, queries: usize) -> Re
         })
         .collect();
     let mut lat = Vec::with_capacity(queries);
+    let cpu0 = process_cpu_secs();
     for text in &texts {
         let q = Query::new(text.as_str(), 20);
         let t = Instant::now();
         engine.search(&q)?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let query_cpu_ms = match (cpu0, process_cpu_secs()) {
+        (Some(a), Some(b)) if queries > 0 => (b - a) * 1000.0 / queries as f64,
+        _ => 0.0,
+    };
     lat.sort_by(f64::total_cmp);
     let vector_recall_at_10 = match engine.vectors.as_ref() {
         Some(index) => {
@@ -202,5 +225,6 @@ fn run(path: &std::path::Path, records: usize, dim: usize, queries: usize) -> Re
         queries,
         query_p50_ms: super::percentile(&lat, 50.0),
         query_p95_ms: super::percentile(&lat, 95.0),
+        query_cpu_ms,
     })
 }
