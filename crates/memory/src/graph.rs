@@ -96,7 +96,7 @@ pub fn records_for_entities(
 pub fn entities_named(conn: &Connection, words: &[String], cap: u64) -> Result<Vec<(String, u64)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT e.key, (SELECT COUNT(*) FROM (SELECT 1 FROM memory_record_entities re
-                          WHERE re.entity_id = e.entity_id LIMIT ?2))
+                          WHERE re.entity_id = e.entity_id LIMIT CAST(?2 AS INTEGER)))
            FROM memory_entities e WHERE e.name = ?1",
     )?;
     let mut out = Vec::new();

@@ -373,7 +373,7 @@ impl Retriever<'_> {
         // before; 2*seq+1: the turn after): its score is their sum.
         let mut stmt = self.conn.prepare_cached(
             "SELECT rowid, -bm25(memory_fts, 1.0, ?2) FROM memory_fts
-              WHERE memory_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?3",
+              WHERE memory_fts MATCH ?1 ORDER BY rowid DESC LIMIT CAST(?3 AS INTEGER)",
         )?;
         let mut totals: HashMap<i64, f64> = HashMap::new();
         for term in terms {

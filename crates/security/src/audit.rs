@@ -180,7 +180,7 @@ pub fn records(
 ) -> Result<Vec<AuditRecord>, AuditError> {
     let mut statement = conn.prepare(
         "SELECT seq, at_ms, kind, actor, action, prev_hash, hash FROM security_audit
-         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+         WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS INTEGER)",
     )?;
     let rows = statement.query_map(params![after_seq, limit as i64], |row| {
         Ok((

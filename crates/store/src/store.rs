@@ -328,7 +328,7 @@ pub fn replies_after(
 ) -> Result<Vec<ResponsePacket>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {REPLY_COLUMNS} FROM replies
-         WHERE source = ?1 AND thread_id = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
+         WHERE source = ?1 AND thread_id = ?2 AND seq > ?3 ORDER BY seq LIMIT CAST(?4 AS INTEGER)"
     ))?;
     let rows = stmt.query_map(
         params![source, thread_id, after, limit as i64],
@@ -345,7 +345,7 @@ pub fn undelivered_replies(
 ) -> Result<Vec<ResponsePacket>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {REPLY_COLUMNS} FROM replies
-         WHERE delivered_ms IS NULL AND source <> 'local' ORDER BY seq LIMIT ?1"
+         WHERE delivered_ms IS NULL AND source <> 'local' ORDER BY seq LIMIT CAST(?1 AS INTEGER)"
     ))?;
     let rows = stmt.query_map([limit as i64], reply_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -381,7 +381,7 @@ pub fn pending_events(
     limit: usize,
 ) -> Result<Vec<(i64, EventEnvelope)>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, envelope FROM events WHERE status = 'pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, envelope FROM events WHERE status = 'pending' AND seq > ?1 ORDER BY seq LIMIT CAST(?2 AS INTEGER)",
     )?;
     let rows = stmt.query_map(params![after, limit as i64], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))

@@ -406,3 +406,36 @@ fn redacting_erases_text_from_events_and_replies_but_keeps_dedupe() {
     assert_eq!(again.seq, seq);
     assert_eq!(ops::stats(store.connection()).unwrap().events_total, 2);
 }
+
+/// Why every `LIMIT` with a parameter is written `LIMIT CAST(?N AS
+/// INTEGER)`: with a bare `LIMIT ?N` SQLite lets the bound value steer the
+/// plan, so each new binding expires the statement and the next run parses
+/// and plans it again (it showed as a third of the memory feed's CPU).
+#[test]
+fn a_cast_limit_keeps_its_prepared_statement_and_a_bare_one_does_not() {
+    use opticlaw_store::rusqlite::{Connection, StatementStatus};
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(
+        "CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT);
+         INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');",
+    )
+    .unwrap();
+    let reprepares = |sql: &str| {
+        let mut rows = 0;
+        for after in 0..5i64 {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            rows += stmt
+                .query_map([after % 3, 2], |r| r.get::<_, i64>(0))
+                .unwrap()
+                .count();
+        }
+        assert!(rows > 0);
+        let stmt = conn.prepare_cached(sql).unwrap();
+        stmt.get_status(StatementStatus::RePrepare)
+    };
+    assert_eq!(
+        reprepares("SELECT seq FROM t WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS INTEGER)"),
+        0
+    );
+    assert!(reprepares("SELECT seq FROM t WHERE seq > ?1 ORDER BY seq LIMIT ?2") > 0);
+}

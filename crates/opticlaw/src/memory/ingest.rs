@@ -89,7 +89,7 @@ impl Feed {
     /// User messages after `from`: (items, new cursor).
     fn events(&self, from: i64, limit: usize) -> Result<(Vec<Item>, i64)> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, envelope, accepted_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT seq, envelope, accepted_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS INTEGER)",
         )?;
         let rows = stmt.query_map([from, BATCH], |r| {
             Ok((
@@ -128,7 +128,7 @@ impl Feed {
             "SELECT r.seq, r.source, r.user_id, r.thread_id, r.body, r.created_ms, e.envelope,
                     r.kind, e.outcome
                FROM replies r LEFT JOIN events e ON e.seq = r.event_seq
-              WHERE r.seq > ?1 ORDER BY r.seq LIMIT ?2",
+              WHERE r.seq > ?1 ORDER BY r.seq LIMIT CAST(?2 AS INTEGER)",
         )?;
         let rows = stmt.query_map([from, BATCH], |r| {
             Ok((
