@@ -114,38 +114,15 @@ pub fn accept_event(
     now_ms: i64,
 ) -> Result<Acceptance, StoreError> {
     let envelope = serde_json::to_string(event)?;
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO events (source, event_id, priority, envelope, accepted_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (source, event_id) DO NOTHING",
-        )?
-        .execute(params![
-            event.source,
-            event.event_id,
-            event.hints.priority.rank() as i64,
-            envelope,
-            now_ms
-        ])?;
-    if inserted == 1 {
-        return Ok(Acceptance {
-            seq: conn.last_insert_rowid(),
+    match insert_event(conn, event, &envelope, None, now_ms)? {
+        Some(seq) => Ok(Acceptance {
+            seq,
             duplicate: false,
             status: EventStatus::Pending,
             replies: Vec::new(),
-        });
+        }),
+        None => duplicate_acceptance(conn, event),
     }
-    let (seq, status): (i64, String) = conn
-        .prepare_cached("SELECT seq, status FROM events WHERE source = ?1 AND event_id = ?2")?
-        .query_row(params![event.source, event.event_id], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
-    Ok(Acceptance {
-        seq,
-        duplicate: true,
-        status: EventStatus::parse(&status),
-        replies: replies_for_event(conn, seq)?,
-    })
 }
 
 /// The fast path's accept and complete in one statement: records an event
@@ -161,27 +138,9 @@ pub fn accept_completed_event(
     done: &Completion,
     now_ms: i64,
 ) -> Result<(Acceptance, Vec<ResponsePacket>), StoreError> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO events
-                 (source, event_id, priority, envelope, accepted_ms, status, processed_ms, outcome)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)
-             ON CONFLICT (source, event_id) DO NOTHING",
-        )?
-        .execute(params![
-            event.source,
-            event.event_id,
-            event.hints.priority.rank() as i64,
-            envelope,
-            now_ms,
-            done.status.as_str(),
-            done.outcome.to_string()
-        ])?;
-    if inserted == 0 {
-        let acceptance = accept_event(conn, event, now_ms)?;
-        return Ok((acceptance, Vec::new()));
-    }
-    let seq = conn.last_insert_rowid();
+    let Some(seq) = insert_event(conn, event, envelope, Some(done), now_ms)? else {
+        return Ok((duplicate_acceptance(conn, event)?, Vec::new()));
+    };
     let replies = write_effects(conn, seq, done, now_ms)?;
     let acceptance = Acceptance {
         seq,
@@ -190,6 +149,54 @@ pub fn accept_completed_event(
         replies: Vec::new(),
     };
     Ok((acceptance, replies))
+}
+
+/// Inserts the event, pending or already `done`; `None` when
+/// `(source, event_id)` is already in the log.
+fn insert_event(
+    conn: &Connection,
+    event: &EventEnvelope,
+    envelope: &str,
+    done: Option<&Completion>,
+    now_ms: i64,
+) -> Result<Option<i64>, StoreError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events
+                 (source, event_id, priority, envelope, accepted_ms, status, processed_ms, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (source, event_id) DO NOTHING",
+        )?
+        .execute(params![
+            event.source,
+            event.event_id,
+            event.hints.priority.rank() as i64,
+            envelope,
+            now_ms,
+            done.map_or(EventStatus::Pending, |d| d.status).as_str(),
+            done.map(|_| now_ms),
+            done.map(|d| d.outcome.to_string())
+        ])?;
+    Ok((inserted == 1).then(|| conn.last_insert_rowid()))
+}
+
+/// The answer to an event already in the log: its seq, status and the
+/// replies its first run produced.
+fn duplicate_acceptance(
+    conn: &Connection,
+    event: &EventEnvelope,
+) -> Result<Acceptance, StoreError> {
+    let (seq, status): (i64, String) = conn
+        .prepare_cached("SELECT seq, status FROM events WHERE source = ?1 AND event_id = ?2")?
+        .query_row(params![event.source, event.event_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok(Acceptance {
+        seq,
+        duplicate: true,
+        status: EventStatus::parse(&status),
+        replies: replies_for_event(conn, seq)?,
+    })
 }
 
 /// Marks an event processed and writes what it produced, all at once.
