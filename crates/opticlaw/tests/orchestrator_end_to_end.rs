@@ -258,9 +258,18 @@ fn kill_9_at_random_points_never_repeats_or_loses_a_step() {
         let task_id = uuid::Uuid::now_v7().to_string();
         let daemon = home.serve();
         submit_plan(&daemon, &append_plan(&task_id, STEPS));
-        // Kill somewhere in the plan (each step is a few ms), and a
-        // second time on some runs while the restarted daemon recovers.
-        std::thread::sleep(Duration::from_micros(rng.below(150_000)));
+        // Kill somewhere in the plan, and a second time on some runs while
+        // the restarted daemon recovers. A step takes well under a
+        // millisecond on a quiet machine, so a blind sleep may wait out the
+        // whole plan: wait until a random number of steps is written, then
+        // kill at once (more steps may land before the signal does).
+        let kill_after = 1 + rng.below(STEPS as u64 - 1) as usize;
+        let wait_until = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&file).map_or(0, |t| t.lines().count()) < kill_after
+            && Instant::now() < wait_until
+        {
+            std::thread::sleep(Duration::from_micros(100));
+        }
         daemon.kill9();
         let lines_at_kill = std::fs::read_to_string(&file).map_or(0, |t| t.lines().count());
         eprintln!("run {run}: {lines_at_kill} of {STEPS} steps written at the kill");
