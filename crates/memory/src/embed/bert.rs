@@ -55,6 +55,10 @@
 //! (`BertEmbeddings`, `BertSelfAttention`, `BertSelfOutput`,
 //! `BertIntermediate`, `BertOutput`); tensor names are the checkpoint's.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -110,20 +114,241 @@ impl LayerNorm {
     }
 }
 
-fn dense(vb: VarBuilder, input: usize, output: usize) -> Result<PackedLinear> {
-    let w = values(vb.get((output, input), "weight")?)?;
-    let b = values(vb.get(output, "bias")?)?;
-    Ok(PackedLinear::new(&w, &b, input, output))
+/// One of a layer's `parts` slices (tensor parallelism as in Megatron-LM):
+/// its share of the attention heads and of the intermediate units, with
+/// the rows of the projections into them and the columns of the
+/// projections out of them. Parts need nothing from each other until
+/// their outputs are summed, so they run on different threads with one
+/// hand-off per sublayer.
+struct Part {
+    /// This part's heads' query (pre-scaled), key and value:
+    /// `(tokens, 3 * hidden / parts)`.
+    qkv: PackedLinear,
+    /// The attention output projection over this part's context columns
+    /// (`hidden / parts` in, `hidden` out; the bias in part 0 only).
+    attention_out: PackedLinear,
+    /// This part's intermediate units (`hidden` in, `intermediate / parts`
+    /// out).
+    intermediate: PackedLinear,
+    /// The output projection over this part's intermediate units (the
+    /// bias in part 0 only).
+    output: PackedLinear,
+    /// This part's heads and their total width (`hidden / parts`).
+    heads: usize,
+    width: usize,
+}
+
+impl Part {
+    /// This part's share of the attention sublayer's output projection
+    /// (before the residual).
+    fn attention(&self, x: &[f32], lengths: &[usize]) -> Vec<f32> {
+        let qkv = self.qkv.forward(x);
+        let context = kernels::attention(&qkv, lengths, self.heads, self.width);
+        self.attention_out.forward(&context)
+    }
+
+    /// This part's share of the feed-forward sublayer's output (before the
+    /// residual).
+    fn feed_forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut inner = self.intermediate.forward(x);
+        kernels::gelu_erf(&mut inner);
+        self.output.forward(&inner)
+    }
 }
 
 struct Layer {
-    /// Query (pre-scaled), key and value: `(tokens, 3 * hidden)`.
-    qkv: PackedLinear,
-    attention_out: PackedLinear,
+    parts: Vec<Part>,
     attention_norm: LayerNorm,
-    intermediate: PackedLinear,
-    output: PackedLinear,
     output_norm: LayerNorm,
+}
+
+/// A job for the helper thread: part 1 of a sublayer of layer `layer`.
+enum Job {
+    Attention {
+        layer: usize,
+        x: Arc<Vec<f32>>,
+        lengths: Arc<Vec<usize>>,
+    },
+    FeedForward {
+        layer: usize,
+        x: Arc<Vec<f32>>,
+    },
+}
+
+impl Job {
+    fn run(&self, layers: &[Layer]) -> Vec<f32> {
+        match self {
+            Job::Attention { layer, x, lengths } => layers[*layer].parts[1].attention(x, lengths),
+            Job::FeedForward { layer, x } => layers[*layer].parts[1].feed_forward(x),
+        }
+    }
+}
+
+/// The job slot the calling thread and the helper share.
+enum Slot {
+    Empty,
+    /// Posted by the caller, not yet taken.
+    Pending(Job),
+    /// Taken by the helper.
+    Running,
+    Done(Vec<f32>),
+    /// The job panicked on the helper (a bug): the caller runs it itself,
+    /// so the panic surfaces there instead of leaving it waiting.
+    Failed,
+    /// The encoder is gone: the helper ends.
+    Closed,
+}
+
+struct Shared {
+    slot: Mutex<Slot>,
+    /// Signals the helper: a job was posted, or the slot closed.
+    posted: Condvar,
+    /// Signals the caller: the helper finished a job.
+    finished: Condvar,
+}
+
+/// A second thread that computes part 1 of each sublayer while the
+/// calling thread computes part 0. It sleeps on a condition variable
+/// between jobs (no spinning, no timer) and ends when the encoder is
+/// dropped. A job the helper has not started by the time the caller is
+/// done with its own part (the other core is busy elsewhere) is taken back
+/// and run by the caller, so a loaded machine costs the split one hand-off,
+/// not a wait for a scheduler slot.
+struct Helper {
+    shared: Arc<Shared>,
+    /// Held by one forward pass at a time; a concurrent pass runs alone.
+    in_use: Mutex<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Helper {
+    /// The helper, unless this machine has one core, the environment says
+    /// `OPTICLAW_EMBED_THREADS=1`, or the thread cannot be started.
+    fn start(layers: &Arc<Vec<Layer>>) -> Option<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let allowed = std::env::var("OPTICLAW_EMBED_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(2);
+        if cores < 2 || allowed < 2 || layers.iter().any(|l| l.parts.len() != 2) {
+            return None;
+        }
+        let shared = Arc::new(Shared {
+            slot: Mutex::new(Slot::Empty),
+            posted: Condvar::new(),
+            finished: Condvar::new(),
+        });
+        let (for_thread, layers) = (Arc::clone(&shared), Arc::clone(layers));
+        let thread = std::thread::Builder::new()
+            .name("opticlaw-embed".into())
+            .spawn(move || helper_loop(&for_thread, &layers))
+            .ok()?;
+        Some(Self {
+            shared,
+            in_use: Mutex::new(()),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Lock `slot`, whatever a panicking holder left in it (the slot's states
+/// stay valid across a panic).
+fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn helper_loop(shared: &Shared, layers: &[Layer]) {
+    let mut slot = lock(&shared.slot);
+    loop {
+        match std::mem::replace(&mut *slot, Slot::Empty) {
+            Slot::Pending(job) => {
+                *slot = Slot::Running;
+                drop(slot);
+                let out = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(layers)));
+                slot = lock(&shared.slot);
+                *slot = out.map_or(Slot::Failed, Slot::Done);
+                shared.finished.notify_one();
+            }
+            Slot::Closed => return,
+            other => {
+                *slot = other;
+                slot = shared.posted.wait(slot).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        *lock(&self.shared.slot) = Slot::Closed;
+        self.shared.posted.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Which threads a forward pass runs a sublayer's parts on.
+enum Runner<'a> {
+    /// Both parts (or the only one) on the calling thread.
+    Alone,
+    /// Part 1 on the helper thread (unless taken back).
+    Paired(&'a Shared),
+}
+
+impl Runner<'_> {
+    /// The sum of every part's `local` output, part 1's computed by `job`
+    /// on the helper when paired.
+    fn sum(&self, parts: &[Part], job: Job, local: impl Fn(&Part) -> Vec<f32>) -> Vec<f32> {
+        let mut outs = match (self, parts) {
+            (Runner::Paired(shared), [first, second]) => {
+                *lock(&shared.slot) = Slot::Pending(job);
+                shared.posted.notify_one();
+                let mine = local(first);
+                let mut slot = lock(&shared.slot);
+                let other = loop {
+                    match std::mem::replace(&mut *slot, Slot::Empty) {
+                        // Not started: take it back.
+                        Slot::Pending(_) | Slot::Failed => {
+                            drop(slot);
+                            break local(second);
+                        }
+                        Slot::Done(out) => break out,
+                        running => {
+                            *slot = running;
+                            slot = shared
+                                .finished
+                                .wait(slot)
+                                .unwrap_or_else(|p| p.into_inner());
+                        }
+                    }
+                };
+                vec![mine, other]
+            }
+            _ => parts.iter().map(&local).collect(),
+        }
+        .into_iter();
+        let mut out = outs.next().expect("a layer has a part");
+        for other in outs {
+            add(&mut out, &other);
+        }
+        out
+    }
+}
+
+/// Load a dense layer from `vb`: `weight` `(output, input)` and `bias`.
+fn dense(vb: &VarBuilder, input: usize, output: usize) -> Result<(Tensor, Tensor)> {
+    Ok((vb.get((output, input), "weight")?, vb.get(output, "bias")?))
+}
+
+fn packed(w: &Tensor, b: &Tensor) -> Result<PackedLinear> {
+    let (output, input) = w.dims2()?;
+    Ok(PackedLinear::new(
+        &values(w.clone())?,
+        &values(b.clone())?,
+        input,
+        output,
+    ))
 }
 
 /// The encoder: embeddings and the transformer layers (no pooler).
@@ -133,8 +358,9 @@ pub(crate) struct BertEncoder {
     /// `(max positions, hidden)`, token type 0 already added.
     position: Vec<f32>,
     embedding_norm: LayerNorm,
-    layers: Vec<Layer>,
-    heads: usize,
+    layers: Arc<Vec<Layer>>,
+    /// Started at the first forward pass.
+    helper: OnceLock<Option<Helper>>,
     hidden: usize,
     vocab: usize,
     max_positions: usize,
@@ -166,6 +392,13 @@ impl BertEncoder {
         let eps = config.layer_norm_eps;
         let heads = config.num_attention_heads;
         let head_size = h / heads;
+        let inter = config.intermediate_size;
+        // Two parts where heads and intermediate units split evenly.
+        let parts = if heads % 2 == 0 && inter % 2 == 0 {
+            2
+        } else {
+            1
+        };
         let emb = vb.pp("embeddings");
         let word = values(emb.get((config.vocab_size, h), "word_embeddings.weight")?)?;
         let token_type_zero = emb
@@ -184,22 +417,40 @@ impl BertEncoder {
         for i in 0..config.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let attn = l.pp("attention");
-            let get = |name: &str| -> Result<(Tensor, Tensor)> {
-                let p = attn.pp("self").pp(name);
-                Ok((p.get((h, h), "weight")?, p.get(h, "bias")?))
-            };
-            let (qw, qb) = get("query")?;
-            let (kw, kb) = get("key")?;
-            let (vw, vb_) = get("value")?;
-            let qkv_w = values(Tensor::cat(&[(qw * scale)?, kw, vw], 0)?)?;
-            let qkv_b = values(Tensor::cat(&[(qb * scale)?, kb, vb_], 0)?)?;
-            let inter = config.intermediate_size;
+            let (qw, qb) = dense(&attn.pp("self").pp("query"), h, h)?;
+            let (qw, qb) = ((qw * scale)?, (qb * scale)?);
+            let (kw, kb) = dense(&attn.pp("self").pp("key"), h, h)?;
+            let (vw, vb_) = dense(&attn.pp("self").pp("value"), h, h)?;
+            let (ow, ob) = dense(&attn.pp("output").pp("dense"), h, h)?;
+            let (iw, ib) = dense(&l.pp("intermediate").pp("dense"), h, inter)?;
+            let (fw, fb) = dense(&l.pp("output").pp("dense"), inter, h)?;
+            let (hp, ip) = (h / parts, inter / parts);
+            let mut layer_parts = Vec::with_capacity(parts);
+            for p in 0..parts {
+                // Rows of the projections into the part, columns of those
+                // out of it; the output biases once, in part 0.
+                let rows = |t: &Tensor, n: usize| t.narrow(0, p * n, n);
+                let qkv_w = Tensor::cat(&[rows(&qw, hp)?, rows(&kw, hp)?, rows(&vw, hp)?], 0)?;
+                let qkv_b = Tensor::cat(&[rows(&qb, hp)?, rows(&kb, hp)?, rows(&vb_, hp)?], 0)?;
+                let bias_once = |b: &Tensor| {
+                    if p == 0 {
+                        Ok(b.clone())
+                    } else {
+                        b.zeros_like()
+                    }
+                };
+                layer_parts.push(Part {
+                    qkv: packed(&qkv_w, &qkv_b)?,
+                    attention_out: packed(&ow.narrow(1, p * hp, hp)?, &bias_once(&ob)?)?,
+                    intermediate: packed(&rows(&iw, ip)?, &rows(&ib, ip)?)?,
+                    output: packed(&fw.narrow(1, p * ip, ip)?, &bias_once(&fb)?)?,
+                    heads: heads / parts,
+                    width: hp,
+                });
+            }
             layers.push(Layer {
-                qkv: PackedLinear::new(&qkv_w, &qkv_b, h, 3 * h),
-                attention_out: dense(attn.pp("output").pp("dense"), h, h)?,
+                parts: layer_parts,
                 attention_norm: LayerNorm::load(attn.pp("output").pp("LayerNorm"), h, eps)?,
-                intermediate: dense(l.pp("intermediate").pp("dense"), h, inter)?,
-                output: dense(l.pp("output").pp("dense"), inter, h)?,
                 output_norm: LayerNorm::load(l.pp("output").pp("LayerNorm"), h, eps)?,
             });
         }
@@ -207,8 +458,8 @@ impl BertEncoder {
             word,
             position,
             embedding_norm,
-            layers,
-            heads,
+            layers: Arc::new(layers),
+            helper: OnceLock::new(),
             hidden: h,
             vocab: config.vocab_size,
             max_positions: config.max_position_embeddings,
@@ -240,22 +491,46 @@ impl BertEncoder {
             }
         }
         self.embedding_norm.apply(&mut x);
-        let lengths: Vec<usize> = texts.iter().map(|t| t.len()).collect();
-        for layer in &self.layers {
-            x = self.layer(layer, &x, &lengths);
+        let lengths = Arc::new(texts.iter().map(|t| t.len()).collect::<Vec<_>>());
+        let helper = self.helper.get_or_init(|| Helper::start(&self.layers));
+        // The helper serves one pass at a time: a concurrent pass (or one
+        // after a panic poisoned the lock) runs alone.
+        let guard = helper
+            .as_ref()
+            .and_then(|h| Some((h.in_use.try_lock().ok()?, &*h.shared)));
+        let runner = guard
+            .as_ref()
+            .map_or(Runner::Alone, |(_, shared)| Runner::Paired(shared));
+        let mut x = Arc::new(x);
+        for i in 0..self.layers.len() {
+            x = Arc::new(self.layer(i, x, &lengths, &runner));
         }
-        Ok(x)
+        drop(guard);
+        Ok(Arc::try_unwrap(x).unwrap_or_else(|shared| shared.to_vec()))
     }
 
-    fn layer(&self, layer: &Layer, x: &[f32], lengths: &[usize]) -> Vec<f32> {
-        let qkv = layer.qkv.forward(x);
-        let context = kernels::attention(&qkv, lengths, self.heads, self.hidden);
-        let mut attended = layer.attention_out.forward(&context);
-        add(&mut attended, x);
+    fn layer(
+        &self,
+        i: usize,
+        x: Arc<Vec<f32>>,
+        lengths: &Arc<Vec<usize>>,
+        runner: &Runner<'_>,
+    ) -> Vec<f32> {
+        let layer = &self.layers[i];
+        let job = Job::Attention {
+            layer: i,
+            x: Arc::clone(&x),
+            lengths: Arc::clone(lengths),
+        };
+        let mut attended = runner.sum(&layer.parts, job, |p| p.attention(&x, lengths));
+        add(&mut attended, &x);
         layer.attention_norm.apply(&mut attended);
-        let mut inner = layer.intermediate.forward(&attended);
-        kernels::gelu_erf(&mut inner);
-        let mut out = layer.output.forward(&inner);
+        let attended = Arc::new(attended);
+        let job = Job::FeedForward {
+            layer: i,
+            x: Arc::clone(&attended),
+        };
+        let mut out = runner.sum(&layer.parts, job, |p| p.feed_forward(&attended));
         add(&mut out, &attended);
         layer.output_norm.apply(&mut out);
         out
