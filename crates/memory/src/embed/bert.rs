@@ -58,6 +58,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
@@ -113,6 +114,11 @@ impl LayerNorm {
         kernels::layer_norm(xs, &self.gamma, &self.beta, self.eps);
     }
 }
+
+/// How long the helper stays awake after a job for the next one.
+const HELPER_SPIN: Duration = Duration::from_millis(2);
+/// How long the caller spins for the helper's half before parking.
+const CALLER_SPIN: Duration = Duration::from_millis(5);
 
 /// One of a layer's `parts` slices (tensor parallelism as in Megatron-LM):
 /// its share of the attention heads and of the intermediate units, with
@@ -259,6 +265,7 @@ fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
 
 fn helper_loop(shared: &Shared, layers: &[Layer]) {
     let mut slot = lock(&shared.slot);
+    let mut last_job: Option<Instant> = None;
     loop {
         match std::mem::replace(&mut *slot, Slot::Empty) {
             Slot::Pending(job) => {
@@ -268,10 +275,22 @@ fn helper_loop(shared: &Shared, layers: &[Layer]) {
                 slot = lock(&shared.slot);
                 *slot = out.map_or(Slot::Failed, Slot::Done);
                 shared.finished.notify_one();
+                last_job = Some(Instant::now());
             }
             Slot::Closed => return,
             other => {
                 *slot = other;
+                // The next sublayer of the same pass comes within
+                // microseconds: waking a parked thread takes longer than
+                // half a sublayer on a VM, so stay awake briefly after a
+                // job (never when idle: the first job of a pass wakes it).
+                if last_job.is_some_and(|t| t.elapsed() < HELPER_SPIN) {
+                    drop(slot);
+                    std::hint::spin_loop();
+                    slot = lock(&shared.slot);
+                    continue;
+                }
+                last_job = None;
                 slot = shared.posted.wait(slot).unwrap_or_else(|p| p.into_inner());
             }
         }
@@ -306,6 +325,7 @@ impl Runner<'_> {
                 shared.posted.notify_one();
                 let mine = local(first);
                 let mut slot = lock(&shared.slot);
+                let waited = Instant::now();
                 let other = loop {
                     match std::mem::replace(&mut *slot, Slot::Empty) {
                         // Not started: take it back.
@@ -316,6 +336,15 @@ impl Runner<'_> {
                         Slot::Done(out) => break out,
                         running => {
                             *slot = running;
+                            // The helper's half is about as long as ours and
+                            // already under way: spin for it rather than
+                            // park and pay a wake-up.
+                            if waited.elapsed() < CALLER_SPIN {
+                                drop(slot);
+                                std::hint::spin_loop();
+                                slot = lock(&shared.slot);
+                                continue;
+                            }
                             slot = shared
                                 .finished
                                 .wait(slot)
