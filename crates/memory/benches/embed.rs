@@ -31,15 +31,29 @@ struct Timing {
 /// Embed each of `inputs` in turn (one `embed` call each), `runs` calls in
 /// all after one warm-up; times in ms per call.
 fn time(e: &dyn Embedder, inputs: &[Vec<&str>], runs: usize) -> Timing {
+    time_with(e, inputs, runs, || {})
+}
+
+/// Like [`time`], running `between` (untimed, its CPU not counted) before
+/// each call.
+fn time_with(
+    e: &dyn Embedder,
+    inputs: &[Vec<&str>],
+    runs: usize,
+    mut between: impl FnMut(),
+) -> Timing {
     e.embed(&inputs[0]).expect("embed");
     let mut t = Vec::with_capacity(runs);
-    let cpu0 = cpu_secs();
+    let mut cpu_ms = 0.0;
     for i in 0..runs {
+        between();
+        let cpu0 = cpu_secs();
         let s = Instant::now();
         e.embed(&inputs[i % inputs.len()]).expect("embed");
         t.push(s.elapsed().as_secs_f64() * 1000.0);
+        cpu_ms += (cpu_secs() - cpu0) * 1000.0;
     }
-    let cpu = (cpu_secs() - cpu0) * 1000.0 / runs as f64;
+    let cpu = cpu_ms / runs as f64;
     t.sort_by(f64::total_cmp);
     Timing {
         p50: t[runs / 2],
@@ -68,6 +82,16 @@ fn main() {
     ];
     let one = |xs: &[&'static str]| xs.iter().map(|x| vec![*x]).collect::<Vec<_>>();
     let query = time(e.as_ref(), &one(&queries), 200);
+    // A query as it comes to a daemon: after idle time (the second thread
+    // parked) with the weights pushed out of the caches by other work.
+    let mut sweep = vec![0u8; 64 << 20];
+    let cold = time_with(e.as_ref(), &one(&queries), 100, || {
+        for (i, b) in sweep.iter_mut().enumerate().step_by(64) {
+            *b = b.wrapping_add(i as u8);
+        }
+        std::hint::black_box(&sweep);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    });
     let text = time(e.as_ref(), &one(&texts), 100);
     let batch: Vec<String> = (0..32)
         .map(|i| format!("{} (turn {i})", texts[i % texts.len()]))
@@ -79,6 +103,10 @@ fn main() {
         query.p50, query.p95, query.cpu
     );
     println!(
+        "short query after idle, caches swept: p50 {:.2} ms, p95 {:.2} ms, CPU {:.2} ms per query",
+        cold.p50, cold.p95, cold.cpu
+    );
+    println!(
         "40-token text: p50 {:.2} ms, p95 {:.2} ms, CPU {:.2} ms per text",
         text.p50, text.p95, text.cpu
     );
@@ -88,10 +116,12 @@ fn main() {
         32_000.0 / batched.p50
     );
     println!(
-        "query_p50_ms={:.2} query_p95_ms={:.2} query_cpu_ms={:.2} text40_p50_ms={:.2} text40_p95_ms={:.2} batch32_texts_per_s={:.0}",
+        "query_p50_ms={:.2} query_p95_ms={:.2} query_cpu_ms={:.2} cold_query_p50_ms={:.2} cold_query_p95_ms={:.2} text40_p50_ms={:.2} text40_p95_ms={:.2} batch32_texts_per_s={:.0}",
         query.p50,
         query.p95,
         query.cpu,
+        cold.p50,
+        cold.p95,
         text.p50,
         text.p95,
         32_000.0 / batched.p50

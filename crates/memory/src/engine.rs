@@ -567,12 +567,26 @@ impl MemoryEngine {
                 vectors: self.vectors.as_ref(),
                 query_vector: std::cell::RefCell::new(query_vector),
                 weights: &self.config.fusion,
+                term_rows: Default::default(),
+                records_at_most: Default::default(),
             }
             .search(query)
         };
         match (&self.embedder, &query.vector) {
             (Some(_), Some(v)) => retriever(QueryVector::Ready(v.clone())),
+            (Some(embedder), None)
+                if !query.text.trim().is_empty() && embedder.uses_two_threads() =>
+            {
+                // The embedder keeps both cores busy: gathering full-text
+                // candidates beside it only made the two take turns (query
+                // p95 on LoCoMo 10.9-11.9 ms beside, 9.6-9.7 ms after).
+                let vector =
+                    cached_query_vector(embedder.as_ref(), &self.query_vectors, &query.text)?;
+                retriever(QueryVector::Ready(vector))
+            }
             (Some(embedder), None) if !query.text.trim().is_empty() => {
+                // One core embeds while this one gathers full-text and
+                // graph candidates.
                 let cache = &self.query_vectors;
                 let embedder: &dyn Embedder = embedder.as_ref();
                 std::thread::scope(|scope| {

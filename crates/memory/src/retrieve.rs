@@ -164,6 +164,11 @@ pub(crate) struct Retriever<'a> {
     pub vectors: Option<&'a VectorIndex>,
     pub query_vector: std::cell::RefCell<QueryVector>,
     pub weights: &'a FusionWeights,
+    /// Each term's scored full-text rows, read once per search: the
+    /// feedback pass scores the query's own terms again.
+    pub term_rows: std::cell::RefCell<HashMap<String, std::rc::Rc<[(i64, f64)]>>>,
+    /// [`Retriever::records_at_most`], once read.
+    pub records_at_most: std::cell::Cell<Option<i64>>,
 }
 
 /// The query's embedding: none, known, or being computed on another thread
@@ -278,19 +283,26 @@ impl Retriever<'_> {
             }
         }
         let seqs: Vec<i64> = fused.keys().copied().collect();
-        let records = crate::store::get_many(self.conn, &seqs)?;
+        let candidates = crate::store::rank_fields(self.conn, &seqs, asks_when)?;
         let top = (w.fulltext + w.vector) / (w.k + 1.0);
-        let mut hits: Vec<Hit> = records
+        let mut ranked: Vec<(f32, HitSources, crate::store::RankFields)> = candidates
             .into_iter()
-            .filter(|m| m.record.expires_at.is_none_or(|e| e > now))
-            .filter(|m| q.hints.kinds.is_empty() || q.hints.kinds.contains(&m.kind()))
+            .filter(|m| m.expires_at.is_none_or(|e| e > now))
+            .filter(|m| q.hints.kinds.is_empty() || q.hints.kinds.contains(&m.kind))
             .filter(|m| time_range.is_none_or(|r| r.contains(m.occurred_at)))
+            .filter(|m| {
+                q.thread_prefix.as_ref().is_none_or(|prefix| {
+                    m.thread_id
+                        .as_deref()
+                        .is_some_and(|t| t.starts_with(prefix.as_str()))
+                })
+            })
             .filter_map(|m| {
                 let (base, sources) = fused.remove(&m.seq)?;
                 let mut score = base;
                 // Signals, each a small fraction of a top-ranked hit's score.
-                score += top * 0.05 * m.record.salience;
-                if q.thread_id.is_some() && q.thread_id == m.record.thread_id {
+                score += top * 0.05 * m.salience;
+                if q.thread_id.is_some() && q.thread_id == m.thread_id {
                     score += top * 0.05;
                 }
                 if q.hints.domain.is_some() && q.hints.domain == m.domain {
@@ -303,40 +315,38 @@ impl Retriever<'_> {
                 {
                     score += top * w.speaker_boost;
                 }
-                if asks_when && crate::timeparse::mentions_time(m.content()) {
+                if asks_when && m.mentions_time {
                     score += top * w.when_boost;
                 }
                 if soft_range.is_some_and(|r| r.contains(m.occurred_at)) {
                     score += top * w.time_boost;
                 }
-                if m.record.pinned {
+                if m.pinned {
                     score += top * 0.05;
                 }
                 let age_days = (now - m.occurred_at).num_hours().max(0) as f32 / 24.0;
                 score += top * 0.05 * (-age_days / 90.0).exp();
+                Some((score, sources, m))
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.2.seq.cmp(&a.2.seq)));
+        ranked.truncate(q.limit);
+        // Only the winners are read whole.
+        let winners: Vec<i64> = ranked.iter().map(|r| r.2.seq).collect();
+        let mut records: HashMap<i64, StoredMemory> = crate::store::get_many(self.conn, &winners)?
+            .into_iter()
+            .map(|m| (m.seq, m))
+            .collect();
+        Ok(ranked
+            .into_iter()
+            .filter_map(|(score, sources, m)| {
                 Some(Hit {
-                    memory: m,
+                    memory: records.remove(&m.seq)?,
                     score,
                     sources,
                 })
             })
-            .collect();
-        if let Some(prefix) = &q.thread_prefix {
-            hits.retain(|h| {
-                h.memory
-                    .record
-                    .thread_id
-                    .as_deref()
-                    .is_some_and(|t| t.starts_with(prefix.as_str()))
-            });
-        }
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(b.memory.seq.cmp(&a.memory.seq))
-        });
-        hits.truncate(q.limit);
-        Ok(hits)
+            .collect())
     }
 
     /// The query terms plus up to five words found in at least two of the
@@ -371,21 +381,9 @@ impl Retriever<'_> {
     fn fulltext(&self, terms: &[String], depth: usize) -> Result<Vec<(i64, f32)>> {
         // A record has up to two rows (rowid 2*seq: its words and the turns
         // before; 2*seq+1: the turn after): its score is their sum.
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT rowid, -bm25(memory_fts, 1.0, ?2) FROM memory_fts
-              WHERE memory_fts MATCH ?1 ORDER BY rowid DESC LIMIT CAST(?3 AS INTEGER)",
-        )?;
         let mut totals: HashMap<i64, f64> = HashMap::new();
         for term in terms {
-            let Some(expr) = fts_or_query(std::slice::from_ref(term)) else {
-                continue;
-            };
-            let rows = stmt.query_map(
-                params![expr, self.weights.context_column, FULLTEXT_ROWS_PER_TERM],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
-            )?;
-            for row in rows {
-                let (rowid, score) = row?;
+            for &(rowid, score) in self.term_rows(term)?.iter() {
                 let weight = if rowid & 1 == 1 {
                     self.weights.following_row
                 } else {
@@ -403,17 +401,69 @@ impl Retriever<'_> {
         Ok(hits)
     }
 
+    /// One term's full-text rows with their BM25 score, newest first
+    /// (cached for the rest of the search).
+    fn term_rows(&self, term: &str) -> Result<std::rc::Rc<[(i64, f64)]>> {
+        if let Some(rows) = self.term_rows.borrow().get(term) {
+            return Ok(rows.clone());
+        }
+        let rows: std::rc::Rc<[(i64, f64)]> = match fts_or_query(&[term.to_owned()]) {
+            None => std::rc::Rc::from([]),
+            Some(expr) if self.carries_no_bm25_weight(&expr)? => std::rc::Rc::from([]),
+            Some(expr) => {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT rowid, -bm25(memory_fts, 1.0, ?2) FROM memory_fts
+                      WHERE memory_fts MATCH ?1 ORDER BY rowid DESC LIMIT CAST(?3 AS INTEGER)",
+                )?;
+                stmt.query_map(
+                    params![expr, self.weights.context_column, FULLTEXT_ROWS_PER_TERM],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+                )?
+                .collect::<rusqlite::Result<_>>()?
+            }
+        };
+        self.term_rows
+            .borrow_mut()
+            .insert(term.to_owned(), rows.clone());
+        Ok(rows)
+    }
+
+    /// Whether a term is in at least half of the full-text rows, where
+    /// FTS5's BM25 gives it the floor IDF of 1e-6 (`log((N - n + 0.5) /
+    /// (n + 0.5))` is not positive), so its scores carry no signal while
+    /// scoring its many rows (a speaker's name in every turn) costs the
+    /// most. `N` is taken as two rows per record, never less than the
+    /// true count, so a term is only skipped where FTS5 floors it.
+    fn carries_no_bm25_weight(&self, expr: &str) -> Result<bool> {
+        let rows_at_most = 2 * self.records_at_most()?;
+        let matching: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH ?1")?
+            .query_row([expr], |r| r.get(0))?;
+        Ok(matching > 0 && 2 * matching >= rows_at_most)
+    }
+
+    /// An upper bound on the records in memory (the highest seq), read once
+    /// per search.
+    fn records_at_most(&self) -> Result<i64> {
+        if let Some(n) = self.records_at_most.get() {
+            return Ok(n);
+        }
+        // MAX(seq) is an O(log n) stand-in for the record count.
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM memory_records")?
+            .query_row([], |r| r.get(0))?;
+        self.records_at_most.set(Some(n));
+        Ok(n)
+    }
+
     fn graph(&self, text: &str, hinted: &[String], depth: usize) -> Result<Vec<i64>> {
         let mut keys: Vec<String> = hinted
             .iter()
             .map(|k| crate::text::normalise_entity_key(k))
             .collect();
-        // MAX(seq) is an O(log n) stand-in for the record count.
-        let total: u64 = self.conn.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM memory_records",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? as u64;
+        let total = self.records_at_most()? as u64;
         // Only entities that single out a small part of memory carry signal.
         let cap = (total as f64 * 0.05).max(3.0) as u64;
         let named = crate::graph::entities_named(self.conn, &query_terms(text), cap)?;

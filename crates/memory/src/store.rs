@@ -264,6 +264,63 @@ pub fn get_many(conn: &Connection, seqs: &[i64]) -> Result<Vec<StoredMemory>> {
     Ok(out)
 }
 
+/// What ranking needs of a candidate record, without its content (unless
+/// asked), entities or ids: retrieval ranks a few hundred candidates and
+/// reads only the winners whole.
+#[derive(Debug, Clone)]
+pub(crate) struct RankFields {
+    pub seq: i64,
+    pub kind: opticlaw_core::MemoryType,
+    pub thread_id: Option<String>,
+    pub speaker: Option<String>,
+    pub domain: Option<String>,
+    pub salience: f32,
+    pub pinned: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub occurred_at: DateTime<Utc>,
+    /// Whether the content states a time; only computed when asked.
+    pub mentions_time: bool,
+}
+
+/// [`RankFields`] of the records among `seqs` (missing ones skipped).
+pub(crate) fn rank_fields(
+    conn: &Connection,
+    seqs: &[i64],
+    with_time_mentions: bool,
+) -> Result<Vec<RankFields>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, kind, thread_id, speaker, domain, salience, pinned, expires_at, occurred_at,
+                CASE WHEN ?2 THEN content END
+           FROM memory_records WHERE seq = ?1",
+    )?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        let row = stmt
+            .query_row(params![seq, with_time_mentions], |row| {
+                let kind: String = row.get(1)?;
+                let mentions_time = row
+                    .get_ref(9)?
+                    .as_str_or_null()?
+                    .is_some_and(crate::timeparse::mentions_time);
+                Ok(RankFields {
+                    seq: row.get(0)?,
+                    kind: parse_kind(&kind).unwrap_or(opticlaw_core::MemoryType::Episodic),
+                    thread_id: row.get(2)?,
+                    speaker: row.get(3)?,
+                    domain: row.get(4)?,
+                    salience: row.get::<_, f64>(5)? as f32,
+                    pinned: row.get::<_, i64>(6)? != 0,
+                    expires_at: row.get::<_, Option<i64>>(7)?.map(from_ms),
+                    occurred_at: from_ms(row.get(8)?),
+                    mentions_time,
+                })
+            })
+            .optional()?;
+        out.extend(row);
+    }
+    Ok(out)
+}
+
 /// Records of a thread in time order, optionally within `[from, to)`.
 pub fn thread_records(
     conn: &Connection,

@@ -220,11 +220,26 @@ const TIME_WORDS: &[&str] = &[
 /// Whether text states a time (a relative expression, a weekday, a month
 /// or a year).
 pub fn mentions_time(text: &str) -> bool {
-    crate::text::words(text).iter().any(|w| {
-        TIME_WORDS.contains(&w.as_str())
-            || MONTHS.contains(&w.as_str())
+    // Runs over every candidate of a "when" question: ASCII words (nearly
+    // all) are lower-cased on the stack instead of allocated.
+    let is_time_word = |w: &str| {
+        TIME_WORDS.contains(&w)
+            || MONTHS.contains(&w)
             || (w.len() == 4 && w.parse::<u32>().is_ok_and(|y| (1900..=2200).contains(&y)))
-    })
+    };
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .any(|w| {
+            let mut buf = [0u8; 16];
+            if w.is_ascii() && w.len() <= buf.len() {
+                let lower = &mut buf[..w.len()];
+                lower.copy_from_slice(w.as_bytes());
+                lower.make_ascii_lowercase();
+                std::str::from_utf8(lower).is_ok_and(is_time_word)
+            } else {
+                is_time_word(&w.to_lowercase())
+            }
+        })
 }
 
 #[cfg(test)]

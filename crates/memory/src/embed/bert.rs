@@ -116,7 +116,7 @@ impl LayerNorm {
 }
 
 /// How long the helper stays awake after a job for the next one.
-const HELPER_SPIN: Duration = Duration::from_millis(2);
+const HELPER_SPIN: Duration = Duration::from_micros(300);
 /// How long the caller spins for the helper's half before parking.
 const CALLER_SPIN: Duration = Duration::from_millis(5);
 
@@ -231,12 +231,7 @@ impl Helper {
     /// The helper, unless this machine has one core, the environment says
     /// `OPTICLAW_EMBED_THREADS=1`, or the thread cannot be started.
     fn start(layers: &Arc<Vec<Layer>>) -> Option<Self> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let allowed = std::env::var("OPTICLAW_EMBED_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(2);
-        if cores < 2 || allowed < 2 || layers.iter().any(|l| l.parts.len() != 2) {
+        if !two_threads_allowed() || layers.iter().any(|l| l.parts.len() != 2) {
             return None;
         }
         let shared = Arc::new(Shared {
@@ -257,6 +252,17 @@ impl Helper {
     }
 }
 
+/// Whether a forward pass may use a second thread: the machine has two
+/// cores and `OPTICLAW_EMBED_THREADS` does not say 1.
+fn two_threads_allowed() -> bool {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let allowed = std::env::var("OPTICLAW_EMBED_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(2);
+    cores >= 2 && allowed >= 2
+}
+
 /// Lock `slot`, whatever a panicking holder left in it (the slot's states
 /// stay valid across a panic).
 fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
@@ -265,6 +271,7 @@ fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
 
 fn helper_loop(shared: &Shared, layers: &[Layer]) {
     let mut slot = lock(&shared.slot);
+    // When it last ran or was woken for a job.
     let mut last_job: Option<Instant> = None;
     loop {
         match std::mem::replace(&mut *slot, Slot::Empty) {
@@ -290,8 +297,10 @@ fn helper_loop(shared: &Shared, layers: &[Layer]) {
                     slot = lock(&shared.slot);
                     continue;
                 }
-                last_job = None;
                 slot = shared.posted.wait(slot).unwrap_or_else(|p| p.into_inner());
+                // Woken for a job the caller may already have taken back:
+                // stay for the next one rather than park at once again.
+                last_job = Some(Instant::now());
             }
         }
     }
@@ -497,6 +506,12 @@ impl BertEncoder {
 
     /// Hidden states of every text's tokens, back to back: `(total tokens,
     /// hidden)` row-major, text after text (token type 0 everywhere).
+    /// Whether a forward pass runs on two threads (both cores of a
+    /// two-core machine).
+    pub(crate) fn uses_two_threads(&self) -> bool {
+        self.layers.iter().all(|l| l.parts.len() == 2) && two_threads_allowed()
+    }
+
     pub(crate) fn forward(&self, texts: &[&[u32]]) -> Result<Vec<f32>> {
         let h = self.hidden;
         let total: usize = texts.iter().map(|t| t.len()).sum();

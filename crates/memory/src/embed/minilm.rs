@@ -132,6 +132,10 @@ impl Embedder for MiniLmEmbedder {
         self.dim
     }
 
+    fn uses_two_threads(&self) -> bool {
+        self.model.uses_two_threads()
+    }
+
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(BATCH) {

@@ -24,6 +24,11 @@ pub trait Embedder: Send + Sync {
     fn dim(&self) -> usize;
     /// Embed a batch of texts, one vector per text, in order.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// Whether one `embed` call already keeps two cores busy; a search then
+    /// embeds before gathering full-text candidates instead of beside it.
+    fn uses_two_threads(&self) -> bool {
+        false
+    }
 }
 
 /// Default project-local directory of the MiniLM model, as written by
