@@ -159,6 +159,9 @@ impl Default for FusionWeights {
 }
 
 /// Everything retrieval needs, borrowed from the engine.
+/// One term's full-text rows (`rowid`, BM25), newest first.
+type TermRows = std::rc::Rc<[(i64, f64)]>;
+
 pub(crate) struct Retriever<'a> {
     pub conn: &'a Connection,
     pub vectors: Option<&'a VectorIndex>,
@@ -166,7 +169,7 @@ pub(crate) struct Retriever<'a> {
     pub weights: &'a FusionWeights,
     /// Each term's scored full-text rows, read once per search: the
     /// feedback pass scores the query's own terms again.
-    pub term_rows: std::cell::RefCell<HashMap<String, std::rc::Rc<[(i64, f64)]>>>,
+    pub term_rows: std::cell::RefCell<HashMap<String, TermRows>>,
     /// [`Retriever::records_at_most`], once read.
     pub records_at_most: std::cell::Cell<Option<i64>>,
 }
@@ -403,24 +406,26 @@ impl Retriever<'_> {
 
     /// One term's full-text rows with their BM25 score, newest first
     /// (cached for the rest of the search).
-    fn term_rows(&self, term: &str) -> Result<std::rc::Rc<[(i64, f64)]>> {
+    fn term_rows(&self, term: &str) -> Result<TermRows> {
         if let Some(rows) = self.term_rows.borrow().get(term) {
             return Ok(rows.clone());
         }
-        let rows: std::rc::Rc<[(i64, f64)]> = match fts_or_query(&[term.to_owned()]) {
+        let rows: TermRows = match fts_or_query(&[term.to_owned()]) {
             None => std::rc::Rc::from([]),
-            Some(expr) if self.carries_no_bm25_weight(&expr)? => std::rc::Rc::from([]),
-            Some(expr) => {
-                let mut stmt = self.conn.prepare_cached(
-                    "SELECT rowid, -bm25(memory_fts, 1.0, ?2) FROM memory_fts
-                      WHERE memory_fts MATCH ?1 ORDER BY rowid DESC LIMIT CAST(?3 AS INTEGER)",
-                )?;
-                stmt.query_map(
-                    params![expr, self.weights.context_column, FULLTEXT_ROWS_PER_TERM],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
-                )?
-                .collect::<rusqlite::Result<_>>()?
-            }
+            Some(expr) => match self.rows_without_bm25_weight(&expr)? {
+                Some(unscored) => unscored,
+                None => {
+                    let mut stmt = self.conn.prepare_cached(
+                        "SELECT rowid, -bm25(memory_fts, 1.0, ?2) FROM memory_fts
+                          WHERE memory_fts MATCH ?1 ORDER BY rowid DESC LIMIT CAST(?3 AS INTEGER)",
+                    )?;
+                    stmt.query_map(
+                        params![expr, self.weights.context_column, FULLTEXT_ROWS_PER_TERM],
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+                    )?
+                    .collect::<rusqlite::Result<_>>()?
+                }
+            },
         };
         self.term_rows
             .borrow_mut()
@@ -428,19 +433,30 @@ impl Retriever<'_> {
         Ok(rows)
     }
 
-    /// Whether a term is in at least half of the full-text rows, where
-    /// FTS5's BM25 gives it the floor IDF of 1e-6 (`log((N - n + 0.5) /
-    /// (n + 0.5))` is not positive), so its scores carry no signal while
-    /// scoring its many rows (a speaker's name in every turn) costs the
-    /// most. `N` is taken as two rows per record, never less than the
-    /// true count, so a term is only skipped where FTS5 floors it.
-    fn carries_no_bm25_weight(&self, expr: &str) -> Result<bool> {
+    /// A term's rows, each scored 0, when it is in at least half of the
+    /// full-text rows: there FTS5's BM25 gives it the floor IDF of 1e-6
+    /// (`log((N - n + 0.5) / (n + 0.5))` is not positive), so its scores
+    /// carry no signal while scoring its many rows (a speaker's name in
+    /// every turn) reads each row's length. The rows stay candidates.
+    /// `N` is taken as two rows per record, never less than the true count,
+    /// so only terms FTS5 floors are left unscored. Checked on memories
+    /// small enough for the term's rows to be read in one bounded query;
+    /// `None` means "score it".
+    fn rows_without_bm25_weight(&self, expr: &str) -> Result<Option<TermRows>> {
         let rows_at_most = 2 * self.records_at_most()?;
-        let matching: i64 = self
+        if rows_at_most > 2 * FULLTEXT_ROWS_PER_TERM {
+            return Ok(None);
+        }
+        let rowids: Vec<i64> = self
             .conn
-            .prepare_cached("SELECT count(*) FROM memory_fts WHERE memory_fts MATCH ?1")?
-            .query_row([expr], |r| r.get(0))?;
-        Ok(matching > 0 && 2 * matching >= rows_at_most)
+            .prepare_cached(
+                "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?1
+                  ORDER BY rowid DESC LIMIT CAST(?2 AS INTEGER)",
+            )?
+            .query_map(params![expr, FULLTEXT_ROWS_PER_TERM], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let floored = 2 * rowids.len() as i64 >= rows_at_most;
+        Ok(floored.then(|| rowids.into_iter().map(|rowid| (rowid, 0.0)).collect()))
     }
 
     /// An upper bound on the records in memory (the highest seq), read once

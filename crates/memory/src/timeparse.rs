@@ -251,6 +251,18 @@ mod tests {
     }
 
     #[test]
+    fn time_mentions_are_found_in_any_case_and_script() {
+        assert!(mentions_time("We met in MAY, remember?"));
+        assert!(mentions_time("back in 1999"));
+        assert!(mentions_time("Yesterday"));
+        assert!(!mentions_time("the maybe-pile has 12345 items"));
+        assert!(!mentions_time(
+            "Ünïcode wörds and a verylongwordwithnomeaningatall"
+        ));
+        assert!(mentions_time("Über den Sommer, in März? no: in June"));
+    }
+
+    #[test]
     fn last_week_is_the_previous_monday_to_monday() {
         // 2024-05-15 is a Wednesday.
         let (r, used) = parse_time_range("what did we decide last week?", at(2024, 5, 15)).unwrap();

@@ -369,6 +369,38 @@ fn hybrid_search_finds_facts_by_words_and_respects_hints() {
 }
 
 #[test]
+fn a_word_in_every_record_keeps_them_found_but_does_not_rank_them() {
+    // "caroline" is in every record (BM25 gives it no weight): the records
+    // stay full-text candidates, and the rarer word decides the order.
+    let (_d, mut e) = engine();
+    for (i, text) in [
+        "Caroline went to the beach",
+        "Caroline took a pottery class",
+        "Caroline read a book",
+        "Caroline painted the fence",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Threads of their own: no record's words reach another's row as
+        // context.
+        e.add(NewMemory::episodic(
+            format!("t{i}"),
+            "Mel",
+            text,
+            day(1 + i as u32),
+        ))
+        .unwrap();
+    }
+    let hits = e.search(&Query::new("caroline pottery", 10)).unwrap();
+    assert_eq!(hits.len(), 4, "every record with the common word is found");
+    assert!(hits[0].memory.content().contains("pottery"));
+    assert!(hits.iter().all(|h| h.sources.fulltext.is_some()));
+    let hits = e.search(&Query::new("caroline", 10)).unwrap();
+    assert_eq!(hits.len(), 4, "a query of only that word still finds them");
+}
+
+#[test]
 fn time_words_in_a_query_prefer_records_from_that_time() {
     let (_d, mut e) = engine();
     e.add(NewMemory::episodic(

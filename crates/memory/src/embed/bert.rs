@@ -36,15 +36,20 @@
 //!   text 19.5-20.5 -> 15.8-17.4 ms CPU; reference cosine 0.9999994. Tiles cut
 //!   evenly (13 tokens as 5, 4, 4, not 6, 6, 1): no difference measurable
 //!   under that load;
-//! - not kept: each layer split over 2 threads, Megatron-style (heads and
-//!   intermediate units in two parts, part 1 on a helper thread parked on a
-//!   condvar, taken back by the caller when not started in time; commit
-//!   "split each BERT layer over two threads" in the history). At load
-//!   average 4-7, calls interleaved in one process: wall p50 9.8-12.0 ms vs
-//!   9.3-9.6 ms on one thread, CPU 8.0-8.9 vs 4.5-5.9 ms. It may pay on a
-//!   quiet machine (not measured: none was); note the engine already
-//!   embeds the query on a second thread while the first gathers
-//!   full-text and graph candidates, so both cores are busy then.
+//! - kept (2026-11-26, same machine, quiet): each layer split over 2
+//!   threads, Megatron-style (heads and intermediate units in two parts,
+//!   part 1 on a helper thread, taken back by the caller when not started
+//!   in time). The first try parked the helper on a condvar between jobs
+//!   and lost: waking a parked thread on this VM took longer than half a
+//!   sublayer, so the caller took most jobs back (and under load 4-7 it
+//!   cost ~3 ms more CPU for no gain). Now the helper stays awake 300 us
+//!   after a job or a wake-up, and the caller spins for the helper's half
+//!   (up to 5 ms) before parking: short query p50 4.86 -> 2.67-3.04 ms,
+//!   p95 6.78 -> 3.70 ms, 40-token text 12.84 -> 8.84-9.05 ms, batches
+//!   56 -> 98-104 texts/s (`cargo bench -p opticlaw-memory --bench embed`).
+//!   Spinning with `sched_yield` instead of a pause was slower (short query
+//!   p50 4.44 ms); a 2 ms awake window stole a core from the next search's
+//!   own work. `OPTICLAW_EMBED_THREADS=1` turns the split off.
 //!
 //! Earlier, on candle's matmul, rejected: q8_0 projections through
 //! `candle_core::quantized::QMatMul` (~20x slower: candle compiles its AVX2
