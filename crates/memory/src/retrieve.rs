@@ -158,10 +158,10 @@ impl Default for FusionWeights {
     }
 }
 
-/// Everything retrieval needs, borrowed from the engine.
 /// One term's full-text rows (`rowid`, BM25), newest first.
 type TermRows = std::rc::Rc<[(i64, f64)]>;
 
+/// Everything retrieval needs, borrowed from the engine.
 pub(crate) struct Retriever<'a> {
     pub conn: &'a Connection,
     pub vectors: Option<&'a VectorIndex>,
