@@ -219,12 +219,14 @@ struct Shared {
 }
 
 /// A second thread that computes part 1 of each sublayer while the
-/// calling thread computes part 0. It sleeps on a condition variable
-/// between jobs (no spinning, no timer) and ends when the encoder is
-/// dropped. A job the helper has not started by the time the caller is
-/// done with its own part (the other core is busy elsewhere) is taken back
-/// and run by the caller, so a loaded machine costs the split one hand-off,
-/// not a wait for a scheduler slot.
+/// calling thread computes part 0. Between passes it sleeps on a condition
+/// variable (no timer); within a pass it stays awake for [`HELPER_SPIN`]
+/// after each job or wake-up, since the next sublayer comes sooner than a
+/// parked thread wakes. It ends when the encoder is dropped. A job the
+/// helper has not started by the time the caller is done with its own part
+/// (the other core is busy elsewhere) is taken back and run by the caller,
+/// so a loaded machine costs the split one hand-off, not a wait for a
+/// scheduler slot.
 struct Helper {
     shared: Arc<Shared>,
     /// Held by one forward pass at a time; a concurrent pass runs alone.
