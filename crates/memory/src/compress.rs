@@ -23,6 +23,34 @@ use crate::text::estimate_tokens;
 pub const MICRO_WINDOW: usize = 8;
 /// A gap longer than this starts a new session.
 pub const SESSION_GAP_HOURS: i64 = 6;
+/// Records a thread gains between two compactions while its session goes on.
+pub const COMPACT_EVERY_RECORDS: usize = 8 * MICRO_WINDOW;
+
+/// Full-text index pages one compaction may write while merging segments.
+const FTS_MERGE_PAGES_PER_COMPACTION: i64 = 256;
+
+/// Where a thread stands: how many records it has and when the last was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadTail {
+    /// Records in the thread.
+    pub records: usize,
+    /// When its latest record happened.
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a thread that stood at `before` and gained records up to `after`
+/// (the first of them at `first_new_at`) is due a compaction: the new turn
+/// came more than [`SESSION_GAP_HOURS`] after the last, so the session before
+/// it has closed (its meso summary can be written), or the thread crossed a
+/// multiple of [`COMPACT_EVERY_RECORDS`] (new micro windows, macro refreshed).
+/// Driven by arriving turns only: no timer is needed.
+pub fn compaction_due(before: ThreadTail, first_new_at: DateTime<Utc>, after: ThreadTail) -> bool {
+    let session_closed = before
+        .last_at
+        .is_some_and(|last| first_new_at - last > Duration::hours(SESSION_GAP_HOURS));
+    let crossed = after.records / COMPACT_EVERY_RECORDS > before.records / COMPACT_EVERY_RECORDS;
+    session_closed || crossed
+}
 
 /// Summary resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -75,6 +103,18 @@ pub trait Summarizer {
         records: &[StoredMemory],
         budget_tokens: usize,
     ) -> Result<String>;
+    /// The summary and the method that wrote it, for summarizers that fall
+    /// back to another method on some calls (a model that is refused or
+    /// fails falls back to extraction).
+    fn summarize_with_method(
+        &self,
+        level: Level,
+        records: &[StoredMemory],
+        budget_tokens: usize,
+    ) -> Result<(String, String)> {
+        let text = self.summarize(level, records, budget_tokens)?;
+        Ok((text, self.method().to_owned()))
+    }
 }
 
 /// Picks the most salient, most central sentences, keeps them in time order.
@@ -171,6 +211,8 @@ pub struct CompactionReport {
     pub meso: usize,
     /// Macro summaries (re)built.
     pub macro_: usize,
+    /// Every summary written, by id, in order.
+    pub written: Vec<(i64, Level)>,
 }
 
 fn insert_summary(
@@ -180,9 +222,9 @@ fn insert_summary(
     records: &[StoredMemory],
     content: &str,
     method: &str,
-) -> Result<()> {
+) -> Result<Option<i64>> {
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
-        return Ok(());
+        return Ok(None);
     };
     conn.execute(
         "INSERT INTO memory_summaries (thread_id, level, start_at, end_at, content, method, created_at, source_tokens)
@@ -205,7 +247,7 @@ fn insert_summary(
     for r in records {
         stmt.execute(params![id, r.seq])?;
     }
-    Ok(())
+    Ok(Some(id))
 }
 
 /// Sessions of time-ordered records: split where the gap exceeds
@@ -313,16 +355,13 @@ impl MemoryEngine {
             .filter(|w| w.len() == MICRO_WINDOW)
         {
             if !covered(Level::Micro, &window[0]) {
-                let text =
-                    summarizer.summarize(Level::Micro, window, Level::Micro.budget_tokens())?;
-                insert_summary(
-                    &tx,
-                    thread,
+                let (text, method) = summarizer.summarize_with_method(
                     Level::Micro,
                     window,
-                    &text,
-                    summarizer.method(),
+                    Level::Micro.budget_tokens(),
                 )?;
+                let id = insert_summary(&tx, thread, Level::Micro, window, &text, &method)?;
+                report.written.extend(id.map(|id| (id, Level::Micro)));
                 report.micro += 1;
             }
         }
@@ -331,8 +370,13 @@ impl MemoryEngine {
             let closed = i + 1 < sess.len()
                 || now - s[s.len() - 1].occurred_at > Duration::hours(SESSION_GAP_HOURS);
             if closed && !covered(Level::Meso, &s[0]) {
-                let text = summarizer.summarize(Level::Meso, s, Level::Meso.budget_tokens())?;
-                insert_summary(&tx, thread, Level::Meso, s, &text, summarizer.method())?;
+                let (text, method) = summarizer.summarize_with_method(
+                    Level::Meso,
+                    s,
+                    Level::Meso.budget_tokens(),
+                )?;
+                let id = insert_summary(&tx, thread, Level::Meso, s, &text, &method)?;
+                report.written.extend(id.map(|id| (id, Level::Meso)));
                 report.meso += 1;
             }
         }
@@ -346,20 +390,78 @@ impl MemoryEngine {
                 "DELETE FROM memory_summaries WHERE thread_id = ?1 AND level = 'macro'",
                 [thread],
             )?;
-            let text =
-                summarizer.summarize(Level::Macro, &records, Level::Macro.budget_tokens())?;
-            insert_summary(
-                &tx,
-                thread,
+            let (text, method) = summarizer.summarize_with_method(
                 Level::Macro,
                 &records,
-                &text,
-                summarizer.method(),
+                Level::Macro.budget_tokens(),
             )?;
+            let id = insert_summary(&tx, thread, Level::Macro, &records, &text, &method)?;
+            report.written.extend(id.map(|id| (id, Level::Macro)));
             report.macro_ = 1;
         }
         tx.commit()?;
+        self.merge_full_text_segments()?;
         Ok(report)
+    }
+
+    /// A bounded step of FTS5's incremental merge. Each ingestion batch
+    /// leaves a small full-text segment, and every query opens one iterator
+    /// per segment and term, so segments left to pile up slow every search.
+    /// FTS5's own automerge waits for several segments on one level; the
+    /// negative page count here also merges below that threshold, and the
+    /// bound keeps a compaction's write small however large the index is
+    /// (<https://sqlite.org/fts5.html#the_merge_command>).
+    fn merge_full_text_segments(&self) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO memory_fts (memory_fts, rank) VALUES ('merge', ?1)",
+            [-FTS_MERGE_PAGES_PER_COMPACTION],
+        )?;
+        Ok(())
+    }
+
+    /// How many records `thread` has and when its latest happened.
+    pub fn thread_tail(&self, thread: &str) -> Result<ThreadTail> {
+        let (records, last): (i64, Option<i64>) = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*), MAX(occurred_at) FROM memory_records WHERE thread_id = ?1",
+            )?
+            .query_row([thread], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(ThreadTail {
+            records: records as usize,
+            last_at: last.map(from_ms),
+        })
+    }
+
+    /// The records summary `id` was built from, time-ordered (`None` when
+    /// the summary is gone: rebuilt, or forgotten with a source).
+    pub fn summary_sources(&self, id: i64) -> Result<Option<Vec<StoredMemory>>> {
+        let exists = self
+            .conn
+            .prepare_cached("SELECT 1 FROM memory_summaries WHERE summary_id = ?1")?
+            .exists([id])?;
+        if !exists {
+            return Ok(None);
+        }
+        let seqs: Vec<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM memory_summary_sources WHERE summary_id = ?1 ORDER BY seq",
+            )?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut records = crate::store::get_many(&self.conn, &seqs)?;
+        records.sort_by_key(|r| (r.occurred_at, r.seq));
+        Ok(Some(records))
+    }
+
+    /// Replace summary `id`'s text (an abstractive rewrite of what was
+    /// written first); false when the summary is gone.
+    pub fn rewrite_summary(&mut self, id: i64, content: &str, method: &str) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE memory_summaries SET content = ?2, method = ?3 WHERE summary_id = ?1",
+            params![id, content, method],
+        )? > 0)
     }
 
     /// Summaries of a thread.
@@ -405,5 +507,64 @@ impl MemoryEngine {
             self.drop_from_memory(s);
         }
         Ok(victims.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(hours: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap() + Duration::hours(hours)
+    }
+
+    fn tail(records: usize, last_hours: Option<i64>) -> ThreadTail {
+        ThreadTail {
+            records,
+            last_at: last_hours.map(at),
+        }
+    }
+
+    #[test]
+    fn a_turn_after_the_session_gap_closes_the_session_before_it() {
+        let gap = SESSION_GAP_HOURS;
+        assert!(compaction_due(
+            tail(3, Some(0)),
+            at(gap + 1),
+            tail(4, Some(gap + 1))
+        ));
+        assert!(!compaction_due(
+            tail(3, Some(0)),
+            at(gap),
+            tail(4, Some(gap))
+        ));
+        // A thread's first turn closes nothing.
+        assert!(!compaction_due(tail(0, None), at(100), tail(1, Some(100))));
+    }
+
+    #[test]
+    fn a_long_session_is_compacted_each_time_it_crosses_the_record_step() {
+        let n = COMPACT_EVERY_RECORDS;
+        assert!(!compaction_due(
+            tail(n - 3, Some(0)),
+            at(0),
+            tail(n - 1, Some(0))
+        ));
+        assert!(compaction_due(
+            tail(n - 1, Some(0)),
+            at(0),
+            tail(n, Some(0))
+        ));
+        assert!(!compaction_due(
+            tail(n, Some(0)),
+            at(0),
+            tail(n + 1, Some(0))
+        ));
+        // A batch that jumps past a step still counts.
+        assert!(compaction_due(
+            tail(2 * n - 5, Some(0)),
+            at(0),
+            tail(2 * n + 7, Some(0))
+        ));
     }
 }

@@ -36,7 +36,7 @@ pub mod timeparse;
 pub mod vector;
 
 pub use budget::{ContextPack, ContextRequest};
-pub use compress::{DecayPolicy, ExtractiveSummarizer, Level, Summarizer};
+pub use compress::{DecayPolicy, ExtractiveSummarizer, Level, Summarizer, ThreadTail};
 pub use doctor::{DoctorReport, doctor_environment};
 pub use embed::Embedder;
 pub use engine::{EngineConfig, MemoryEngine, content_from_bytes};

@@ -604,3 +604,94 @@ fn search_ends_its_read_transaction_and_leaves_a_callers_one_open() {
     assert!(!e.connection().is_autocommit());
     e.connection().execute_batch("COMMIT").unwrap();
 }
+
+#[test]
+fn a_summary_is_rewritten_in_place_and_a_rebuilt_one_refuses_a_late_rewrite() {
+    let (_d, mut e) = engine();
+    for i in 0..8 {
+        e.add(NewMemory::episodic(
+            "t",
+            "Jo",
+            format!("turn {i} about the Falcon launch"),
+            day(1) + Duration::minutes(i),
+        ))
+        .unwrap();
+    }
+    let tail = e.thread_tail("t").unwrap();
+    assert_eq!(tail.records, 8);
+    assert_eq!(tail.last_at, Some(day(1) + Duration::minutes(7)));
+    let first = e
+        .compact_thread("t", &ExtractiveSummarizer, day(20))
+        .unwrap();
+    let (macro_id, _) = *first
+        .written
+        .iter()
+        .find(|(_, level)| *level == Level::Macro)
+        .unwrap();
+    let sources = e.summary_sources(macro_id).unwrap().unwrap();
+    assert_eq!(sources.len(), 8);
+    assert!(
+        sources
+            .windows(2)
+            .all(|w| w[0].occurred_at <= w[1].occurred_at)
+    );
+
+    assert!(
+        e.rewrite_summary(macro_id, "Jo planned the Falcon launch.", "model:m")
+            .unwrap()
+    );
+    let method: String = e
+        .connection()
+        .query_row(
+            "SELECT method FROM memory_summaries WHERE summary_id = ?1",
+            [macro_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(method, "model:m");
+    let thread = e.summaries("t", Some(Level::Macro)).unwrap();
+    assert_eq!(thread[0].content, "Jo planned the Falcon launch.");
+
+    // The next compaction rebuilds the thread summary under a new id: a
+    // rewrite of the old one that arrives late changes nothing.
+    e.compact_thread("t", &ExtractiveSummarizer, day(20))
+        .unwrap();
+    assert_eq!(e.summary_sources(macro_id).unwrap(), None);
+    assert!(!e.rewrite_summary(macro_id, "stale", "model:m").unwrap());
+    assert_ne!(
+        e.summaries("t", Some(Level::Macro)).unwrap()[0].content,
+        "stale"
+    );
+}
+
+#[test]
+fn compaction_merges_the_full_text_segments_that_ingestion_left() {
+    let (_d, mut e) = engine();
+    // Each batch is its own transaction, so its own full-text segment.
+    for b in 0..12 {
+        e.add_batch(
+            (0..4)
+                .map(|i| {
+                    NewMemory::episodic(
+                        "t",
+                        "Jo",
+                        format!("batch {b} turn {i} about the harbour"),
+                        day(1) + Duration::minutes(b * 4 + i),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap();
+    }
+    // Segments counted by their distinct ids in FTS5's index table.
+    let segments =
+        |e: &MemoryEngine| -> i64 { count(e, "SELECT COUNT(DISTINCT segid) FROM memory_fts_idx") };
+    let before = segments(&e);
+    assert!(before > 1, "{before} segments");
+    e.compact_thread("t", &ExtractiveSummarizer, day(20))
+        .unwrap();
+    let after = segments(&e);
+    assert!(after < before, "{before} -> {after} segments");
+    let hits = e.search(&Query::new("harbour", 50)).unwrap();
+    assert_eq!(hits.len(), 48, "every turn is still found after the merge");
+}

@@ -121,6 +121,11 @@ pub struct MemorySection {
     pub embedding_model_dir: Option<PathBuf>,
     /// Most tokens of memory put in a model request's context.
     pub context_token_budget: usize,
+    /// When a model is configured, session (meso) and whole-thread (macro)
+    /// summaries are rewritten by it, through the router's value gate;
+    /// refused or failed calls keep the extractive summary. `false`: always
+    /// extractive, no model call for memory.
+    pub abstractive_summaries: bool,
 }
 
 impl Default for MemorySection {
@@ -129,6 +134,7 @@ impl Default for MemorySection {
             enabled: true,
             embedding_model_dir: None,
             context_token_budget: 1_000,
+            abstractive_summaries: true,
         }
     }
 }

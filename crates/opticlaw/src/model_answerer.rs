@@ -104,13 +104,26 @@ impl ModelAnswerer {
         user_id: &str,
         prompt: &str,
     ) -> Result<String, String> {
+        Ok(self.complete(task_id, user_id, prompt).await?.0)
+    }
+
+    /// Like [`ModelAnswerer::complete_text`], with the model that answered.
+    pub async fn complete(
+        &self,
+        task_id: &str,
+        user_id: &str,
+        prompt: &str,
+    ) -> Result<(String, String), String> {
         let chat = Self::request_with_memory(prompt, None);
         let mut task = Task::from_signals(task_id, user_id, prompt, &TriageSignals::default());
         task.est_input_tokens = tokens::estimate_request(&chat);
         let inner = &self.inner;
         let outcome = inner.router.complete(&task, &chat, &inner.providers).await;
         match inner.record(&task, outcome).await {
-            Ok(done) => Ok(done.response.text.trim().to_owned()),
+            Ok(done) => Ok((
+                done.response.text.trim().to_owned(),
+                done.selection.model.clone(),
+            )),
             Err(err) => Err(user_message(&err)),
         }
     }

@@ -347,8 +347,16 @@ fn start_model(
     std::sync::Arc<opticlaw_models::replay::ReplayServer>,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    use opticlaw_models::replay::{ReplayServer, Trace};
-    let trace = Trace::load(trace).unwrap();
+    start_model_with(opticlaw_models::replay::Trace::load(trace).unwrap())
+}
+
+fn start_model_with(
+    trace: opticlaw_models::replay::Trace,
+) -> (
+    std::sync::Arc<opticlaw_models::replay::ReplayServer>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    use opticlaw_models::replay::ReplayServer;
     let (ready, server) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
@@ -371,21 +379,7 @@ fn the_model_gets_what_was_said_before_as_context() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/hello_ollama.json");
     let (model, _stop) = start_model(&trace);
     let home = common::Home::init();
-    let out = home.run(&[
-        "models",
-        "add",
-        "--tier",
-        "local_small",
-        "--provider",
-        "local",
-        "--protocol",
-        "ollama",
-        "--base-url",
-        &model.base_url(),
-        "--model",
-        "qwen2.5:1.5b",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    add_local_model(&home, &model.base_url());
     let daemon = home.serve();
     daemon.send("main", "My sister Alice moved to Lisbon in May");
     daemon.wait_for_replies("main", 1, Duration::from_secs(30));
@@ -418,4 +412,92 @@ fn the_model_gets_what_was_said_before_as_context() {
         !context[1].contains("Where did Alice move to?"),
         "{context:?}"
     );
+}
+
+fn add_local_model(home: &common::Home, base_url: &str) {
+    let out = home.run(&[
+        "models",
+        "add",
+        "--tier",
+        "local_small",
+        "--provider",
+        "local",
+        "--protocol",
+        "ollama",
+        "--base-url",
+        base_url,
+        "--model",
+        "qwen2.5:1.5b",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Summaries of one level in the memory file: (method, content) rows.
+fn summaries(home: &common::Home, level: &str) -> Vec<(String, String)> {
+    let Ok(conn) = Connection::open_with_flags(memory_db(home), OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Vec::new();
+    };
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let Ok(mut stmt) = conn.prepare(
+        "SELECT method, content FROM memory_summaries WHERE level = ?1 ORDER BY summary_id",
+    ) else {
+        return Vec::new();
+    };
+    stmt.query_map([level], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn a_long_conversation_gets_rolling_summaries_and_the_model_rewrites_the_thread_summary() {
+    const REWRITE: &str = "They planned the trip to Lisbon in detail.";
+    let (model, _stop) = start_model_with(opticlaw_models::replay::Trace::repeating(REWRITE));
+    let home = common::Home::init();
+    add_local_model(&home, &model.base_url());
+    let daemon = home.serve();
+    // 32 messages and their 32 model answers: 64 turns, one compaction step.
+    for i in 0..32 {
+        daemon.send(
+            "trip",
+            &format!("Day {i} of the trip: we visit place number {i}"),
+        );
+        daemon.wait_for_replies("trip", i + 1, Duration::from_secs(30));
+    }
+    wait_until(Duration::from_secs(30), "the thread's summaries", || {
+        summaries(&home, "macro")
+            .first()
+            .is_some_and(|(method, _)| method.starts_with("model:"))
+    });
+    let micro = summaries(&home, "micro");
+    assert_eq!(micro.len(), 8, "{micro:?}");
+    assert!(
+        micro.iter().all(|(method, _)| method == "extractive"),
+        "{micro:?}"
+    );
+    assert!(
+        micro[0].1.contains("Day 0 of the trip"),
+        "a micro summary quotes its turns: {micro:?}"
+    );
+    let thread = summaries(&home, "macro");
+    assert_eq!(
+        thread,
+        vec![("model:qwen2.5:1.5b".to_owned(), REWRITE.to_owned())]
+    );
+    // The session is still open: no meso summary yet.
+    assert!(summaries(&home, "meso").is_empty());
+    // The model was asked for the summary with the turns' digest, once.
+    let asked: Vec<String> = model
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let messages = r.body["messages"].as_array()?;
+            let user = messages.iter().rev().find(|m| m["role"] == "user")?;
+            Some(user["content"].as_str()?.to_owned())
+        })
+        .filter(|text| text.starts_with("Summarise everything"))
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(asked[0].contains("Day 31 of the trip"), "{}", asked[0]);
 }

@@ -253,13 +253,22 @@ pub fn locomo_with(
         let started = Instant::now();
         for session in sessions {
             let ids: Vec<String> = session.iter().map(|t| t.dia_id.clone()).collect();
+            let before = engine.thread_tail(&thread)?;
+            let first_at = session.iter().filter_map(|t| t.new.occurred_at).min();
             let stored = engine.add_batch(session.into_iter().map(|t| t.new).collect())?;
             report.turns += stored.len();
             for (m, id) in stored.iter().zip(ids) {
                 dia_of_seq.insert(m.seq, id);
             }
+            // Rolling summaries when the daemon would write them: a session
+            // closed by this one's first turn, or a record step crossed.
+            let after = engine.thread_tail(&thread)?;
+            if first_at.is_some_and(|at| crate::compress::compaction_due(before, at, after)) {
+                let now = after.last_at.unwrap_or(last);
+                engine.compact_thread(&thread, &crate::compress::ExtractiveSummarizer, now)?;
+            }
         }
-        // Rolling summaries, as the daemon writes them after a session.
+        // The last session closes when the user comes back later.
         engine.compact_thread(
             &thread,
             &crate::compress::ExtractiveSummarizer,

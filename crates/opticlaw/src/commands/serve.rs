@@ -80,6 +80,7 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
         model_answerer
             .clone()
             .map(|a| Arc::new(a) as Arc<dyn opticlaw_runtime::Answerer>),
+        model_answerer.clone(),
         &no_model_hint,
     )?;
     let runtime_config = RuntimeConfig {

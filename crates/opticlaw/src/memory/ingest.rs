@@ -5,13 +5,19 @@
 //! order by its single writer, so "everything past the cursor" is a complete
 //! feed. Both cursors live in the memory file and move in the transaction
 //! that adds the records.
+//!
+//! Arriving turns also drive compaction: a thread whose new turn comes after
+//! the session gap (its previous session has closed) or that crosses the
+//! record step gets its rolling summaries written right after the batch
+//! ([`opticlaw_memory::compress::compaction_due`]). No timer is involved.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use opticlaw_core::EventEnvelope;
-use opticlaw_memory::{MemoryEngine, MemoryError, NewMemory};
+use opticlaw_memory::compress::{Level, compaction_due};
+use opticlaw_memory::{MemoryEngine, MemoryError, NewMemory, Summarizer, ThreadTail};
 use rusqlite::{Connection, OpenFlags};
 
 use super::conversation_key;
@@ -22,6 +28,15 @@ const REPLIES_CURSOR: &str = "daemon.replies";
 const BATCH: i64 = 256;
 /// Who replies are attributed to.
 pub const ASSISTANT: &str = "assistant";
+
+/// What a catch-up added.
+#[derive(Debug, Default)]
+pub struct Ingested {
+    /// Records remembered.
+    pub records: usize,
+    /// Summaries that compaction wrote, by id.
+    pub summaries: Vec<(i64, Level)>,
+}
 
 /// A read-only view of the daemon's store.
 pub struct Feed {
@@ -54,9 +69,13 @@ impl Feed {
             || self.replies(replies_from, 1)?.1 != replies_from)
     }
 
-    pub fn catch_up(&mut self, engine: &mut MemoryEngine) -> Result<usize> {
+    pub fn catch_up(
+        &mut self,
+        engine: &mut MemoryEngine,
+        summarizer: &dyn Summarizer,
+    ) -> Result<Ingested> {
         let limit = engine_limit(engine);
-        let mut total = 0;
+        let mut total = Ingested::default();
         loop {
             let events_from = engine.cursor(EVENTS_CURSOR)?;
             let replies_from = engine.cursor(REPLIES_CURSOR)?;
@@ -69,6 +88,7 @@ impl Feed {
             let mut items: Vec<Item> = events.into_iter().chain(replies).collect();
             items.sort_by_key(|i| i.at_ms);
             let mut news: Vec<NewMemory> = items.into_iter().map(|i| i.new).collect();
+            let threads = threads_before(engine, &news)?;
             let cursors = [(EVENTS_CURSOR, events_to), (REPLIES_CURSOR, replies_to)];
             // A record the engine refuses must not stall the feed: drop it
             // (logged) and add the rest, cursors included, in one transaction.
@@ -82,7 +102,10 @@ impl Feed {
                     Err((_, err)) => return Err(err.into()),
                 }
             };
-            total += count;
+            total.records += count;
+            total
+                .summaries
+                .extend(compact_due_threads(engine, summarizer, threads));
         }
     }
 
@@ -172,6 +195,69 @@ impl Feed {
         }
         Ok((items, to))
     }
+}
+
+/// A thread a batch adds to: where it stood before, when its first new
+/// turn happened, and how many turns the batch brings.
+struct ThreadGain {
+    thread: String,
+    before: ThreadTail,
+    first_new_at: DateTime<Utc>,
+    added: usize,
+}
+
+/// The threads of a batch, read before it is added (one indexed query each).
+fn threads_before(engine: &MemoryEngine, news: &[NewMemory]) -> Result<Vec<ThreadGain>> {
+    let mut gains: std::collections::HashMap<&str, (DateTime<Utc>, usize)> = Default::default();
+    for new in news {
+        if let (Some(thread), Some(at)) = (new.thread_id.as_deref(), new.occurred_at) {
+            let (first, added) = gains.entry(thread).or_insert((at, 0));
+            *first = (*first).min(at);
+            *added += 1;
+        }
+    }
+    gains
+        .into_iter()
+        .map(|(thread, (first_new_at, added))| {
+            Ok(ThreadGain {
+                thread: thread.to_owned(),
+                before: engine.thread_tail(thread)?,
+                first_new_at,
+                added,
+            })
+        })
+        .collect()
+}
+
+/// Write the rolling summaries of the threads a batch made due; returns
+/// the summaries written. A failure is logged and retried by the thread's
+/// next due batch: the turns themselves are already stored.
+fn compact_due_threads(
+    engine: &mut MemoryEngine,
+    summarizer: &dyn Summarizer,
+    gains: Vec<ThreadGain>,
+) -> Vec<(i64, Level)> {
+    let mut written = Vec::new();
+    for gain in gains {
+        // A record refused by the engine still counts here: at most one
+        // compaction early, never one missed.
+        let after = ThreadTail {
+            records: gain.before.records + gain.added,
+            last_at: None,
+        };
+        if !compaction_due(gain.before, gain.first_new_at, after) {
+            continue;
+        }
+        let thread = gain.thread;
+        match engine.compact_thread(&thread, summarizer, Utc::now()) {
+            Ok(report) => {
+                tracing::debug!(%thread, ?report, "memory: thread compacted");
+                written.extend(report.written);
+            }
+            Err(err) => tracing::warn!(%thread, %err, "memory: compaction failed"),
+        }
+    }
+    written
 }
 
 /// A reply the daemon wrote about itself rather than an answer: a notice,

@@ -10,6 +10,7 @@
 
 pub mod answerer;
 mod ingest;
+mod summarize;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
@@ -31,6 +32,7 @@ pub fn wire(
     home: &crate::home::Home,
     section: &MemorySection,
     answerer: Option<Arc<dyn Answerer>>,
+    summary_model: Option<crate::model_answerer::ModelAnswerer>,
     no_model_hint: &str,
 ) -> Result<(Option<MemoryHandle>, Arc<dyn Answerer>)> {
     let memory = if section.enabled {
@@ -38,6 +40,7 @@ pub fn wire(
             &home.data_dir(),
             &home.store_file(),
             section,
+            summary_model.filter(|_| section.abstractive_summaries),
         )?)
     } else {
         None
@@ -139,6 +142,8 @@ enum Request {
     Context(Scope, String, usize, DateTime<Utc>, Reply<ContextPack>),
     Remember(Scope, String, Reply<StoredMemory>),
     Forget(Scope, String, Reply<Vec<StoredMemory>>),
+    /// The model's rewrite of a summary.
+    Rewritten(summarize::Rewritten),
 }
 
 /// A cheap handle to the memory thread.
@@ -149,18 +154,39 @@ pub struct MemoryHandle {
 
 impl MemoryHandle {
     /// Open `data/memory.db` and start the memory thread. The model loads
-    /// on that thread, so the daemon is ready without waiting for it.
-    pub fn start(data_dir: &Path, store_file: &Path, section: &MemorySection) -> Result<Self> {
+    /// on that thread, so the daemon is ready without waiting for it. With
+    /// `summary_model` (and an async runtime to call it from), session and
+    /// thread summaries are rewritten by it.
+    pub fn start(
+        data_dir: &Path,
+        store_file: &Path,
+        section: &MemorySection,
+        summary_model: Option<crate::model_answerer::ModelAnswerer>,
+    ) -> Result<Self> {
         let path = memory_file(data_dir);
         let engine = MemoryEngine::open(&path)
             .with_context(|| format!("opening the memory store {}", path.display()))?;
         let feed = ingest::Feed::open(store_file)?;
         let store = open_store_for_redaction(store_file)?;
         let (tx, rx) = mpsc::channel();
+        let rewriter = summary_model
+            .zip(tokio::runtime::Handle::try_current().ok())
+            .map(|(model, runtime)| {
+                let back = std::sync::Mutex::new(tx.clone());
+                Arc::new(summarize::Rewriter {
+                    model,
+                    runtime,
+                    deliver: Box::new(move |done| {
+                        if let Ok(back) = back.lock() {
+                            let _ = back.send(Request::Rewritten(done));
+                        }
+                    }),
+                })
+            });
         let section = section.clone();
         std::thread::Builder::new()
             .name("opticlaw-memory".into())
-            .spawn(move || run(engine, feed, &store, &section, rx))
+            .spawn(move || run(engine, feed, &store, &section, rewriter, rx))
             .context("starting the memory thread")?;
         let handle = Self { tx };
         handle.catch_up();
@@ -235,6 +261,7 @@ fn run(
     mut feed: ingest::Feed,
     store: &rusqlite::Connection,
     section: &MemorySection,
+    rewriter: Option<Arc<summarize::Rewriter>>,
     rx: mpsc::Receiver<Request>,
 ) {
     lower_priority();
@@ -259,6 +286,7 @@ fn run(
         }
         let needs_model = match request {
             Request::CatchUp => feed.has_pending(&engine).unwrap_or(true),
+            Request::Rewritten(_) => false,
             _ => true,
         };
         if needs_model && !model_loaded {
@@ -267,10 +295,18 @@ fn run(
         }
         match request {
             Request::CatchUp => {
-                if let Err(err) = feed.catch_up(&mut engine) {
-                    tracing::error!("memory ingestion: {err:#}");
+                match feed.catch_up(&mut engine, &opticlaw_memory::ExtractiveSummarizer) {
+                    Ok(ingested) => {
+                        for (id, level) in ingested.summaries {
+                            if let Some(rewriter) = &rewriter {
+                                rewriter.offer(&engine, id, level);
+                            }
+                        }
+                    }
+                    Err(err) => tracing::error!("memory ingestion: {err:#}"),
                 }
             }
+            Request::Rewritten(done) => summarize::apply(&mut engine, &done),
             Request::Search(scope, text, limit, reply) => {
                 let _ = reply.send(search(&engine, &scope, &text, limit));
             }
