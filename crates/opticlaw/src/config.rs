@@ -487,6 +487,9 @@ enabled = true
 # embedding_model_dir = "/path/to/all-MiniLM-L6-v2"
 # Most tokens of memory added to a model request.
 context_token_budget = 1000
+# With a model configured, it rewrites session and thread summaries
+# (through the value gate); false keeps them extractive, no model call.
+abstractive_summaries = true
 
 # Replies without any model, checked after the built-in commands:
 # [[rules]]
