@@ -26,6 +26,11 @@ pub const SESSION_GAP_HOURS: i64 = 6;
 /// Records a thread gains between two compactions while its session goes on.
 pub const COMPACT_EVERY_RECORDS: usize = 8 * MICRO_WINDOW;
 
+/// Hours between two forgetting passes ([`MemoryEngine::forget_if_due`]).
+pub const FORGET_EVERY_HOURS: i64 = 24;
+/// Where the last forgetting pass's time is kept (a cursor, in ms).
+const FORGET_CURSOR: &str = "maintenance.forget";
+
 /// Full-text index pages one compaction may write while merging segments.
 const FTS_MERGE_PAGES_PER_COMPACTION: i64 = 256;
 
@@ -467,6 +472,31 @@ impl MemoryEngine {
     /// Summaries of a thread.
     pub fn summaries(&self, thread: &str, level: Option<Level>) -> Result<Vec<Summary>> {
         summaries(&self.conn, thread, level)
+    }
+
+    /// Purge expired records and forget decayed ones ([`Self::decay_and_forget`]),
+    /// unless a pass ran less than [`FORGET_EVERY_HOURS`] before `now` (its
+    /// time is kept in the memory file, so restarts do not repeat it).
+    /// Meant to be called when work arrives: it needs no timer. Returns
+    /// (expired, decayed) records forgotten, or `None` when not due.
+    pub fn forget_if_due(
+        &mut self,
+        policy: &DecayPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(usize, usize)>> {
+        let last = self.cursor(FORGET_CURSOR)?;
+        let now_ms = to_ms(now);
+        if last != 0 && now_ms - last < Duration::hours(FORGET_EVERY_HOURS).num_milliseconds() {
+            return Ok(None);
+        }
+        let expired = self.purge_expired(now)?;
+        let decayed = self.decay_and_forget(policy, now)?;
+        self.conn.execute(
+            "INSERT INTO memory_cursors (name, position) VALUES (?1, ?2)
+               ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            params![FORGET_CURSOR, now_ms],
+        )?;
+        Ok(Some((expired, decayed)))
     }
 
     /// Forget records whose decayed salience fell below the policy's

@@ -695,3 +695,43 @@ fn compaction_merges_the_full_text_segments_that_ingestion_left() {
     let hits = e.search(&Query::new("harbour", 50)).unwrap();
     assert_eq!(hits.len(), 48, "every turn is still found after the merge");
 }
+
+#[test]
+fn the_forgetting_pass_runs_at_most_once_a_day_and_spares_pinned_records() {
+    let (_d, mut e) = engine();
+    let policy = DecayPolicy::default();
+    let expiring = e
+        .add(NewMemory::semantic("the door code is 9911 this week", 1.0, "chat").expires_at(day(3)))
+        .unwrap();
+    let mut turns = Vec::new();
+    for i in 0..8 {
+        let mut new = NewMemory::episodic("t", "Jo", format!("small talk {i}"), day(1));
+        new.salience = Some(0.2);
+        if i == 0 {
+            new = new.pinned();
+        }
+        turns.push(e.add(new).unwrap());
+    }
+    e.compact_thread("t", &ExtractiveSummarizer, day(2))
+        .unwrap();
+    // A year later: the expired fact and the faded, summarised turns go.
+    let later = day(1) + Duration::days(365);
+    let (expired, decayed) = e.forget_if_due(&policy, later).unwrap().unwrap();
+    assert_eq!((expired, decayed), (1, 7));
+    assert!(e.get(expiring.id()).unwrap().is_none());
+    assert!(e.get(turns[0].id()).unwrap().is_some(), "pinned stays");
+    assert!(e.get(turns[1].id()).unwrap().is_none());
+    // Not again within the day, even with something new to forget.
+    e.add(NewMemory::semantic("parking is on level 2", 1.0, "chat").expires_at(later))
+        .unwrap();
+    assert_eq!(
+        e.forget_if_due(&policy, later + Duration::hours(23))
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        e.forget_if_due(&policy, later + Duration::hours(25))
+            .unwrap(),
+        Some((1, 0))
+    );
+}

@@ -305,6 +305,11 @@ fn run(
                     }
                     Err(err) => tracing::error!("memory ingestion: {err:#}"),
                 }
+                // Housekeeping rides on arriving turns, once a day at most,
+                // and only when no request is waiting behind it.
+                if next.is_none() {
+                    forget_if_due(&mut engine);
+                }
             }
             Request::Rewritten(done) => summarize::apply(&mut engine, &done),
             Request::Search(scope, text, limit, reply) => {
@@ -410,6 +415,19 @@ pub fn forget(
         tx.commit().map_err(|e| failed(&e))?;
     }
     Ok(doomed)
+}
+
+/// Expired records purged and decayed ones forgotten (pinned never, and
+/// only records a summary already covers), when a day has passed.
+fn forget_if_due(engine: &mut MemoryEngine) {
+    let policy = opticlaw_memory::DecayPolicy::default();
+    match engine.forget_if_due(&policy, Utc::now()) {
+        Ok(Some((expired, decayed))) if expired + decayed > 0 => {
+            tracing::info!(expired, decayed, "memory: forgot expired and faded records")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "memory: the forgetting pass failed"),
+    }
 }
 
 fn load_model(engine: &mut MemoryEngine, section: &MemorySection) {
