@@ -7,6 +7,11 @@
 //! adds them as episodic records, moving the cursors in the same memory
 //! transaction, so a kill -9 loses nothing and duplicates nothing. The
 //! thread blocks on its channel with no timeout: an idle daemon stays idle.
+//!
+//! The same arriving turns drive the rest of the upkeep: threads they make
+//! due are compacted into rolling summaries (which the model, when one is
+//! configured, rewrites: `summarize`), and once a day at most expired and
+//! faded records are forgotten.
 
 pub mod answerer;
 mod ingest;
@@ -172,14 +177,12 @@ impl MemoryHandle {
         let rewriter = summary_model
             .zip(tokio::runtime::Handle::try_current().ok())
             .map(|(model, runtime)| {
-                let back = std::sync::Mutex::new(tx.clone());
+                let back = tx.clone();
                 Arc::new(summarize::Rewriter {
                     model,
                     runtime,
                     deliver: Box::new(move |done| {
-                        if let Ok(back) = back.lock() {
-                            let _ = back.send(Request::Rewritten(done));
-                        }
+                        let _ = back.send(Request::Rewritten(done));
                     }),
                 })
             });
