@@ -102,7 +102,8 @@ impl Answerer for MemoryAnswerer {
             let context = match &memory {
                 Some(memory) if budget > 0 => {
                     let before = request.event.timestamp;
-                    let context = memory.context(scope, text, budget, before).await;
+                    let hints = retrieval_hints(&request.triage.hints);
+                    let context = memory.context(scope, text, hints, budget, before).await;
                     memory.catch_up();
                     context
                 }
@@ -125,6 +126,21 @@ impl Answerer for MemoryAnswerer {
             }
             inner.answer(request).await
         })
+    }
+}
+
+/// Triage's hints as memory retrieval takes them: the entities it found
+/// (graph candidates) and the intent's domain (records of that domain rank
+/// higher). Its time range is left out: retrieval reads time expressions
+/// from the text itself, relative to the question's time, and the context
+/// is already cut at the message's time.
+pub fn retrieval_hints(
+    triage: &opticlaw_triage::RetrievalHints,
+) -> opticlaw_memory::RetrievalHints {
+    opticlaw_memory::RetrievalHints {
+        entities: triage.entities.clone(),
+        domain: triage.domain.clone(),
+        ..Default::default()
     }
 }
 
@@ -197,5 +213,30 @@ mod tests {
         assert_eq!(parse_command("/forget"), Some(Command::Forget("")));
         assert_eq!(parse_command("/help"), None);
         assert_eq!(parse_command("remember this"), None);
+    }
+
+    #[test]
+    fn triage_entities_and_domain_reach_memory_retrieval() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-05-20T10:00:00+00:00").unwrap();
+        let triaged = opticlaw_triage::hints::extract(
+            "Did Alice book the flight to Lisbon last week?",
+            now,
+            Some("travel".to_owned()),
+        );
+        assert!(triaged.time_range.is_some(), "{triaged:?}");
+        let hints = retrieval_hints(&triaged);
+        assert!(
+            hints.entities.iter().any(|e| e.contains("Alice")),
+            "{hints:?}"
+        );
+        assert!(
+            hints.entities.iter().any(|e| e.contains("Lisbon")),
+            "{hints:?}"
+        );
+        assert_eq!(hints.domain.as_deref(), Some("travel"));
+        assert_eq!(
+            hints.time_range, None,
+            "retrieval reads times from the text"
+        );
     }
 }

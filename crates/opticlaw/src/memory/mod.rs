@@ -24,7 +24,9 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use opticlaw_memory::TimeRange;
 use opticlaw_memory::budget::ContextPack;
-use opticlaw_memory::{ContextRequest, Hit, MemoryEngine, NewMemory, Query, StoredMemory};
+use opticlaw_memory::{
+    ContextRequest, Hit, MemoryEngine, NewMemory, Query, RetrievalHints, StoredMemory,
+};
 use opticlaw_runtime::Answerer;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -144,7 +146,14 @@ type Reply<T> = oneshot::Sender<Result<T, String>>;
 enum Request {
     CatchUp,
     Search(Scope, String, usize, Reply<Vec<Hit>>),
-    Context(Scope, String, usize, DateTime<Utc>, Reply<ContextPack>),
+    Context(
+        Scope,
+        String,
+        RetrievalHints,
+        usize,
+        DateTime<Utc>,
+        Reply<ContextPack>,
+    ),
     Remember(Scope, String, Reply<StoredMemory>),
     Forget(Scope, String, Reply<Vec<StoredMemory>>),
     /// The model's rewrite of a summary.
@@ -222,15 +231,17 @@ impl MemoryHandle {
     }
 
     /// The budgeter's context for `text` within `budget` tokens, from what
-    /// happened before `before` (the message itself may be ingested already).
+    /// happened before `before` (the message itself may be ingested already),
+    /// with triage's `hints` attached.
     pub async fn context(
         &self,
         scope: Scope,
         text: String,
+        hints: RetrievalHints,
         budget: usize,
         before: DateTime<Utc>,
     ) -> Result<ContextPack, String> {
-        self.ask(|r| Request::Context(scope, text, budget, before, r))
+        self.ask(|r| Request::Context(scope, text, hints, budget, before, r))
             .await
     }
 
@@ -318,10 +329,11 @@ fn run(
             Request::Search(scope, text, limit, reply) => {
                 let _ = reply.send(search(&engine, &scope, &text, limit));
             }
-            Request::Context(scope, text, budget, before, reply) => {
+            Request::Context(scope, text, hints, budget, before, reply) => {
                 let mut request = ContextRequest {
                     thread_id: Some(scope.thread_id.clone()),
                     thread_prefix: scope.thread_prefix.clone(),
+                    hints,
                     ..ContextRequest::new(&text, budget)
                 };
                 // Stored times have millisecond precision: cut `before` to match.
