@@ -43,17 +43,21 @@ pub struct ThreadTail {
     pub last_at: Option<DateTime<Utc>>,
 }
 
-/// Whether a thread that stood at `before` and gained records up to `after`
-/// (the first of them at `first_new_at`) is due a compaction: the new turn
+/// Whether a thread that stood at `before` and now holds `records_after`
+/// records (the first new one at `first_new_at`) is due a compaction: the new turn
 /// came more than [`SESSION_GAP_HOURS`] after the last, so the session before
 /// it has closed (its meso summary can be written), or the thread crossed a
 /// multiple of [`COMPACT_EVERY_RECORDS`] (new micro windows, macro refreshed).
 /// Driven by arriving turns only: no timer is needed.
-pub fn compaction_due(before: ThreadTail, first_new_at: DateTime<Utc>, after: ThreadTail) -> bool {
+pub fn compaction_due(
+    before: ThreadTail,
+    first_new_at: DateTime<Utc>,
+    records_after: usize,
+) -> bool {
     let session_closed = before
         .last_at
         .is_some_and(|last| first_new_at - last > Duration::hours(SESSION_GAP_HOURS));
-    let crossed = after.records / COMPACT_EVERY_RECORDS > before.records / COMPACT_EVERY_RECORDS;
+    let crossed = records_after / COMPACT_EVERY_RECORDS > before.records / COMPACT_EVERY_RECORDS;
     session_closed || crossed
 }
 
@@ -292,15 +296,20 @@ pub fn summaries(conn: &Connection, thread: &str, level: Option<Level>) -> Resul
         })
     })?;
     let mut out: Vec<Summary> = rows.collect::<rusqlite::Result<_>>()?;
-    let mut src = conn.prepare_cached(
-        "SELECT seq FROM memory_summary_sources WHERE summary_id = ?1 ORDER BY seq",
-    )?;
     for s in &mut out {
-        s.sources = src
-            .query_map([s.summary_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        s.sources = summary_seqs(conn, s.summary_id)?;
     }
     Ok(out)
+}
+
+/// The record seqs summary `id` was built from, in seq order.
+fn summary_seqs(conn: &Connection, id: i64) -> Result<Vec<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq FROM memory_summary_sources WHERE summary_id = ?1 ORDER BY seq",
+        )?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// How decay-based forgetting works.
@@ -448,13 +457,7 @@ impl MemoryEngine {
         if !exists {
             return Ok(None);
         }
-        let seqs: Vec<i64> = self
-            .conn
-            .prepare_cached(
-                "SELECT seq FROM memory_summary_sources WHERE summary_id = ?1 ORDER BY seq",
-            )?
-            .query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let seqs = summary_seqs(&self.conn, id)?;
         let mut records = crate::store::get_many(&self.conn, &seqs)?;
         records.sort_by_key(|r| (r.occurred_at, r.seq));
         Ok(Some(records))
@@ -491,11 +494,7 @@ impl MemoryEngine {
         }
         let expired = self.purge_expired(now)?;
         let decayed = self.decay_and_forget(policy, now)?;
-        self.conn.execute(
-            "INSERT INTO memory_cursors (name, position) VALUES (?1, ?2)
-               ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            params![FORGET_CURSOR, now_ms],
-        )?;
+        crate::store::set_cursor(&self.conn, FORGET_CURSOR, now_ms)?;
         Ok(Some((expired, decayed)))
     }
 
@@ -558,43 +557,19 @@ mod tests {
     #[test]
     fn a_turn_after_the_session_gap_closes_the_session_before_it() {
         let gap = SESSION_GAP_HOURS;
-        assert!(compaction_due(
-            tail(3, Some(0)),
-            at(gap + 1),
-            tail(4, Some(gap + 1))
-        ));
-        assert!(!compaction_due(
-            tail(3, Some(0)),
-            at(gap),
-            tail(4, Some(gap))
-        ));
+        assert!(compaction_due(tail(3, Some(0)), at(gap + 1), 4));
+        assert!(!compaction_due(tail(3, Some(0)), at(gap), 4));
         // A thread's first turn closes nothing.
-        assert!(!compaction_due(tail(0, None), at(100), tail(1, Some(100))));
+        assert!(!compaction_due(tail(0, None), at(100), 1));
     }
 
     #[test]
     fn a_long_session_is_compacted_each_time_it_crosses_the_record_step() {
         let n = COMPACT_EVERY_RECORDS;
-        assert!(!compaction_due(
-            tail(n - 3, Some(0)),
-            at(0),
-            tail(n - 1, Some(0))
-        ));
-        assert!(compaction_due(
-            tail(n - 1, Some(0)),
-            at(0),
-            tail(n, Some(0))
-        ));
-        assert!(!compaction_due(
-            tail(n, Some(0)),
-            at(0),
-            tail(n + 1, Some(0))
-        ));
+        assert!(!compaction_due(tail(n - 3, Some(0)), at(0), n - 1));
+        assert!(compaction_due(tail(n - 1, Some(0)), at(0), n));
+        assert!(!compaction_due(tail(n, Some(0)), at(0), n + 1));
         // A batch that jumps past a step still counts.
-        assert!(compaction_due(
-            tail(2 * n - 5, Some(0)),
-            at(0),
-            tail(2 * n + 7, Some(0))
-        ));
+        assert!(compaction_due(tail(2 * n - 5, Some(0)), at(0), 2 * n + 7));
     }
 }

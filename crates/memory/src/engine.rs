@@ -469,12 +469,7 @@ impl MemoryEngine {
             }
         }
         for (name, position) in cursors {
-            tx.execute(
-                "INSERT INTO memory_cursors (name, position) VALUES (?1, ?2)
-                   ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                rusqlite::params![name, position],
-            )
-            .map_err(|e| (0, e.into()))?;
+            store::set_cursor(&tx, name, *position).map_err(|e| (0, e))?;
         }
         tx.commit().map_err(|e| (0, e.into()))?;
         if let Some(idx) = self.vectors.as_mut() {

@@ -343,6 +343,16 @@ pub fn thread_records(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Move the named cursor to `position` (created on first use).
+pub fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO memory_cursors (name, position) VALUES (?1, ?2)
+           ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    )?
+    .execute(params![name, position])?;
+    Ok(())
+}
+
 /// Pin or unpin a record; false when there is no such record.
 pub fn set_pinned(conn: &Connection, id: Uuid, pinned: bool) -> Result<bool> {
     Ok(conn.execute(

@@ -263,7 +263,8 @@ pub fn locomo_with(
             // Rolling summaries when the daemon would write them: a session
             // closed by this one's first turn, or a record step crossed.
             let after = engine.thread_tail(&thread)?;
-            if first_at.is_some_and(|at| crate::compress::compaction_due(before, at, after)) {
+            let due = |at| crate::compress::compaction_due(before, at, after.records);
+            if first_at.is_some_and(due) {
                 let now = after.last_at.unwrap_or(last);
                 engine.compact_thread(&thread, &crate::compress::ExtractiveSummarizer, now)?;
             }

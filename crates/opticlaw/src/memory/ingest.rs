@@ -241,11 +241,8 @@ fn compact_due_threads(
     for gain in gains {
         // A record refused by the engine still counts here: at most one
         // compaction early, never one missed.
-        let after = ThreadTail {
-            records: gain.before.records + gain.added,
-            last_at: None,
-        };
-        if !compaction_due(gain.before, gain.first_new_at, after) {
+        let records_after = gain.before.records + gain.added;
+        if !compaction_due(gain.before, gain.first_new_at, records_after) {
             continue;
         }
         let thread = gain.thread;
