@@ -11,7 +11,7 @@ use crate::cache::HotCache;
 use crate::embed::Embedder;
 use crate::error::{MemoryError, Result};
 use crate::record::{NewMemory, StoredMemory};
-use crate::retrieve::{FusionWeights, Hit, Query, QueryVector, Retriever};
+use crate::retrieve::{FusionWeights, Hit, Query, Retriever, VectorCandidates, candidate_depth};
 use crate::store::{self, PreparedRecord};
 use crate::vector::VectorIndex;
 
@@ -89,6 +89,14 @@ fn checked_embed(e: &dyn Embedder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         });
     }
     Ok(vecs)
+}
+
+/// Where a search's query vector comes from.
+enum VectorSource<'a> {
+    /// Given with the query or embedded already.
+    Known(Vec<f32>),
+    /// To be embedded (on the vector tier's thread).
+    Embed(&'a dyn Embedder),
 }
 
 /// A query's embedding, from the recent-query cache when the same text was
@@ -548,52 +556,66 @@ impl MemoryEngine {
         Ok(seqs.len())
     }
 
-    /// Hybrid search (see [`crate::retrieve`]). A query that needs
-    /// embedding is embedded on a second thread while full-text and graph
-    /// candidates are gathered on this one.
+    /// Hybrid search (see [`crate::retrieve`]). The vector tier runs on a
+    /// second thread (embedding the query if needed, then searching the
+    /// index) while full-text and graph candidates are gathered on this one,
+    /// unless it is cheaper than a thread: a known vector and a small memory
+    /// searched by brute force.
     pub fn search(&self, query: &Query) -> Result<Vec<Hit>> {
         // One read transaction for the whole search: each statement on its
         // own took and released WAL read locks (a few hundred lock system
         // calls per search, one pair per candidate record read).
         let _snapshot = ReadSnapshot::begin(&self.conn)?;
-        let retriever = |query_vector| {
+        let cache = &self.query_vectors;
+        let text = query.text.as_str();
+        let source = match (&self.embedder, &query.vector) {
+            (Some(_), Some(v)) => Some(VectorSource::Known(v.clone())),
+            (Some(embedder), None) if !text.trim().is_empty() && embedder.uses_two_threads() => {
+                // The embedder keeps both cores busy: gathering full-text
+                // candidates beside it only made the two take turns (query
+                // p95 on LoCoMo 10.9-11.9 ms beside, 9.6-9.7 ms after).
+                let vector = cached_query_vector(embedder.as_ref(), cache, text)?;
+                Some(VectorSource::Known(vector))
+            }
+            (Some(embedder), None) if !text.trim().is_empty() => {
+                Some(VectorSource::Embed(embedder.as_ref()))
+            }
+            _ => None,
+        };
+        let depth = candidate_depth(&self.config.fusion, query.limit);
+        std::thread::scope(|scope| {
+            let vector_candidates = match (source, self.vectors.as_ref()) {
+                // Brute force over a small memory takes microseconds.
+                (Some(VectorSource::Known(v)), Some(index)) if !index.uses_hnsw() => {
+                    VectorCandidates::Search(v)
+                }
+                // A graph search at a million records takes milliseconds of
+                // CPU, as much as half of full text's: beside it, not after.
+                (Some(source), Some(index)) => {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    scope.spawn(move || {
+                        let vector = match source {
+                            VectorSource::Known(v) => Ok(v),
+                            VectorSource::Embed(embedder) => {
+                                cached_query_vector(embedder, cache, text)
+                            }
+                        };
+                        let _ = tx.send(vector.and_then(|v| index.search(&v, depth)));
+                    });
+                    VectorCandidates::Pending(rx)
+                }
+                _ => VectorCandidates::None,
+            };
             Retriever {
                 conn: &self.conn,
                 vectors: self.vectors.as_ref(),
-                query_vector: std::cell::RefCell::new(query_vector),
+                vector_candidates: std::cell::Cell::new(vector_candidates),
                 weights: &self.config.fusion,
                 term_rows: Default::default(),
                 records_at_most: Default::default(),
             }
             .search(query)
-        };
-        match (&self.embedder, &query.vector) {
-            (Some(_), Some(v)) => retriever(QueryVector::Ready(v.clone())),
-            (Some(embedder), None)
-                if !query.text.trim().is_empty() && embedder.uses_two_threads() =>
-            {
-                // The embedder keeps both cores busy: gathering full-text
-                // candidates beside it only made the two take turns (query
-                // p95 on LoCoMo 10.9-11.9 ms beside, 9.6-9.7 ms after).
-                let vector =
-                    cached_query_vector(embedder.as_ref(), &self.query_vectors, &query.text)?;
-                retriever(QueryVector::Ready(vector))
-            }
-            (Some(embedder), None) if !query.text.trim().is_empty() => {
-                // One core embeds while this one gathers full-text and
-                // graph candidates.
-                let cache = &self.query_vectors;
-                let embedder: &dyn Embedder = embedder.as_ref();
-                std::thread::scope(|scope| {
-                    let (tx, rx) = std::sync::mpsc::channel();
-                    scope.spawn(move || {
-                        let _ = tx.send(cached_query_vector(embedder, cache, &query.text));
-                    });
-                    retriever(QueryVector::Pending(rx))
-                })
-            }
-            _ => retriever(QueryVector::None),
-        }
+        })
     }
 
     /// The embedding of a query text with the attached embedder (cached for
@@ -604,6 +626,12 @@ impl MemoryEngine {
             Some(e) => cached_query_vector(e.as_ref(), &self.query_vectors, text).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Whether the vector index is an HNSW graph (a memory past
+    /// [`EngineConfig::hnsw_threshold`] vectors) rather than brute force.
+    pub fn uses_hnsw(&self) -> bool {
+        self.vectors.as_ref().is_some_and(VectorIndex::uses_hnsw)
     }
 
     /// Record that these records were used (put in a prompt): decay counts

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::record::StoredMemory;
 use crate::text::{fts_or_query, query_terms};
 use crate::timeparse::{TimeRange, parse_time_range};
-use crate::vector::VectorIndex;
+use crate::vector::{VectorHit, VectorIndex};
 
 /// Full-text rows scored per query term: a word common across a large
 /// memory is scored on its newest rows only (its low IDF rarely decides the
@@ -165,7 +165,7 @@ type TermRows = std::rc::Rc<[(i64, f64)]>;
 pub(crate) struct Retriever<'a> {
     pub conn: &'a Connection,
     pub vectors: Option<&'a VectorIndex>,
-    pub query_vector: std::cell::RefCell<QueryVector>,
+    pub vector_candidates: std::cell::Cell<VectorCandidates>,
     pub weights: &'a FusionWeights,
     /// Each term's scored full-text rows, read once per search: the
     /// feedback pass scores the query's own terms again.
@@ -174,29 +174,36 @@ pub(crate) struct Retriever<'a> {
     pub records_at_most: std::cell::Cell<Option<i64>>,
 }
 
-/// The query's embedding: none, known, or being computed on another thread
-/// while full-text and graph candidates are gathered.
-pub(crate) enum QueryVector {
+/// The query's vector candidates: none, a vector to search with here, or
+/// being found on another thread (embedding the query and searching the
+/// index) while full-text and graph candidates are gathered on this one.
+#[derive(Default)]
+pub(crate) enum VectorCandidates {
+    #[default]
     None,
-    Ready(Vec<f32>),
-    Pending(std::sync::mpsc::Receiver<Result<Vec<f32>>>),
+    Search(Vec<f32>),
+    Pending(std::sync::mpsc::Receiver<Result<Vec<VectorHit>>>),
+}
+
+/// Candidates each generator contributes for a query of `limit` hits.
+pub(crate) fn candidate_depth(weights: &FusionWeights, limit: usize) -> usize {
+    weights.depth.max(limit)
 }
 
 impl Retriever<'_> {
-    /// The query vector, waiting for it if it is still being computed.
-    fn query_vector(&self) -> Result<Option<Vec<f32>>> {
-        let mut slot = self.query_vector.borrow_mut();
-        let ready = match std::mem::replace(&mut *slot, QueryVector::None) {
-            QueryVector::None => None,
-            QueryVector::Ready(v) => Some(v),
-            QueryVector::Pending(rx) => Some(rx.recv().map_err(|_| {
-                crate::error::MemoryError::Embedder("the query embedding thread stopped".into())
-            })??),
+    /// The vector tier's `depth` best hits (seq, similarity), waiting for
+    /// them if another thread is still finding them.
+    fn vector_candidates(&self, depth: usize) -> Result<Vec<(i64, f32)>> {
+        let hits = match (self.vector_candidates.take(), self.vectors) {
+            (VectorCandidates::Search(v), Some(index)) => index.search(&v, depth)?,
+            (VectorCandidates::Pending(rx), _) => rx.recv().map_err(|_| {
+                crate::error::MemoryError::Embedder(
+                    "the query's vector search thread stopped".into(),
+                )
+            })??,
+            _ => Vec::new(),
         };
-        if let Some(v) = &ready {
-            *slot = QueryVector::Ready(v.clone());
-        }
-        Ok(ready)
+        Ok(hits.into_iter().map(|h| (h.seq, h.score)).collect())
     }
 }
 
@@ -213,21 +220,15 @@ impl Retriever<'_> {
             .into_iter()
             .filter(|t| !time_words.contains(t))
             .collect();
-        let depth = self.weights.depth.max(q.limit);
+        let depth = candidate_depth(self.weights, q.limit);
         let query_words: Vec<String> = crate::text::words(&q.text);
         let asks_when = crate::timeparse::asks_when(&query_words);
 
-        // Full text and graph first: the query may still be being embedded.
+        // Full text and graph first: the vector tier may still be at work
+        // on the other thread.
         let fulltext_scored = self.fulltext(&terms, depth)?;
         let graph = self.graph(&q.text, &q.hints.entities, depth)?;
-        let vector_scored: Vec<(i64, f32)> = match (self.vectors, self.query_vector()?) {
-            (Some(idx), Some(v)) => idx
-                .search(&v, depth)?
-                .into_iter()
-                .map(|h| (h.seq, h.score))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let vector_scored = self.vector_candidates(depth)?;
         let fulltext: Vec<i64> = fulltext_scored.iter().map(|h| h.0).collect();
         let vector: Vec<i64> = vector_scored.iter().map(|h| h.0).collect();
 

@@ -735,3 +735,58 @@ fn the_forgetting_pass_runs_at_most_once_a_day_and_spares_pinned_records() {
         Some((1, 0))
     );
 }
+
+#[test]
+fn a_large_memory_finds_vector_candidates_on_its_second_thread() {
+    // Past the HNSW threshold the vector tier runs beside full text, on
+    // its own thread, whether the query comes as text or with its vector.
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        hnsw_threshold: 100,
+        ..EngineConfig::default()
+    };
+    let mut e = MemoryEngine::open_with(dir.path().join("m.db"), config).unwrap();
+    let mut news: Vec<NewMemory> = (0..300)
+        .map(|i| {
+            NewMemory::episodic(
+                "t",
+                "Ana",
+                format!("errand number {i} about groceries and the car"),
+                day(1) + Duration::minutes(i),
+            )
+        })
+        .collect();
+    news.push(NewMemory::episodic(
+        "t",
+        "Ana",
+        "the violin lesson moved to thursday evening",
+        day(2),
+    ));
+    e.add_batch(news).unwrap();
+    e.set_embedder(Box::new(opticlaw_memory::embed::HashingEmbedder::new(64)))
+        .unwrap();
+    assert!(
+        e.uses_hnsw(),
+        "301 vectors with a threshold of 100 use HNSW"
+    );
+
+    let text = "violin lesson thursday";
+    let by_text = e.search(&Query::new(text, 5)).unwrap();
+    let mut with_vector = Query::new(text, 5);
+    with_vector.vector = e.embed_query(text).unwrap();
+    assert!(with_vector.vector.is_some());
+    let by_vector = e.search(&with_vector).unwrap();
+    for hits in [&by_text, &by_vector] {
+        let top = &hits[0];
+        assert_eq!(
+            top.memory.content(),
+            "the violin lesson moved to thursday evening"
+        );
+        assert_eq!(
+            top.sources.vector,
+            Some(0),
+            "the vector tier ranked it first"
+        );
+        assert_eq!(top.sources.fulltext, Some(0));
+    }
+}

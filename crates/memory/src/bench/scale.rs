@@ -220,7 +220,7 @@ fn run(path: &std::path::Path, records: usize, dim: usize, queries: usize) -> Re
         dim,
         ingest_secs,
         index_secs,
-        hnsw: engine.vectors.as_ref().is_some_and(|v| v.uses_hnsw()),
+        hnsw: engine.uses_hnsw(),
         vector_recall_at_10,
         queries,
         query_p50_ms: super::percentile(&lat, 50.0),
