@@ -14,6 +14,12 @@ fn engine() -> (tempfile::TempDir, MemoryEngine) {
     (dir, e)
 }
 
+fn engine_with(config: EngineConfig) -> (tempfile::TempDir, MemoryEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    let e = MemoryEngine::open_with(dir.path().join("m.db"), config).unwrap();
+    (dir, e)
+}
+
 fn count(e: &MemoryEngine, sql: &str) -> i64 {
     e.connection().query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -255,12 +261,10 @@ fn decay_forgets_idle_low_salience_records_but_never_pinned_ones() {
 
 #[test]
 fn oversized_and_invalid_records_are_refused_and_nothing_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig {
+    let (_dir, mut e) = engine_with(EngineConfig {
         max_record_bytes: 100,
         ..EngineConfig::default()
-    };
-    let mut e = MemoryEngine::open_with(dir.path().join("m.db"), config).unwrap();
+    });
     let err = e.add(NewMemory::procedural("x".repeat(101))).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -552,12 +556,10 @@ fn corrupt_import_names_the_line_and_imports_nothing() {
 
 #[test]
 fn hot_cache_holds_recent_thread_turns_within_its_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig {
+    let (_dir, mut e) = engine_with(EngineConfig {
         hot_cache_bytes: 4_000,
         ..EngineConfig::default()
-    };
-    let mut e = MemoryEngine::open_with(dir.path().join("m.db"), config).unwrap();
+    });
     for i in 0..200 {
         e.add(NewMemory::episodic(
             format!("t{}", i % 3),
@@ -740,12 +742,10 @@ fn the_forgetting_pass_runs_at_most_once_a_day_and_spares_pinned_records() {
 fn a_large_memory_finds_vector_candidates_on_its_second_thread() {
     // Past the HNSW threshold the vector tier runs beside full text, on
     // its own thread, whether the query comes as text or with its vector.
-    let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig {
+    let (_dir, mut e) = engine_with(EngineConfig {
         hnsw_threshold: 100,
         ..EngineConfig::default()
-    };
-    let mut e = MemoryEngine::open_with(dir.path().join("m.db"), config).unwrap();
+    });
     let mut news: Vec<NewMemory> = (0..300)
         .map(|i| {
             NewMemory::episodic(
