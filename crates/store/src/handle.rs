@@ -257,5 +257,6 @@ fn run_writer(store: Store, inbox: mpsc::Receiver<Box<dyn Request>>) {
         for answer in answers.drain(..) {
             answer(committed.clone());
         }
+        checkpointer.rewind_if_asked(conn);
     }
 }
