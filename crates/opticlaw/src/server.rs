@@ -276,7 +276,7 @@ async fn list_replies(
     let replies = state
         .runtime
         .store()
-        .call(move |conn| ops::replies_after(conn, "local", &query.thread_id, query.after, limit))
+        .call(move |conn| ops::local_replies_after(conn, &query.thread_id, query.after, limit))
         .await
         .map_err(|err| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", err.to_string())
@@ -299,7 +299,7 @@ async fn stream_replies(
     let backlog = state
         .runtime
         .store()
-        .call(move |conn| ops::replies_after(conn, "local", &thread, query.after, 1000))
+        .call(move |conn| ops::local_replies_after(conn, &thread, query.after, 1000))
         .await
         .map_err(|err| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", err.to_string())

@@ -64,6 +64,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX replies_undelivered ON replies (seq)
         WHERE delivered_ms IS NULL AND source <> 'local';
     "#,
+    // 3: only the web chat reads replies by thread, so only its replies are
+    // indexed by thread: a platform reply's random (source, thread) key cost
+    // a B-tree page in the log for every reply.
+    r#"
+    DROP INDEX replies_by_thread;
+    CREATE INDEX replies_local_by_thread ON replies (thread_id, seq) WHERE source = 'local';
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -325,22 +325,21 @@ pub fn replies_for_event(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Replies for one thread with `seq > after`, oldest first.
-pub fn replies_after(
+/// Replies for one web chat or CLI thread (source `local`) with
+/// `seq > after`, oldest first. The source is written into the statement:
+/// the thread index holds only local replies, and SQLite uses a partial
+/// index only when the query's own text implies its condition.
+pub fn local_replies_after(
     conn: &Connection,
-    source: &str,
     thread_id: &str,
     after: i64,
     limit: usize,
 ) -> Result<Vec<ResponsePacket>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {REPLY_COLUMNS} FROM replies
-         WHERE source = ?1 AND thread_id = ?2 AND seq > ?3 ORDER BY seq LIMIT CAST(?4 AS INTEGER)"
+         WHERE source = 'local' AND thread_id = ?1 AND seq > ?2 ORDER BY seq LIMIT CAST(?3 AS INTEGER)"
     ))?;
-    let rows = stmt.query_map(
-        params![source, thread_id, after, limit as i64],
-        reply_from_row,
-    )?;
+    let rows = stmt.query_map(params![thread_id, after, limit as i64], reply_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -30,11 +30,11 @@ fn store_opens_in_wal_mode_at_latest_schema() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    assert_eq!(ops::stats(store.connection()).unwrap().schema_version, 2);
+    assert_eq!(ops::stats(store.connection()).unwrap().schema_version, 3);
     drop(store);
     // Reopening applies nothing twice.
     let again = Store::open(&path, Synchronous::Full).unwrap();
-    assert_eq!(ops::stats(again.connection()).unwrap().schema_version, 2);
+    assert_eq!(ops::stats(again.connection()).unwrap().schema_version, 3);
 }
 
 #[test]
@@ -438,4 +438,49 @@ fn a_cast_limit_keeps_its_prepared_statement_and_a_bare_one_does_not() {
         0
     );
     assert!(reprepares("SELECT seq FROM t WHERE seq > ?1 ORDER BY seq LIMIT ?2") > 0);
+}
+
+/// The web chat reads a thread's replies through an index that holds only
+/// local replies; a platform reply, whose thread is its own conversation,
+/// is never written to it.
+#[test]
+fn only_local_replies_are_indexed_by_thread() {
+    let (_dir, path) = temp_store();
+    let store = Store::open(&path, Synchronous::Normal).unwrap();
+    let conn = store.connection();
+    let reply = |source: &str, thread: &str, text: &str| NewReply {
+        in_reply_to: None,
+        source: source.to_owned(),
+        user_id: "u1".to_owned(),
+        thread_id: thread.to_owned(),
+        kind: ResponseKind::Notice,
+        text: text.to_owned(),
+    };
+    for (source, thread, text) in [
+        ("local", "main", "first"),
+        ("telegram", "main", "elsewhere"),
+        ("local", "other", "other thread"),
+        ("local", "main", "second"),
+    ] {
+        ops::add_reply(conn, &reply(source, thread, text), 1).unwrap();
+    }
+    let texts: Vec<String> = ops::local_replies_after(conn, "main", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.text)
+        .collect();
+    assert_eq!(texts, ["first", "second"]);
+    let after_first = ops::local_replies_after(conn, "main", 1, 10).unwrap();
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0].text, "second");
+
+    let plan: String = conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT seq FROM replies
+             WHERE source = 'local' AND thread_id = 'main' AND seq > 0 ORDER BY seq",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("replies_local_by_thread"), "plan: {plan}");
 }

@@ -407,6 +407,7 @@ async fn bench(args: Args) -> Result<ExitCode> {
     let (_home, mut daemon, base) = start_daemon(&api, &discord).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
 
     // Forged requests, every platform: each must be refused.

@@ -172,8 +172,12 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
             // was the bench's main cost), with no idle timeout: hyper arms
             // its pool reaper timer only when there is one, and an idle
             // daemon must not wake.
+            // Platform APIs answer a send directly; a redirect would be a
+            // misconfigured `api_base`, and following one costs every send
+            // a URL parse.
             reqwest::Client::builder()
                 .pool_idle_timeout(None)
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .context("building the platform HTTP client")?,
             gateway.config().clone(),
