@@ -102,20 +102,24 @@ impl SendLedger for SqliteLedger {
         let result = self
             .0
             .call(move |conn| {
-                let existing: Option<(String, Option<String>)> = conn
+                // Nearly every key is new: insert first, and read the row
+                // only when it was already there.
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO gateway_send_ledger (key, state, at_ms) VALUES (?1, 'pending', ?2)
+                         ON CONFLICT (key) DO NOTHING",
+                    )?
+                    .execute(params![key, now_ms])?;
+                if inserted == 1 {
+                    return Ok(LedgerState::Fresh);
+                }
+                let (state, remote): (String, Option<String>) = conn
                     .prepare_cached("SELECT state, remote_id FROM gateway_send_ledger WHERE key = ?1")?
-                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                Ok(match existing {
-                    Some((state, remote)) if state == "sent" => LedgerState::Sent(remote),
-                    Some(_) => LedgerState::InDoubt,
-                    None => {
-                        conn.prepare_cached(
-                            "INSERT INTO gateway_send_ledger (key, state, at_ms) VALUES (?1, 'pending', ?2)",
-                        )?
-                        .execute(params![key, now_ms])?;
-                        LedgerState::Fresh
-                    }
+                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(if state == "sent" {
+                    LedgerState::Sent(remote)
+                } else {
+                    LedgerState::InDoubt
                 })
             })
             .await;
