@@ -202,5 +202,15 @@ fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
         body["text"].as_str().unwrap().contains("remind me"),
         "{body}"
     );
+    // Delivered and recorded so: the reply left the outbox and its part
+    // left the send ledger, which holds only parts in flight.
+    assert_eq!(
+        count(
+            &home,
+            "SELECT COUNT(*) FROM replies WHERE delivered_ms IS NULL AND source <> 'local'"
+        ),
+        0
+    );
+    assert_eq!(count(&home, "SELECT COUNT(*) FROM gateway_send_ledger"), 0);
     drop(daemon);
 }

@@ -2,7 +2,7 @@
 //! delivered, once. Replies left undelivered by a crash go out at start-up;
 //! the send ledger makes sure no part goes out twice.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +13,7 @@ use opticlaw_store::ops;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use super::stores::mark_sent;
+use super::stores::forget_parts;
 use super::{RuntimeSink, SqliteAudit, SqliteLedger, SqlitePairing};
 
 /// The daemon's gateway, whose adapters render replies.
@@ -32,27 +32,24 @@ pub async fn run_outbound(
     sender: Sender<SqliteLedger>,
 ) {
     let sender = Arc::new(sender);
-    // Replies queued or being delivered. When the reply stream lags (the
-    // HTTP thread commits faster than this loop reads), the catch-up from
-    // the store skips these instead of queueing each one a second time.
-    let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let tracker: Arc<Mutex<Tracker>> = Arc::default();
     let shards: Vec<mpsc::UnboundedSender<ResponsePacket>> = (0..SHARDS)
         .map(|_| {
             let (tx, mut rx) = mpsc::unbounded_channel::<ResponsePacket>();
             let (runtime, gateway, sender) = (runtime.clone(), gateway.clone(), sender.clone());
-            let in_flight = in_flight.clone();
+            let tracker = tracker.clone();
             tokio::spawn(async move {
                 while let Some(reply) = rx.recv().await {
                     let seq = reply.seq;
-                    deliver(&runtime, &gateway, &sender, reply).await;
-                    in_flight.lock().expect("in-flight set").remove(&seq);
+                    let delivered = deliver(&runtime, &gateway, &sender, reply).await;
+                    tracker.lock().expect("tracker").finish(seq, delivered);
                 }
             });
             tx
         })
         .collect();
     let route = |reply: ResponsePacket| {
-        if !in_flight.lock().expect("in-flight set").insert(reply.seq) {
+        if !tracker.lock().expect("tracker").claim(reply.seq) {
             return;
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -90,12 +87,49 @@ pub async fn run_outbound(
     }
 }
 
+/// Delivered replies remembered; a catch-up read is stale by far fewer.
+const DONE_KEPT: usize = 65_536;
+
+/// Which replies are queued or being delivered, and which were delivered
+/// lately. When the reply stream lags (the HTTP thread commits faster than
+/// the outbound loop reads), a catch-up from the store skips both: the
+/// first would be queued a second time, and the second may be in a read
+/// taken just before their delivered mark. A delivered reply's parts have
+/// left the send ledger, so nothing else would stop a second send.
+#[derive(Default)]
+struct Tracker {
+    in_flight: HashSet<i64>,
+    done: HashSet<i64>,
+    done_order: VecDeque<i64>,
+}
+
+impl Tracker {
+    /// Takes `seq` for delivery; `false` if it is queued or was delivered.
+    fn claim(&mut self, seq: i64) -> bool {
+        !self.done.contains(&seq) && self.in_flight.insert(seq)
+    }
+
+    fn finish(&mut self, seq: i64, delivered: bool) {
+        self.in_flight.remove(&seq);
+        if delivered && self.done.insert(seq) {
+            self.done_order.push_back(seq);
+            if self.done_order.len() > DONE_KEPT
+                && let Some(oldest) = self.done_order.pop_front()
+            {
+                self.done.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// Delivers one reply; `true` once it is recorded delivered (or given up
+/// on), `false` when it stays in the outbox.
 async fn deliver(
     runtime: &Runtime,
     gateway: &DaemonGateway,
     sender: &Sender<SqliteLedger>,
     reply: ResponsePacket,
-) {
+) -> bool {
     let seq = reply.seq;
     let Some(channel) = Channel::from_source(&reply.source) else {
         tracing::warn!(
@@ -103,8 +137,7 @@ async fn deliver(
             seq,
             "reply for an unknown channel; dropping it from the outbox"
         );
-        mark_delivered(runtime, seq).await;
-        return;
+        return mark_delivered(runtime, seq).await;
     };
     let recent = |event_id: &str| gateway.sink().take_origin(&reply.source, event_id);
     let origin = match &reply.in_reply_to {
@@ -129,26 +162,25 @@ async fn deliver(
                 seq,
                 "reply for an account that is not configured; left undelivered"
             );
-            return;
+            return false;
         }
         Some(Ok(parts)) => parts,
         Some(Err(err)) => {
             tracing::error!(%err, seq, "cannot render a reply; giving up on it");
-            mark_delivered(runtime, seq).await;
-            return;
+            return mark_delivered(runtime, seq).await;
         }
     };
+    let keys: Vec<String> = parts.iter().map(|p| p.idempotency_key.clone()).collect();
     let mut from = 0;
-    let mut sent: Vec<(String, Option<String>)> = Vec::new();
+    let mut sent = 0;
     loop {
         match sender.deliver(&parts[from..]).await {
             Ok(delivery) => {
-                sent.extend(delivery.parts.into_iter().filter_map(
-                    |(key, outcome)| match outcome {
-                        PartOutcome::Sent { remote_id } => Some((key, remote_id)),
-                        _ => None,
-                    },
-                ));
+                sent += delivery
+                    .parts
+                    .iter()
+                    .filter(|(_, outcome)| matches!(outcome, PartOutcome::Sent { .. }))
+                    .count();
                 break;
             }
             Err(SendError::RateLimited {
@@ -169,28 +201,65 @@ async fn deliver(
             }
         }
     }
-    // One write: the parts are marked sent (the sender defers that) and
-    // the reply delivered.
+    // One write: the reply is marked delivered and its parts leave the send
+    // ledger (the sender defers marking them sent). A delivered reply is
+    // never delivered again, so its keys guard nothing any more; until this
+    // write they stay pending, and a crash leaves them in doubt, never sent
+    // twice. Pruned this way, the ledger holds only the parts in flight: a
+    // page or two instead of an index over every part ever sent, in which
+    // each new random key cost the log a page.
+    tracing::debug!(seq, sent, parts = keys.len(), "reply delivered");
     let now = chrono::Utc::now().timestamp_millis();
     let recorded = runtime
         .store()
         .call(move |conn| {
-            mark_sent(conn, &sent, now)?;
+            forget_parts(conn, &keys)?;
             ops::mark_delivered(conn, seq, now)
         })
         .await;
-    if let Err(err) = recorded {
-        tracing::error!(%err, seq, "recording a delivery failed");
-    }
+    // Not recorded: its parts are still pending, so a later attempt finds
+    // them in doubt and sends nothing.
+    recorded
+        .inspect_err(|err| tracing::error!(%err, seq, "recording a delivery failed"))
+        .is_ok()
 }
 
-async fn mark_delivered(runtime: &Runtime, seq: i64) {
+async fn mark_delivered(runtime: &Runtime, seq: i64) -> bool {
     let now = chrono::Utc::now().timestamp_millis();
-    if let Err(err) = runtime
+    runtime
         .store()
         .call(move |conn| ops::mark_delivered(conn, seq, now))
         .await
-    {
-        tracing::error!(%err, seq, "recording a delivery failed");
+        .inspect_err(|err| tracing::error!(%err, seq, "recording a delivery failed"))
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_is_claimed_once_and_never_again_once_delivered() {
+        let mut tracker = Tracker::default();
+        assert!(tracker.claim(7));
+        assert!(!tracker.claim(7), "queued twice");
+        tracker.finish(7, true);
+        assert!(!tracker.claim(7), "a stale catch-up queued a delivered reply");
+        // One left in the outbox may be taken again.
+        assert!(tracker.claim(8));
+        tracker.finish(8, false);
+        assert!(tracker.claim(8));
+    }
+
+    #[test]
+    fn delivered_replies_are_forgotten_oldest_first_past_the_bound() {
+        let mut tracker = Tracker::default();
+        for seq in 0..=DONE_KEPT as i64 {
+            assert!(tracker.claim(seq));
+            tracker.finish(seq, true);
+        }
+        assert_eq!(tracker.done.len(), DONE_KEPT);
+        assert!(tracker.claim(0), "the oldest was forgotten");
+        assert!(!tracker.claim(1));
     }
 }

@@ -170,6 +170,15 @@ pub fn mark_sent(
     Ok(())
 }
 
+/// Removes the ledger entries of a delivered reply's parts.
+pub fn forget_parts(conn: &Connection, keys: &[String]) -> Result<(), StoreError> {
+    let mut delete = conn.prepare_cached("DELETE FROM gateway_send_ledger WHERE key = ?1")?;
+    for key in keys {
+        delete.execute([key])?;
+    }
+    Ok(())
+}
+
 /// Appends every refusal, replay and pairing event to `gateway_audit`.
 #[derive(Clone)]
 pub struct SqliteAudit(pub StoreHandle);
