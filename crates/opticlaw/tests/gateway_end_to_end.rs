@@ -214,3 +214,47 @@ fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
     assert_eq!(count(&home, "SELECT COUNT(*) FROM gateway_send_ledger"), 0);
     drop(daemon);
 }
+
+/// `opticlaw bench gateway` against its own daemon and fake platforms: every
+/// forged request refused, every accepted webhook answered on its platform,
+/// and the summary line last.
+#[test]
+fn the_gateway_bench_delivers_every_reply_and_prints_its_summary_last() {
+    let home = Home::init();
+    let out = home.run(&[
+        "bench",
+        "gateway",
+        "--seconds",
+        "1",
+        "--concurrency",
+        "2",
+        "--forged",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for platform in ["slack", "telegram", "discord", "whatsapp", "matrix"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(platform))
+            .unwrap_or_else(|| panic!("no {platform} line in {stdout}"));
+        let (_, delivered) = line.split_once("delivered ").expect("a delivered count");
+        let (got, of) = delivered.split_once('/').expect("delivered N/M");
+        assert_eq!(got, of, "{line}");
+        assert_ne!(got, "0", "{line}");
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    let field = |name: &str| {
+        last.split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in the last line: {last}"))
+            .to_owned()
+    };
+    assert!(field("msgs_per_s").parse::<f64>().unwrap() > 0.0, "{last}");
+    assert!(field("p95_ms").parse::<f64>().unwrap() > 0.0, "{last}");
+    assert_eq!(field("forged_refused"), "10/10", "{last}");
+}

@@ -15,6 +15,8 @@
 //! send rate limits are off (`gateway.send_rate_limits = false`), so the
 //! figures measure OptiClaw, not the platforms' quotas; `--platform-limit`
 //! gives the fake a per-platform limit that answers 429 as documented.
+//! Each worker holds one kept-alive HTTP/1 connection to the daemon, as a
+//! platform does, and writes its requests straight onto it.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -350,7 +352,9 @@ impl WebhookConnection {
         for (name, value) in hook.headers {
             request = request.header(name, value);
         }
-        let request = request.body(http_body_util::Full::new(axum::body::Bytes::from(hook.body)))?;
+        let request = request.body(http_body_util::Full::new(axum::body::Bytes::from(
+            hook.body,
+        )))?;
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();

@@ -244,7 +244,10 @@ mod tests {
         assert!(tracker.claim(7));
         assert!(!tracker.claim(7), "queued twice");
         tracker.finish(7, true);
-        assert!(!tracker.claim(7), "a stale catch-up queued a delivered reply");
+        assert!(
+            !tracker.claim(7),
+            "a stale catch-up queued a delivered reply"
+        );
         // One left in the outbox may be taken again.
         assert!(tracker.claim(8));
         tracker.finish(8, false);
