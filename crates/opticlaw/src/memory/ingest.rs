@@ -11,11 +11,11 @@
 //! record step gets its rolling summaries written right after the batch
 //! ([`opticlaw_memory::compress::compaction_due`]). No timer is involved.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use opticlaw_core::EventEnvelope;
 use opticlaw_memory::compress::{Level, compaction_due};
 use opticlaw_memory::{MemoryEngine, MemoryError, NewMemory, Summarizer, ThreadTail};
 use rusqlite::{Connection, OpenFlags};
@@ -41,6 +41,36 @@ pub struct Ingested {
 /// A read-only view of the daemon's store.
 pub struct Feed {
     conn: Connection,
+}
+
+/// The fields of a stored event envelope the feed uses. Read through this
+/// view, the rest (platform metadata, security, hints) is skipped instead
+/// of built and dropped for every message, and text without escapes is
+/// borrowed from the row.
+#[derive(serde::Deserialize)]
+struct EnvelopeView<'a> {
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    #[serde(borrow)]
+    user_id: Cow<'a, str>,
+    #[serde(borrow)]
+    thread_id: Cow<'a, str>,
+    timestamp: DateTime<Utc>,
+    #[serde(borrow)]
+    content: ContentView<'a>,
+}
+
+/// An envelope's text alone.
+#[derive(serde::Deserialize)]
+struct TextView<'a> {
+    #[serde(borrow)]
+    content: ContentView<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct ContentView<'a> {
+    #[serde(borrow)]
+    text: Cow<'a, str>,
 }
 
 /// One row to remember, with the position it came from.
@@ -126,7 +156,7 @@ impl Feed {
         for row in rows {
             let (seq, envelope, accepted_ms) = row?;
             to = seq;
-            let Ok(event) = serde_json::from_str::<EventEnvelope>(&envelope) else {
+            let Ok(event) = serde_json::from_str::<EnvelopeView>(&envelope) else {
                 tracing::warn!(
                     seq,
                     "memory: an event's envelope does not parse; not ingested"
@@ -139,7 +169,7 @@ impl Feed {
             let thread = conversation_key(&event.source, &event.user_id, &event.thread_id);
             items.push(Item {
                 at_ms: accepted_ms,
-                new: NewMemory::episodic(thread, &event.user_id, text, event.timestamp),
+                new: NewMemory::episodic(thread, event.user_id.as_ref(), text, event.timestamp),
             });
         }
         Ok((items, to))
@@ -174,8 +204,9 @@ impl Feed {
             let ((seq, source, user, thread, body, created_ms), envelope, kind, outcome) = row?;
             to = seq;
             let answers_command = envelope
-                .and_then(|e| serde_json::from_str::<EventEnvelope>(&e).ok())
-                .is_some_and(|e| conversational(&e.content.text, limit).is_none());
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<TextView>(e).ok())
+                .is_some_and(|view| conversational(&view.content.text, limit).is_none());
             if answers_command || is_system_notice(&kind, outcome.as_deref()) {
                 continue;
             }
@@ -303,7 +334,28 @@ fn conversational(text: &str, limit: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::conversational;
+    use super::{EnvelopeView, TextView, conversational};
+
+    /// The feed's views read what the store writes: a whole envelope,
+    /// escapes and platform metadata included.
+    #[test]
+    fn the_envelope_views_read_a_stored_envelope() {
+        let mut event = opticlaw_core::EventEnvelope::local_text(
+            "ana",
+            "trip",
+            "She said \"Lisbon\" \u{e9}t\u{e9}\nthen left",
+        );
+        event.metadata.insert("slack.ts".into(), "1.2".into());
+        let stored = serde_json::to_string(&event).unwrap();
+        let view: EnvelopeView = serde_json::from_str(&stored).unwrap();
+        assert_eq!(view.content.text, event.content.text);
+        assert_eq!(view.source, event.source);
+        assert_eq!(view.user_id, "ana");
+        assert_eq!(view.thread_id, "trip");
+        assert_eq!(view.timestamp, event.timestamp);
+        let text: TextView = serde_json::from_str(&stored).unwrap();
+        assert_eq!(text.content.text, event.content.text);
+    }
 
     #[test]
     fn commands_and_blank_messages_are_not_remembered() {
