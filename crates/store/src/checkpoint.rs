@@ -165,6 +165,18 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
 mod tests {
     use super::*;
 
+    /// A connection in WAL mode on `db`, with a table `t (id, body)`.
+    fn wal_writer(db: &std::path::Path) -> Connection {
+        let writer = Connection::open(db).unwrap();
+        writer
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+            .unwrap();
+        writer
+    }
+
     /// Without any checkpoint every page stays in the log and the database
     /// file stays as created; the helper copies them while the writer never
     /// checkpoints itself.
@@ -172,13 +184,7 @@ mod tests {
     fn the_helper_checkpoints_and_the_writer_never_does() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("ckpt.db");
-        let writer = Connection::open(&db).unwrap();
-        writer
-            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-            .unwrap();
-        writer
-            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
-            .unwrap();
+        let writer = wal_writer(&db);
         let mut checkpointer = Checkpointer::start(&writer);
         let autocheckpoint: i64 = writer
             .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
@@ -213,13 +219,7 @@ mod tests {
     fn the_log_is_rewound_once_it_passes_the_threshold() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("rewind.db");
-        let writer = Connection::open(&db).unwrap();
-        writer
-            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-            .unwrap();
-        writer
-            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
-            .unwrap();
+        let writer = wal_writer(&db);
         let rewind_above = 256;
         let mut checkpointer = Checkpointer::start_rewinding_above(&writer, rewind_above);
         let body = "x".repeat(3000);
