@@ -139,6 +139,13 @@ type Calls = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
 
 /// A fake Telegram Bot API on loopback that records every call.
 fn fake_telegram() -> (String, Calls, std::thread::JoinHandle<()>) {
+    fake_telegram_with(false)
+}
+
+/// A Telegram Bot API on loopback recording every call; with `hang_first`,
+/// the first call is taken and never answered (a daemon killed then cannot
+/// know whether the message went out).
+fn fake_telegram_with(hang_first: bool) -> (String, Calls, std::thread::JoinHandle<()>) {
     use axum::routing::post;
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorded = calls.clone();
@@ -149,7 +156,14 @@ fn fake_telegram() -> (String, Calls, std::thread::JoinHandle<()>) {
                   axum::Json(body): axum::Json<Value>| {
                 let recorded = recorded.clone();
                 async move {
-                    recorded.lock().unwrap().push((path, body));
+                    let first = {
+                        let mut calls = recorded.lock().unwrap();
+                        calls.push((path, body));
+                        calls.len() == 1
+                    };
+                    if hang_first && first {
+                        std::future::pending::<()>().await;
+                    }
                     axum::Json(json!({ "ok": true, "result": { "message_id": 777 } }))
                 }
             },
@@ -159,9 +173,9 @@ fn fake_telegram() -> (String, Calls, std::thread::JoinHandle<()>) {
     (base, calls, server)
 }
 
-#[test]
-fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
-    let (api_base, calls, _server) = fake_telegram();
+/// A daemon whose Telegram account allows user 42 and sends to `api_base`,
+/// once it has taken a webhook with `/help` from 42 and called the API.
+fn help_sent_to_telegram(api_base: &str, calls: &Calls) -> (Home, common::Daemon) {
     let home = Home::init();
     let mut config = std::fs::OpenOptions::new()
         .append(true)
@@ -176,8 +190,15 @@ fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
     assert_eq!(post_webhook(&daemon, SECRET, &update(20, 42, "/help")), 200);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while calls.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    (home, daemon)
+}
+
+#[test]
+fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
+    let (api_base, calls, _server) = fake_telegram();
+    let (home, daemon) = help_sent_to_telegram(&api_base, &calls);
     // The sender keeps its connection to the platform for the next reply,
     // and an idle daemon still never wakes (no pool reaper timer).
     common::wait_until_quiet(daemon.pid());
@@ -211,6 +232,35 @@ fn reply_to_an_allowed_sender_is_delivered_to_telegram_once() {
         ),
         0
     );
+    assert_eq!(count(&home, "SELECT COUNT(*) FROM gateway_send_ledger"), 0);
+    drop(daemon);
+}
+
+/// A daemon killed while Telegram holds its send cannot know whether the
+/// message went out: after the restart the part is in doubt and is not
+/// sent again (Telegram has no idempotency key), and the reply leaves the
+/// outbox.
+#[test]
+fn a_send_cut_by_a_crash_is_never_repeated() {
+    let (api_base, calls, _server) = fake_telegram_with(true);
+    let (home, daemon) = help_sent_to_telegram(&api_base, &calls);
+    assert_eq!(calls.lock().unwrap().len(), 1, "the reply was never sent");
+    daemon.kill9();
+    let undelivered =
+        "SELECT COUNT(*) FROM replies WHERE delivered_ms IS NULL AND source <> 'local'";
+    assert_eq!(count(&home, undelivered), 1);
+
+    let daemon = home.serve();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count(&home, undelivered) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        count(&home, undelivered),
+        0,
+        "the restart left it in the outbox"
+    );
+    assert_eq!(calls.lock().unwrap().len(), 1, "sent a second time");
     assert_eq!(count(&home, "SELECT COUNT(*) FROM gateway_send_ledger"), 0);
     drop(daemon);
 }

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::stores::forget_parts;
-use super::{RuntimeSink, SqliteAudit, SqliteLedger, SqlitePairing};
+use super::{DaemonLedger, RuntimeSink, SqliteAudit, SqlitePairing};
 
 /// The daemon's gateway, whose adapters render replies.
 pub type DaemonGateway = Gateway<RuntimeSink, SqliteAudit, SqlitePairing>;
@@ -29,7 +29,8 @@ const SHARDS: usize = 64;
 pub async fn run_outbound(
     runtime: Runtime,
     gateway: Arc<DaemonGateway>,
-    sender: Sender<SqliteLedger>,
+    sender: Sender<DaemonLedger>,
+    ledger: Arc<DaemonLedger>,
 ) {
     let sender = Arc::new(sender);
     let tracker: Arc<Mutex<Tracker>> = Arc::default();
@@ -37,11 +38,11 @@ pub async fn run_outbound(
         .map(|_| {
             let (tx, mut rx) = mpsc::unbounded_channel::<ResponsePacket>();
             let (runtime, gateway, sender) = (runtime.clone(), gateway.clone(), sender.clone());
-            let tracker = tracker.clone();
+            let (ledger, tracker) = (ledger.clone(), tracker.clone());
             tokio::spawn(async move {
                 while let Some(reply) = rx.recv().await {
                     let seq = reply.seq;
-                    let delivered = deliver(&runtime, &gateway, &sender, reply).await;
+                    let delivered = deliver(&runtime, &gateway, &sender, &ledger, reply).await;
                     tracker.lock().expect("tracker").finish(seq, delivered);
                 }
             });
@@ -127,7 +128,8 @@ impl Tracker {
 async fn deliver(
     runtime: &Runtime,
     gateway: &DaemonGateway,
-    sender: &Sender<SqliteLedger>,
+    sender: &Sender<DaemonLedger>,
+    ledger: &DaemonLedger,
     reply: ResponsePacket,
 ) -> bool {
     let seq = reply.seq;
@@ -201,27 +203,34 @@ async fn deliver(
             }
         }
     }
-    // One write: the reply is marked delivered and its parts leave the send
-    // ledger (the sender defers marking them sent). A delivered reply is
-    // never delivered again, so its keys guard nothing any more; until this
-    // write they stay pending, and a crash leaves them in doubt, never sent
-    // twice. Pruned this way, the ledger holds only the parts in flight: a
-    // page or two instead of an index over every part ever sent, in which
-    // each new random key cost the log a page.
+    // The sender left the parts begun (it defers marking them sent): until
+    // the delivered mark below is written, a crash leaves them in doubt,
+    // never sent twice. After it the reply is never delivered again, so
+    // its parts need no guard and leave the ledger, which so holds only
+    // the parts in flight. Parts an earlier run left in the store's ledger
+    // leave it in the same write as the mark.
     tracing::debug!(seq, sent, parts = keys.len(), "reply delivered");
     let now = chrono::Utc::now().timestamp_millis();
+    let held = ledger.held_in_store(&keys);
     let recorded = runtime
         .store()
         .call(move |conn| {
-            forget_parts(conn, &keys)?;
+            forget_parts(conn, &held)?;
             ops::mark_delivered(conn, seq, now)
         })
         .await;
-    // Not recorded: its parts are still pending, so a later attempt finds
-    // them in doubt and sends nothing.
-    recorded
-        .inspect_err(|err| tracing::error!(%err, seq, "recording a delivery failed"))
-        .is_ok()
+    match recorded {
+        Ok(()) => {
+            ledger.forget(&keys);
+            true
+        }
+        // Not recorded: its parts are still begun, so a later attempt
+        // finds them in doubt and sends nothing.
+        Err(err) => {
+            tracing::error!(%err, seq, "recording a delivery failed");
+            false
+        }
+    }
 }
 
 async fn mark_delivered(runtime: &Runtime, seq: i64) -> bool {

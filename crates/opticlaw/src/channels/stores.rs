@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use opticlaw_gateway::pairing::{CODE_TTL, generate_code};
 use opticlaw_gateway::{
-    AuditLog, AuditRecord, CursorStore, LedgerState, PairingError, PairingRequest, PairingStore,
-    PairingTicket, Platform, SendLedger, SenderStatus, SinkError,
+    AuditLog, AuditRecord, CursorStore, PairingError, PairingRequest, PairingStore, PairingTicket,
+    Platform, SenderStatus, SinkError,
 };
 use opticlaw_store::rusqlite::{self, Connection, OptionalExtension, params};
 use opticlaw_store::{StoreError, StoreHandle};
@@ -90,87 +90,7 @@ impl CursorStore for SqliteCursors {
     }
 }
 
-/// Send attempts in `gateway_send_ledger`: a key is written `pending` before
-/// the platform call and `sent` after, so a crash never sends twice.
-#[derive(Clone)]
-pub struct SqliteLedger(pub StoreHandle);
-
-impl SendLedger for SqliteLedger {
-    async fn begin(&self, key: &str) -> LedgerState {
-        let key = key.to_owned();
-        let now_ms = Utc::now().timestamp_millis();
-        let result = self
-            .0
-            .call(move |conn| {
-                // Nearly every key is new: insert first, and read the row
-                // only when it was already there.
-                let inserted = conn
-                    .prepare_cached(
-                        "INSERT INTO gateway_send_ledger (key, state, at_ms) VALUES (?1, 'pending', ?2)
-                         ON CONFLICT (key) DO NOTHING",
-                    )?
-                    .execute(params![key, now_ms])?;
-                if inserted == 1 {
-                    return Ok(LedgerState::Fresh);
-                }
-                let (state, remote): (String, Option<String>) = conn
-                    .prepare_cached("SELECT state, remote_id FROM gateway_send_ledger WHERE key = ?1")?
-                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                Ok(if state == "sent" {
-                    LedgerState::Sent(remote)
-                } else {
-                    LedgerState::InDoubt
-                })
-            })
-            .await;
-        // If the ledger cannot be read, treat the part as in doubt: skipping
-        // a message is better than sending it twice.
-        result.unwrap_or(LedgerState::InDoubt)
-    }
-
-    async fn complete(&self, key: &str, remote_id: Option<String>) {
-        let sent = vec![(key.to_owned(), remote_id)];
-        let now_ms = Utc::now().timestamp_millis();
-        let result = self
-            .0
-            .call(move |conn| mark_sent(conn, &sent, now_ms))
-            .await;
-        if let Err(err) = result {
-            tracing::error!(%err, "recording a delivered message failed");
-        }
-    }
-
-    async fn release(&self, key: &str) {
-        let key = key.to_owned();
-        let _ = self
-            .0
-            .call(move |conn| {
-                conn.execute(
-                    "DELETE FROM gateway_send_ledger WHERE key = ?1 AND state = 'pending'",
-                    [key],
-                )?;
-                Ok(())
-            })
-            .await;
-    }
-}
-
-/// Marks delivered parts `sent`, with the platform's message ids.
-pub fn mark_sent(
-    conn: &Connection,
-    sent: &[(String, Option<String>)],
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    let mut update = conn.prepare_cached(
-        "UPDATE gateway_send_ledger SET state = 'sent', remote_id = ?2, at_ms = ?3 WHERE key = ?1",
-    )?;
-    for (key, remote_id) in sent {
-        update.execute(params![key, remote_id, now_ms])?;
-    }
-    Ok(())
-}
-
-/// Removes the ledger entries of a delivered reply's parts.
+/// Removes the store's ledger entries of a delivered reply's parts.
 pub fn forget_parts(conn: &Connection, keys: &[String]) -> Result<(), StoreError> {
     let mut delete = conn.prepare_cached("DELETE FROM gateway_send_ledger WHERE key = ?1")?;
     for key in keys {

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use opticlaw_runtime::{Runtime, RuntimeConfig};
-use opticlaw_store::StoreHandle;
+use opticlaw_store::{StoreHandle, Synchronous};
 use opticlaw_triage::rules::RuleEngine;
 
-use crate::channels::{RuntimeSink, SqliteAudit, SqliteCursors, SqliteLedger, SqlitePairing};
+use crate::channels::{DaemonLedger, RuntimeSink, SqliteAudit, SqliteCursors, SqlitePairing};
 use crate::config::Config;
 use crate::home::Home;
 use crate::server::{AppState, router};
@@ -167,6 +167,14 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
         .context("setting up the chat platforms in [gateway]")?;
         let gateway = Arc::new(gateway);
         app = app.merge(opticlaw_gateway::webhook_router(gateway.clone()));
+        let ledger = Arc::new(
+            DaemonLedger::open(
+                &home.data_dir(),
+                store.clone(),
+                config.store.synchronous == Synchronous::Full,
+            )
+            .await?,
+        );
         let sender = opticlaw_gateway::Sender::new(
             // Connections are kept for reuse (a new TCP connection per reply
             // was the bench's main cost), with no idle timeout: hyper arms
@@ -181,9 +189,9 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
                 .build()
                 .context("building the platform HTTP client")?,
             gateway.config().clone(),
-            Arc::new(SqliteLedger(store.clone())),
+            ledger.clone(),
         )
-        // Parts are marked sent together with the outbox's delivered mark.
+        // A part's guard lasts until the outbox's delivered mark.
         .with_deferred_completion();
         let routes: Vec<String> = gateway.channels().map(|c| c.route()).collect();
         // Accounts with no public URL: Telegram getUpdates, Matrix /sync.
@@ -197,6 +205,7 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
             runtime.clone(),
             gateway,
             sender,
+            ledger,
         ));
         tracing::info!(?routes, "chat platform webhooks served");
     }
