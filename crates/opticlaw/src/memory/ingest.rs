@@ -41,7 +41,17 @@ pub struct Ingested {
 /// A read-only view of the daemon's store.
 pub struct Feed {
     conn: Connection,
+    /// Where the feed stands (events, replies), once read from the memory
+    /// file; only this feed moves the cursors.
+    cursors: Option<(i64, i64)>,
+    /// The cursors as last written to the memory file.
+    persisted: (i64, i64),
 }
+
+/// Rows that gave no record (commands, notices) move the stored cursors
+/// only this far behind: a restart reads at most these again, and a burst
+/// of commands costs the memory file no write per catch-up.
+const UNRECORDED_LAG: i64 = 1024;
 
 /// The fields of a stored event envelope the feed uses. Read through this
 /// view, the rest (platform metadata, security, hints) is skipped instead
@@ -73,6 +83,14 @@ struct ContentView<'a> {
     text: Cow<'a, str>,
 }
 
+/// What one read of a table gave.
+struct Pass {
+    items: Vec<Item>,
+    /// The last row read (the cursor's new position).
+    to: i64,
+    rows: i64,
+}
+
 /// One row to remember, with the position it came from.
 struct Item {
     at_ms: i64,
@@ -87,18 +105,34 @@ impl Feed {
         )
         .with_context(|| format!("opening {} for memory ingestion", store_file.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            cursors: None,
+            persisted: (0, 0),
+        })
     }
 
-    /// Ingest everything committed past the cursors; returns how many records.
+    fn cursors(&mut self, engine: &MemoryEngine) -> Result<(i64, i64)> {
+        if let Some(cursors) = self.cursors {
+            return Ok(cursors);
+        }
+        let cursors = (
+            engine.cursor(EVENTS_CURSOR)?,
+            engine.cursor(REPLIES_CURSOR)?,
+        );
+        self.cursors = Some(cursors);
+        self.persisted = cursors;
+        Ok(cursors)
+    }
+
     /// Whether the daemon committed anything since the last catch-up.
-    pub fn has_pending(&self, engine: &MemoryEngine) -> Result<bool> {
-        let events_from = engine.cursor(EVENTS_CURSOR)?;
-        let replies_from = engine.cursor(REPLIES_CURSOR)?;
-        Ok(self.events(events_from, 1)?.1 != events_from
-            || self.replies(replies_from, 1)?.1 != replies_from)
+    pub fn has_pending(&mut self, engine: &MemoryEngine) -> Result<bool> {
+        let (events_from, replies_from) = self.cursors(engine)?;
+        Ok(self.events(events_from, 1)?.to != events_from
+            || self.replies(replies_from, 1)?.to != replies_from)
     }
 
+    /// Ingest everything committed past the cursors.
     pub fn catch_up(
         &mut self,
         engine: &mut MemoryEngine,
@@ -107,15 +141,27 @@ impl Feed {
         let limit = engine_limit(engine);
         let mut total = Ingested::default();
         loop {
-            let events_from = engine.cursor(EVENTS_CURSOR)?;
-            let replies_from = engine.cursor(REPLIES_CURSOR)?;
-            let (events, events_to) = self.events(events_from, limit)?;
-            let (replies, replies_to) = self.replies(replies_from, limit)?;
+            let (events_from, replies_from) = self.cursors(engine)?;
+            // Both tables from one snapshot: one read transaction, not two.
+            let read = self.conn.unchecked_transaction()?;
+            let events = self.events(events_from, limit)?;
+            let replies = self.replies(replies_from, limit)?;
+            read.finish()?;
+            let (events_to, replies_to) = (events.to, replies.to);
+            let more = events.rows == BATCH || replies.rows == BATCH;
             if events_to == events_from && replies_to == replies_from {
                 return Ok(total);
             }
+            self.cursors = Some((events_to, replies_to));
             // Interleaved by time, so each turn is indexed next to its neighbours.
-            let mut items: Vec<Item> = events.into_iter().chain(replies).collect();
+            let mut items: Vec<Item> = events.items.into_iter().chain(replies.items).collect();
+            let behind = (events_to - self.persisted.0).max(replies_to - self.persisted.1);
+            if items.is_empty() && behind < UNRECORDED_LAG {
+                if !more {
+                    return Ok(total);
+                }
+                continue;
+            }
             items.sort_by_key(|i| i.at_ms);
             let mut news: Vec<NewMemory> = items.into_iter().map(|i| i.new).collect();
             let threads = threads_before(engine, &news)?;
@@ -129,18 +175,26 @@ impl Feed {
                         tracing::warn!(%err, "memory: a message was not remembered");
                         news.remove(i);
                     }
-                    Err((_, err)) => return Err(err.into()),
+                    Err((_, err)) => {
+                        // Not written: read these rows again next time.
+                        self.cursors = None;
+                        return Err(err.into());
+                    }
                 }
             };
+            self.persisted = (events_to, replies_to);
             total.records += count;
             total
                 .summaries
                 .extend(compact_due_threads(engine, summarizer, threads));
+            if !more {
+                return Ok(total);
+            }
         }
     }
 
-    /// User messages after `from`: (items, new cursor).
-    fn events(&self, from: i64, limit: usize) -> Result<(Vec<Item>, i64)> {
+    /// User messages after `from`.
+    fn events(&self, from: i64, limit: usize) -> Result<Pass> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, envelope, accepted_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS INTEGER)",
         )?;
@@ -152,10 +206,12 @@ impl Feed {
             ))
         })?;
         let mut to = from;
+        let mut read = 0;
         let mut items = Vec::new();
         for row in rows {
             let (seq, envelope, accepted_ms) = row?;
             to = seq;
+            read += 1;
             let Ok(event) = serde_json::from_str::<EnvelopeView>(&envelope) else {
                 tracing::warn!(
                     seq,
@@ -172,11 +228,15 @@ impl Feed {
                 new: NewMemory::episodic(thread, event.user_id.as_ref(), text, event.timestamp),
             });
         }
-        Ok((items, to))
+        Ok(Pass {
+            items,
+            to,
+            rows: read,
+        })
     }
 
-    /// Replies after `from` (not those answering a command): (items, new cursor).
-    fn replies(&self, from: i64, limit: usize) -> Result<(Vec<Item>, i64)> {
+    /// Replies after `from` (not those answering a command).
+    fn replies(&self, from: i64, limit: usize) -> Result<Pass> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.seq, r.source, r.user_id, r.thread_id, r.body, r.created_ms, e.envelope,
                     r.kind, e.outcome
@@ -199,10 +259,12 @@ impl Feed {
             ))
         })?;
         let mut to = from;
+        let mut read = 0;
         let mut items = Vec::new();
         for row in rows {
             let ((seq, source, user, thread, body, created_ms), envelope, kind, outcome) = row?;
             to = seq;
+            read += 1;
             let answers_command = envelope
                 .as_deref()
                 .and_then(|e| serde_json::from_str::<TextView>(e).ok())
@@ -224,7 +286,11 @@ impl Feed {
                 ),
             });
         }
-        Ok((items, to))
+        Ok(Pass {
+            items,
+            to,
+            rows: read,
+        })
     }
 }
 
@@ -334,7 +400,9 @@ fn conversational(text: &str, limit: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{EnvelopeView, TextView, conversational};
+    use super::{
+        EVENTS_CURSOR, EnvelopeView, Feed, MemoryEngine, TextView, UNRECORDED_LAG, conversational,
+    };
 
     /// The feed's views read what the store writes: a whole envelope,
     /// escapes and platform metadata included.
@@ -395,5 +463,45 @@ mod tests {
         let text = "é".repeat(10); // 20 bytes
         assert_eq!(conversational(&text, 5).as_deref(), Some("éé"));
         assert_eq!(conversational("a\0b", 10).as_deref(), Some("ab"));
+    }
+
+    #[test]
+    fn commands_move_the_stored_cursor_only_past_the_lag_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_file = dir.path().join("opticlaw.db");
+        let mut store =
+            opticlaw_store::Store::open(&store_file, opticlaw_store::Synchronous::Normal).unwrap();
+        let mut accept = |text: &str, n: usize| {
+            let mut last = 0;
+            for _ in 0..n {
+                let event = opticlaw_core::EventEnvelope::local_text("ana", "trip", text);
+                last = store.accept_event(&event).unwrap().seq;
+            }
+            last
+        };
+        // More than one batch of commands, then a message worth keeping.
+        accept("/time", 600);
+        let kept = accept("I moved to Lisbon", 1);
+        let mut engine = MemoryEngine::open(dir.path().join("memory.db")).unwrap();
+        let summarizer = opticlaw_memory::ExtractiveSummarizer;
+        let mut feed = Feed::open(&store_file).unwrap();
+        assert_eq!(feed.catch_up(&mut engine, &summarizer).unwrap().records, 1);
+        assert_eq!(engine.cursor(EVENTS_CURSOR).unwrap(), kept);
+
+        // A few commands: read, skipped, and not worth a write.
+        let commands = accept("/time", 10);
+        assert_eq!(feed.catch_up(&mut engine, &summarizer).unwrap().records, 0);
+        assert_eq!(engine.cursor(EVENTS_CURSOR).unwrap(), kept);
+        assert!(!feed.has_pending(&engine).unwrap(), "read again");
+        // A restarted feed reads them again and still keeps nothing.
+        let mut feed = Feed::open(&store_file).unwrap();
+        assert!(feed.has_pending(&engine).unwrap());
+        assert_eq!(feed.catch_up(&mut engine, &summarizer).unwrap().records, 0);
+        assert!(commands > kept);
+
+        // Past the bound the stored cursor catches up.
+        let last = accept("/time", UNRECORDED_LAG as usize);
+        assert_eq!(feed.catch_up(&mut engine, &summarizer).unwrap().records, 0);
+        assert_eq!(engine.cursor(EVENTS_CURSOR).unwrap(), last);
     }
 }

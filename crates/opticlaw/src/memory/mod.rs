@@ -299,7 +299,8 @@ fn run(
             };
         }
         let needs_model = match request {
-            Request::CatchUp => feed.has_pending(&engine).unwrap_or(true),
+            // Only worth a read while the model is still to be loaded.
+            Request::CatchUp => !model_loaded && feed.has_pending(&engine).unwrap_or(true),
             Request::Rewritten(_) => false,
             _ => true,
         };
