@@ -34,16 +34,21 @@ pub async fn run_outbound(
 ) {
     let sender = Arc::new(sender);
     let tracker: Arc<Mutex<Tracker>> = Arc::default();
+    let marks = spawn_recorder(runtime.clone(), ledger, tracker.clone());
     let shards: Vec<mpsc::UnboundedSender<ResponsePacket>> = (0..SHARDS)
         .map(|_| {
             let (tx, mut rx) = mpsc::unbounded_channel::<ResponsePacket>();
             let (runtime, gateway, sender) = (runtime.clone(), gateway.clone(), sender.clone());
-            let (ledger, tracker) = (ledger.clone(), tracker.clone());
+            let (marks, tracker) = (marks.clone(), tracker.clone());
             tokio::spawn(async move {
                 while let Some(reply) = rx.recv().await {
                     let seq = reply.seq;
-                    let delivered = deliver(&runtime, &gateway, &sender, &ledger, reply).await;
-                    tracker.lock().expect("tracker").finish(seq, delivered);
+                    match deliver(&runtime, &gateway, &sender, reply).await {
+                        Done::Mark(keys) => {
+                            let _ = marks.send(Delivered { seq, keys });
+                        }
+                        Done::Keep => tracker.lock().expect("tracker").finish(seq, false),
+                    }
                 }
             });
             tx
@@ -123,15 +128,93 @@ impl Tracker {
     }
 }
 
-/// Delivers one reply; `true` once it is recorded delivered (or given up
-/// on), `false` when it stays in the outbox.
+/// A reply that left for its platform (or was given up on), to be marked
+/// delivered, with the keys of the parts the sender began.
+struct Delivered {
+    seq: i64,
+    keys: Vec<String>,
+}
+
+/// What became of a reply.
+enum Done {
+    /// Delivered or given up on: mark it so, and forget these parts.
+    Mark(Vec<String>),
+    /// Left in the outbox (its account is not configured).
+    Keep,
+}
+
+/// Starts the task that writes delivered marks. It takes every mark
+/// waiting when it wakes and writes them in one store call, so under load
+/// the marks of many replies share a write and the writer's wake-up.
+fn spawn_recorder(
+    runtime: Runtime,
+    ledger: Arc<DaemonLedger>,
+    tracker: Arc<Mutex<Tracker>>,
+) -> mpsc::UnboundedSender<Delivered> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Delivered>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while let Ok(next) = rx.try_recv() {
+                batch.push(next);
+            }
+            record(&runtime, &ledger, &tracker, batch).await;
+        }
+    });
+    tx
+}
+
+/// Marks a batch of replies delivered. The sender left their parts begun
+/// (it defers marking them sent): until this write, a crash leaves them in
+/// doubt, never sent twice. After it the replies are never delivered again,
+/// so their parts need no guard and leave the ledger, which so holds only
+/// the parts in flight. Parts an earlier run left in the store's ledger
+/// leave it in the same write as the marks.
+async fn record(
+    runtime: &Runtime,
+    ledger: &DaemonLedger,
+    tracker: &Mutex<Tracker>,
+    batch: Vec<Delivered>,
+) {
+    let keys: Vec<String> = batch.iter().flat_map(|d| d.keys.iter().cloned()).collect();
+    let seqs: Vec<i64> = batch.iter().map(|d| d.seq).collect();
+    let held = ledger.held_in_store(&keys);
+    let now = chrono::Utc::now().timestamp_millis();
+    let marked = seqs.clone();
+    let recorded = runtime
+        .store()
+        .call(move |conn| {
+            forget_parts(conn, &held)?;
+            marked
+                .iter()
+                .try_for_each(|seq| ops::mark_delivered(conn, *seq, now))
+        })
+        .await;
+    let delivered = match recorded {
+        Ok(()) => {
+            ledger.forget(&keys);
+            true
+        }
+        // Not recorded: their parts are still begun, so a later attempt
+        // finds them in doubt and sends nothing.
+        Err(err) => {
+            tracing::error!(%err, ?seqs, "recording deliveries failed");
+            false
+        }
+    };
+    let mut tracker = tracker.lock().expect("tracker");
+    for seq in seqs {
+        tracker.finish(seq, delivered);
+    }
+}
+
+/// Sends one reply's parts.
 async fn deliver(
     runtime: &Runtime,
     gateway: &DaemonGateway,
     sender: &Sender<DaemonLedger>,
-    ledger: &DaemonLedger,
     reply: ResponsePacket,
-) -> bool {
+) -> Done {
     let seq = reply.seq;
     let Some(channel) = Channel::from_source(&reply.source) else {
         tracing::warn!(
@@ -139,7 +222,7 @@ async fn deliver(
             seq,
             "reply for an unknown channel; dropping it from the outbox"
         );
-        return mark_delivered(runtime, seq).await;
+        return Done::Mark(Vec::new());
     };
     let recent = |event_id: &str| gateway.sink().take_origin(&reply.source, event_id);
     let origin = match &reply.in_reply_to {
@@ -164,12 +247,12 @@ async fn deliver(
                 seq,
                 "reply for an account that is not configured; left undelivered"
             );
-            return false;
+            return Done::Keep;
         }
         Some(Ok(parts)) => parts,
         Some(Err(err)) => {
             tracing::error!(%err, seq, "cannot render a reply; giving up on it");
-            return mark_delivered(runtime, seq).await;
+            return Done::Mark(Vec::new());
         }
     };
     let keys: Vec<String> = parts.iter().map(|p| p.idempotency_key.clone()).collect();
@@ -203,44 +286,8 @@ async fn deliver(
             }
         }
     }
-    // The sender left the parts begun (it defers marking them sent): until
-    // the delivered mark below is written, a crash leaves them in doubt,
-    // never sent twice. After it the reply is never delivered again, so
-    // its parts need no guard and leave the ledger, which so holds only
-    // the parts in flight. Parts an earlier run left in the store's ledger
-    // leave it in the same write as the mark.
-    tracing::debug!(seq, sent, parts = keys.len(), "reply delivered");
-    let now = chrono::Utc::now().timestamp_millis();
-    let held = ledger.held_in_store(&keys);
-    let recorded = runtime
-        .store()
-        .call(move |conn| {
-            forget_parts(conn, &held)?;
-            ops::mark_delivered(conn, seq, now)
-        })
-        .await;
-    match recorded {
-        Ok(()) => {
-            ledger.forget(&keys);
-            true
-        }
-        // Not recorded: its parts are still begun, so a later attempt
-        // finds them in doubt and sends nothing.
-        Err(err) => {
-            tracing::error!(%err, seq, "recording a delivery failed");
-            false
-        }
-    }
-}
-
-async fn mark_delivered(runtime: &Runtime, seq: i64) -> bool {
-    let now = chrono::Utc::now().timestamp_millis();
-    runtime
-        .store()
-        .call(move |conn| ops::mark_delivered(conn, seq, now))
-        .await
-        .inspect_err(|err| tracing::error!(%err, seq, "recording a delivery failed"))
-        .is_ok()
+    tracing::debug!(seq, sent, parts = keys.len(), "reply sent");
+    Done::Mark(keys)
 }
 
 #[cfg(test)]
