@@ -82,11 +82,7 @@ fn local_time(text: &str, now: DateTime<FixedOffset>) -> Option<RuleAction> {
     if PLACE.is_match(text) {
         return None;
     }
-    Some(RuleAction::Reply(format!(
-        "It's {} ({}).",
-        now.format("%H:%M on %A %-d %B %Y"),
-        now.format("UTC%:z")
-    )))
+    Some(RuleAction::Reply(crate::rules::describe_now(now)))
 }
 
 static OTHER_DAY: LazyLock<Regex> = LazyLock::new(|| {

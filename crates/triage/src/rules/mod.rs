@@ -196,11 +196,47 @@ fn reminder_action(rest: &str, now: DateTime<FixedOffset>) -> RuleAction {
     }
 }
 
-fn describe_now(now: DateTime<FixedOffset>) -> String {
+/// "It's 15:00 on Wednesday 25 November 2026 (UTC+01:00)." Written from
+/// the date's fields: chrono's `format` parses its pattern on every call,
+/// which cost the `/time` answer more than the rest of triage.
+pub(crate) fn describe_now(now: DateTime<FixedOffset>) -> String {
+    use chrono::{Datelike, Timelike};
+    const WEEKDAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let offset = now.offset().local_minus_utc();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let offset = offset.unsigned_abs() / 60;
     format!(
-        "It's {} ({}).",
-        now.format("%H:%M on %A %-d %B %Y"),
-        now.format("UTC%:z")
+        "It's {:02}:{:02} on {} {} {} {} (UTC{sign}{:02}:{:02}).",
+        now.hour(),
+        now.minute(),
+        WEEKDAYS[now.weekday().num_days_from_monday() as usize],
+        now.day(),
+        MONTHS[now.month0() as usize],
+        now.year(),
+        offset / 60,
+        offset % 60
     )
 }
 
@@ -210,6 +246,24 @@ mod tests {
 
     fn now() -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339("2026-11-25T15:00:00+01:00").unwrap()
+    }
+
+    #[test]
+    fn the_time_reads_as_chrono_would_write_it() {
+        for at in [
+            "2026-11-25T15:00:00+01:00",
+            "2026-01-04T09:05:59-03:30",
+            "1999-12-31T23:59:00+00:00",
+            "2027-06-07T00:00:00+05:45",
+        ] {
+            let now = DateTime::parse_from_rfc3339(at).unwrap();
+            let expected = format!(
+                "It's {} ({}).",
+                now.format("%H:%M on %A %-d %B %Y"),
+                now.format("UTC%:z")
+            );
+            assert_eq!(describe_now(now), expected);
+        }
     }
 
     #[test]
