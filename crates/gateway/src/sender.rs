@@ -7,7 +7,7 @@
 //! delay: short ones are slept once inline, long ones are returned as
 //! [`SendError::RateLimited`] for the daemon's one-shot scheduler.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,12 +100,57 @@ pub struct Sender<L> {
     ledger: Arc<L>,
     max_inline_wait: Duration,
     deferred_completion: bool,
+    bases: BaseUrls,
+}
+
+/// The platforms' API base URLs, each parsed once: a send then parses only
+/// its path, where parsing the whole URL (scheme, host, port) was a fifth
+/// of the HTTP client's work per message.
+struct BaseUrls(HashMap<String, reqwest::Url>);
+
+impl BaseUrls {
+    fn new<'a>(bases: impl IntoIterator<Item = &'a str>) -> Self {
+        Self(
+            bases
+                .into_iter()
+                .filter_map(|base| Some((base.to_owned(), reqwest::Url::parse(base).ok()?)))
+                .collect(),
+        )
+    }
+
+    /// `base` + `/` + `path`, as parsing `"{base}/{path}"` would give.
+    fn join(&self, base: &str, path: &str) -> Result<reqwest::Url, String> {
+        let joined = || {
+            reqwest::Url::parse(&format!("{}/{}", base.trim_end_matches('/'), path))
+                .map_err(|err| err.to_string())
+        };
+        let Some(parsed) = self.0.get(base) else {
+            return joined();
+        };
+        if parsed.query().is_some() || parsed.fragment().is_some() || path.contains(['?', '#']) {
+            return joined();
+        }
+        let mut url = parsed.clone();
+        let mut full = String::with_capacity(parsed.path().len() + 1 + path.len());
+        full.push_str(parsed.path().trim_end_matches('/'));
+        full.push('/');
+        full.push_str(path);
+        url.set_path(&full);
+        Ok(url)
+    }
 }
 
 impl<L: SendLedger> Sender<L> {
     /// A sender using `client` (build it with TLS for real platforms), the
     /// platform sections of `config`, and the daemon's ledger.
     pub fn new(client: reqwest::Client, config: GatewayConfig, ledger: Arc<L>) -> Self {
+        let bases = BaseUrls::new(
+            (config.telegram.iter().map(|c| c.api_base.as_str()))
+                .chain(config.slack.iter().map(|c| c.api_base.as_str()))
+                .chain(config.discord.iter().map(|c| c.api_base.as_str()))
+                .chain(config.whatsapp.iter().map(|c| c.api_base.as_str()))
+                .chain(config.matrix.iter().map(|c| c.homeserver_url.as_str())),
+        );
         let limiters = config
             .accounts()
             .into_iter()
@@ -126,6 +171,7 @@ impl<L: SendLedger> Sender<L> {
             ledger,
             max_inline_wait: Duration::from_secs(5),
             deferred_completion: false,
+            bases,
         }
     }
 
@@ -245,13 +291,20 @@ impl<L: SendLedger> Sender<L> {
         }
     }
 
-    fn endpoint(&self, message: &OutboundMessage) -> Result<(String, Option<String>), SendError> {
+    fn endpoint(
+        &self,
+        message: &OutboundMessage,
+    ) -> Result<(reqwest::Url, Option<String>), SendError> {
         let platform = message.platform;
         let missing = |detail: &str| SendError::NotConfigured {
             platform,
             detail: detail.to_owned(),
         };
-        let join = |base: &str, path: &str| format!("{}/{}", base.trim_end_matches('/'), path);
+        let join = |base: &str, path: &str| {
+            self.bases
+                .join(base, path)
+                .map_err(|err| missing(&format!("`{base}` is not a URL: {err}")))
+        };
         Ok(match platform {
             Platform::Telegram => {
                 let c = self
@@ -263,7 +316,7 @@ impl<L: SendLedger> Sender<L> {
                         missing(&format!("no [telegram] account `{}`", message.account))
                     })?;
                 let path = format!("bot{}/{}", c.bot_token.expose(), message.path);
-                (join(&c.api_base, &path), None)
+                (join(&c.api_base, &path)?, None)
             }
             Platform::Slack => {
                 let c = self
@@ -273,7 +326,7 @@ impl<L: SendLedger> Sender<L> {
                     .find(|c| c.account == message.account)
                     .ok_or_else(|| missing(&format!("no [slack] account `{}`", message.account)))?;
                 (
-                    join(&c.api_base, &message.path),
+                    join(&c.api_base, &message.path)?,
                     Some(format!("Bearer {}", c.bot_token.expose())),
                 )
             }
@@ -295,7 +348,7 @@ impl<L: SendLedger> Sender<L> {
                 } else {
                     None
                 };
-                (join(&c.api_base, &message.path), auth)
+                (join(&c.api_base, &message.path)?, auth)
             }
             Platform::WhatsApp => {
                 let c = self
@@ -307,7 +360,7 @@ impl<L: SendLedger> Sender<L> {
                         missing(&format!("no [whatsapp] account `{}`", message.account))
                     })?;
                 (
-                    join(&c.api_base, &message.path),
+                    join(&c.api_base, &message.path)?,
                     Some(format!("Bearer {}", c.access_token.expose())),
                 )
             }
@@ -321,7 +374,7 @@ impl<L: SendLedger> Sender<L> {
                         missing(&format!("no [matrix] account `{}`", message.account))
                     })?;
                 (
-                    join(&c.homeserver_url, &message.path),
+                    join(&c.homeserver_url, &message.path)?,
                     Some(format!("Bearer {}", c.as_token.expose())),
                 )
             }
@@ -335,7 +388,7 @@ impl<L: SendLedger> Sender<L> {
                 client: &self.client,
                 message,
                 upload,
-                url,
+                url: url.into(),
                 auth,
             };
             return uploader.call(&self.config.upload_dirs).await;
@@ -517,6 +570,38 @@ pub fn classify(platform: Platform, status: u16, headers: &HeaderMap, body: &Val
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_send_url_is_the_base_and_the_path_as_one_parse_would_give() {
+        let bases = [
+            "http://127.0.0.1:8081",
+            "https://api.telegram.org/",
+            "https://graph.facebook.com/v21.0",
+            "https://matrix.example.org/prefix/",
+        ];
+        let paths = [
+            "bot123456:TEST/sendMessage",
+            "channels/1234567890/messages",
+            "_matrix/client/v3/rooms/%21abc%3Aexample.org/send/m.room.message/oc1-00ff",
+            "109876/messages",
+            "chat.postMessage",
+            "a path/with spaces",
+        ];
+        let cache = BaseUrls::new(bases);
+        for base in bases {
+            for path in paths {
+                let once =
+                    reqwest::Url::parse(&format!("{}/{path}", base.trim_end_matches('/'))).unwrap();
+                assert_eq!(cache.join(base, path).unwrap(), once, "{base} + {path}");
+            }
+        }
+        // Not parsed beforehand, or not a URL at all: parsed whole, or refused.
+        assert_eq!(
+            cache.join("http://other:1", "x").unwrap().as_str(),
+            "http://other:1/x"
+        );
+        assert!(cache.join("not a url", "x").is_err());
+    }
 
     #[test]
     fn reads_each_platforms_rate_limit_answer() {
