@@ -16,6 +16,15 @@ pub enum Node {
 
 /// Parses neutral markup. Never fails: unmatched markers are text.
 pub fn parse(text: &str) -> Vec<Node> {
+    // Only these characters open a span (see `try_span`): most replies have
+    // none and are one text node, with no copy character by character.
+    if !text.contains(SPAN_OPENERS) {
+        return if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![Node::Text(text.to_owned())]
+        };
+    }
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     parse_into(&chars, &mut out);
@@ -75,6 +84,9 @@ fn parse_into(chars: &[char], out: &mut Vec<Node>) {
     }
     push_text(out, &text);
 }
+
+/// The first characters of every span `try_span` reads.
+const SPAN_OPENERS: [char; 5] = ['`', '[', '*', '_', '~'];
 
 fn try_span(chars: &[char], i: usize) -> Option<(Node, usize)> {
     let c = chars[i];
@@ -179,6 +191,20 @@ fn delimited(chars: &[char], i: usize, delim: &[char]) -> Option<(Vec<Node>, usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_without_span_openers_parses_as_the_full_parser_would() {
+        for text in [
+            "",
+            "It's 18:40 on Thursday 26 November 2026 (UTC+00:00).",
+            "a > b & c < d (see http://example.org) #1 - 2 + 3 = 5!",
+            "línea uno\nzwei 👋 \\ back",
+        ] {
+            let mut full = Vec::new();
+            parse_into(&text.chars().collect::<Vec<_>>(), &mut full);
+            assert_eq!(parse(text), full, "{text}");
+        }
+    }
 
     fn t(s: &str) -> Node {
         Node::Text(s.to_owned())

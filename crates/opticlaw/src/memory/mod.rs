@@ -282,6 +282,7 @@ fn run(
     // The model (about 100 MB resident) loads on the first request that
     // needs it, so a daemon that nobody talks to stays small.
     let mut model_loaded = false;
+    let mut forget_checked: Option<std::time::Instant> = None;
     // A request read while coalescing catch-ups, handled next.
     let mut next = None;
     // Blocks with no timeout: nothing runs here until a request arrives.
@@ -321,8 +322,11 @@ fn run(
                     Err(err) => tracing::error!("memory ingestion: {err:#}"),
                 }
                 // Housekeeping rides on arriving turns, once a day at most,
-                // and only when no request is waiting behind it.
-                if next.is_none() {
+                // and only when no request is waiting behind it. Whether a
+                // pass is due is read from the memory file at most hourly,
+                // not on every catch-up of a busy daemon.
+                if next.is_none() && forget_checked.is_none_or(|at| at.elapsed() >= FORGET_CHECK) {
+                    forget_checked = Some(std::time::Instant::now());
                     forget_if_due(&mut engine);
                 }
             }
@@ -435,6 +439,9 @@ pub fn forget(
 
 /// Expired records purged and decayed ones forgotten (pinned never, and
 /// only records a summary already covers), when a day has passed.
+/// How often arriving turns may ask whether the daily forgetting pass is due.
+const FORGET_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn forget_if_due(engine: &mut MemoryEngine) {
     let policy = opticlaw_memory::DecayPolicy::default();
     match engine.forget_if_due(&policy, Utc::now()) {
