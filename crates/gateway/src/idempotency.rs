@@ -65,6 +65,14 @@ impl MemoryLedger {
         Self::default()
     }
 
+    /// Whether `key` is marked pending (begun and not finished).
+    pub fn is_pending(&self, key: &str) -> bool {
+        matches!(
+            self.entries.lock().expect("ledger lock").get(key),
+            Some(None)
+        )
+    }
+
     /// Simulates a crash after `begin`: marks `key` pending.
     pub fn mark_pending(&self, key: &str) {
         self.entries

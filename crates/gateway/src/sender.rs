@@ -212,12 +212,8 @@ impl<L: SendLedger> Sender<L> {
     async fn deliver_part(&self, message: &OutboundMessage) -> Result<PartOutcome, SendError> {
         let platform = message.platform;
         let key = &message.idempotency_key;
-        match self.ledger.begin(key).await {
-            LedgerState::Fresh => {}
-            LedgerState::Sent(remote_id) => return Ok(PartOutcome::AlreadySent { remote_id }),
-            // Matrix deduplicates on the txnId, which is the key: resend.
-            LedgerState::InDoubt if platform == Platform::Matrix => {}
-            LedgerState::InDoubt => return Ok(PartOutcome::SkippedInDoubt),
+        if let Some(outcome) = self.claim(platform, key).await {
+            return Ok(outcome);
         }
         let channel = Channel::new(platform, &message.account);
         let Some(limiter) = self.limiters.get(&channel) else {
@@ -238,7 +234,9 @@ impl<L: SendLedger> Sender<L> {
                         retry_after: wait,
                     });
                 }
-                tokio::time::sleep(wait).await;
+                if let Some(outcome) = self.wait_unclaimed(platform, key, wait).await {
+                    return Ok(outcome);
+                }
                 slept = true;
                 continue;
             }
@@ -259,7 +257,9 @@ impl<L: SendLedger> Sender<L> {
                             retry_after: after,
                         });
                     }
-                    tokio::time::sleep(after).await;
+                    if let Some(outcome) = self.wait_unclaimed(platform, key, after).await {
+                        return Ok(outcome);
+                    }
                     slept = true;
                 }
                 Ok(CallResult::Rejected {
@@ -289,6 +289,32 @@ impl<L: SendLedger> Sender<L> {
                 }
             }
         }
+    }
+
+    /// Marks `key` begun in the ledger before its call; returns instead
+    /// what to report when the part must not be sent.
+    async fn claim(&self, platform: Platform, key: &str) -> Option<PartOutcome> {
+        match self.ledger.begin(key).await {
+            LedgerState::Fresh => None,
+            LedgerState::Sent(remote_id) => Some(PartOutcome::AlreadySent { remote_id }),
+            // Matrix deduplicates on the txnId, which is the key: resend.
+            LedgerState::InDoubt if platform == Platform::Matrix => None,
+            LedgerState::InDoubt => Some(PartOutcome::SkippedInDoubt),
+        }
+    }
+
+    /// Waits out a rate limit with the part not begun: nothing was sent, so
+    /// a crash during the wait must not leave it in doubt (and the reply
+    /// lost). Claims it again after.
+    async fn wait_unclaimed(
+        &self,
+        platform: Platform,
+        key: &str,
+        wait: Duration,
+    ) -> Option<PartOutcome> {
+        self.ledger.release(key).await;
+        tokio::time::sleep(wait).await;
+        self.claim(platform, key).await
     }
 
     fn endpoint(

@@ -323,6 +323,39 @@ async fn telegram_retry_after_is_honoured_once_then_sent() {
     );
 }
 
+/// While a reply waits out a 429, nothing of it is sent: its part is not
+/// left begun, so a crash during the wait leaves it to be sent after the
+/// restart rather than in doubt (and lost).
+#[tokio::test]
+async fn a_part_waiting_out_a_429_is_not_in_doubt() {
+    let fake = FakePlatform::start().await;
+    let config = config(&fake.base);
+    let g = gateway(config.clone());
+    let ledger = Arc::new(MemoryLedger::new());
+    let sender = Sender::new(reqwest::Client::new(), config, ledger.clone())
+        .with_max_inline_wait(Duration::from_secs(2));
+    fake.throttle("telegram", &[1.0]);
+    let parts = render(&g, &packet(Platform::Telegram, "1111111", 5, "hello"), None);
+    let key = parts[0].idempotency_key.clone();
+    let sending = tokio::spawn(async move { sender.deliver(&parts).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while fake.calls("telegram").is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.calls("telegram").len(), 1, "the first call never came");
+    assert!(!ledger.is_pending(&key), "begun while waiting out the 429");
+    sending.await.unwrap().unwrap();
+    let calls = fake.calls("telegram");
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
+    assert!(matches!(
+        opticlaw_gateway::SendLedger::begin(ledger.as_ref(), &key).await,
+        opticlaw_gateway::LedgerState::Sent(Some(_))
+    ));
+}
+
 #[tokio::test]
 async fn long_retry_after_is_returned_as_a_one_shot_delay() {
     let fake = FakePlatform::start().await;
