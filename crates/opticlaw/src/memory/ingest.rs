@@ -152,11 +152,11 @@ impl Feed {
             if events_to == events_from && replies_to == replies_from {
                 return Ok(total);
             }
-            self.cursors = Some((events_to, replies_to));
             // Interleaved by time, so each turn is indexed next to its neighbours.
             let mut items: Vec<Item> = events.items.into_iter().chain(replies.items).collect();
             let behind = (events_to - self.persisted.0).max(replies_to - self.persisted.1);
             if items.is_empty() && behind < UNRECORDED_LAG {
+                self.cursors = Some((events_to, replies_to));
                 if !more {
                     return Ok(total);
                 }
@@ -175,13 +175,11 @@ impl Feed {
                         tracing::warn!(%err, "memory: a message was not remembered");
                         news.remove(i);
                     }
-                    Err((_, err)) => {
-                        // Not written: read these rows again next time.
-                        self.cursors = None;
-                        return Err(err.into());
-                    }
+                    Err((_, err)) => return Err(err.into()),
                 }
             };
+            // Moved only once written: a failure reads these rows again.
+            self.cursors = Some((events_to, replies_to));
             self.persisted = (events_to, replies_to);
             total.records += count;
             total
