@@ -176,8 +176,8 @@ async fn record(
     tracker: &Mutex<Tracker>,
     batch: Vec<Delivered>,
 ) {
-    let keys: Vec<String> = batch.iter().flat_map(|d| d.keys.iter().cloned()).collect();
     let seqs: Vec<i64> = batch.iter().map(|d| d.seq).collect();
+    let keys: Vec<String> = batch.into_iter().flat_map(|d| d.keys).collect();
     let held = ledger.held_in_store(&keys);
     let now = chrono::Utc::now().timestamp_millis();
     let marked = seqs.clone();
