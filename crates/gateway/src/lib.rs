@@ -40,6 +40,7 @@ pub mod cursor;
 pub mod format;
 pub mod gateway;
 pub mod idempotency;
+pub mod json_client;
 pub mod pairing;
 pub mod platforms;
 pub mod poll;

@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use serde_json::Value;
 
+use crate::json_client::JsonClient;
 use crate::ratelimit::{BucketSpec, RateLimiter, default_limits};
 use crate::{Channel, GatewayConfig, LedgerState, OutboundMessage, Platform, SendLedger};
 
@@ -91,9 +92,15 @@ pub enum CallResult {
     },
 }
 
+/// How long one JSON call may take before it is given up (in doubt).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Sends rendered parts to the platforms' APIs.
 pub struct Sender<L> {
+    /// Uploads (multipart, streamed files).
     client: reqwest::Client,
+    /// Every other call: a reply's JSON.
+    json: JsonClient,
     config: GatewayConfig,
     /// One per account: each bot, app or number has its own quota.
     limiters: BTreeMap<Channel, RateLimiter>,
@@ -166,6 +173,7 @@ impl<L: SendLedger> Sender<L> {
             .collect();
         Self {
             client,
+            json: JsonClient::new(CALL_TIMEOUT),
             config,
             limiters,
             ledger,
@@ -420,34 +428,30 @@ impl<L: SendLedger> Sender<L> {
             return uploader.call(&self.config.upload_dirs).await;
         }
         let method = match message.method.as_str() {
-            "PUT" => reqwest::Method::PUT,
+            "PUT" => Method::PUT,
             // Discord edits an interaction's message with PATCH.
-            "PATCH" => reqwest::Method::PATCH,
-            _ => reqwest::Method::POST,
+            "PATCH" => Method::PATCH,
+            _ => Method::POST,
         };
-        let mut request = self
-            .client
-            .request(method, url)
-            .timeout(Duration::from_secs(30))
-            .json(&message.body);
-        if let Some(auth) = auth {
-            request = request.header(reqwest::header::AUTHORIZATION, auth);
-        }
-        let transport = |err: reqwest::Error, in_doubt: bool| SendError::Transport {
+        let body = serde_json::to_vec(&message.body).map_err(|err| SendError::Transport {
             platform: message.platform,
             part: message.part,
-            in_doubt,
-            // without the URL: Telegram's carries the bot token
-            detail: err.without_url().to_string(),
-        };
-        let response = request.send().await.map_err(|e| {
-            let in_doubt = !e.is_connect() && !e.is_builder();
-            transport(e, in_doubt)
+            in_doubt: false,
+            detail: format!("the body is not JSON: {err}"),
         })?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|e| transport(e, true))?;
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let response = self
+            .json
+            .call(method, url.as_str(), auth.as_deref(), body)
+            .await
+            .map_err(|failure| SendError::Transport {
+                platform: message.platform,
+                part: message.part,
+                in_doubt: failure.in_doubt(),
+                // hyper's errors carry no URL (Telegram's holds the bot token)
+                detail: failure.to_string(),
+            })?;
+        let (status, headers) = (response.status, response.headers);
+        let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         Ok(classify(message.platform, status, &headers, &body))
     }
 }

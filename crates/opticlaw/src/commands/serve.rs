@@ -176,13 +176,11 @@ async fn serve(home: Home, config: Config, model: Option<String>) -> Result<Exit
             .await?,
         );
         let sender = opticlaw_gateway::Sender::new(
-            // Connections are kept for reuse (a new TCP connection per reply
-            // was the bench's main cost), with no idle timeout: hyper arms
-            // its pool reaper timer only when there is one, and an idle
-            // daemon must not wake.
-            // Platform APIs answer a send directly; a redirect would be a
-            // misconfigured `api_base`, and following one costs every send
-            // a URL parse.
+            // For uploads; a reply's JSON goes through the sender's own
+            // hyper client. Connections are kept with no idle timeout:
+            // hyper arms its pool reaper timer only when there is one, and
+            // an idle daemon must not wake. Platform APIs answer directly;
+            // a redirect would be a misconfigured `api_base`.
             reqwest::Client::builder()
                 .pool_idle_timeout(None)
                 .redirect(reqwest::redirect::Policy::none())
