@@ -28,6 +28,18 @@ pub struct EventEnvelope {
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
+/// Whether a message is a `/command` to the assistant rather than
+/// conversation. Memory records neither a command nor its answer, so the
+/// runtime does not wake memory for them.
+///
+/// ```
+/// assert!(opticlaw_core::is_command("  /time"));
+/// assert!(!opticlaw_core::is_command("what time is it? /s"));
+/// ```
+pub fn is_command(text: &str) -> bool {
+    text.trim_start().starts_with('/')
+}
+
 impl EventEnvelope {
     /// A text message typed into the built-in local channel.
     pub fn local_text(user_id: &str, thread_id: &str, text: &str) -> Self {

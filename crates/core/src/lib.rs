@@ -21,7 +21,7 @@ mod state;
 mod task_graph;
 
 pub use context::{CostBudget, ExecutionContext, TrustTier};
-pub use event::{Attachment, Content, EventEnvelope, Hints, Priority, SecurityInfo};
+pub use event::{Attachment, Content, EventEnvelope, Hints, Priority, SecurityInfo, is_command};
 pub use memory::{MemoryRecord, MemoryType};
 pub use response::{ResponseKind, ResponsePacket};
 pub use state::RuntimeState;

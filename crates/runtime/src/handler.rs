@@ -51,8 +51,7 @@ pub(crate) async fn worker(runtime: Runtime) {
             Ok(replies) => {
                 shared.processed.fetch_add(1, Ordering::Relaxed);
                 for reply in replies {
-                    // No subscriber is fine: the reply stays in the outbox.
-                    let _ = shared.replies.send(reply);
+                    shared.publish(reply, true);
                 }
             }
             Err(err) => {

@@ -3,12 +3,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opticlaw_core::{EventEnvelope, ResponsePacket, RuntimeState};
+use opticlaw_core::{EventEnvelope, ResponseKind, ResponsePacket, RuntimeState};
 use opticlaw_store::{EventStatus, StoreError, StoreHandle, StoreStats, ops};
 use opticlaw_triage::rules::{RuleAction, RuleEngine};
 use opticlaw_triage::{Triage, TriageDecision};
 use serde::Serialize;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::answerer::{Actor, Answerer};
@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub drained: Notify,
     pub rearm: Notify,
     pub replies: broadcast::Sender<ResponsePacket>,
+    /// Counts committed replies memory may record; see [`Runtime::subscribe_memorable`].
+    pub memorable: watch::Sender<u64>,
     pub in_flight: Mutex<HashMap<i64, CancellationToken>>,
     pub active_fastpath: AtomicUsize,
     pub active_plan: AtomicUsize,
@@ -145,6 +147,7 @@ impl Runtime {
         actor: Option<Arc<dyn Actor>>,
     ) -> Result<Self, StoreError> {
         let (replies, _) = broadcast::channel(256);
+        let (memorable, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             store,
             triage: std::sync::OnceLock::new(),
@@ -158,6 +161,7 @@ impl Runtime {
             drained: Notify::new(),
             rearm: Notify::new(),
             replies,
+            memorable,
             in_flight: Mutex::new(HashMap::new()),
             active_fastpath: AtomicUsize::new(0),
             active_plan: AtomicUsize::new(0),
@@ -255,6 +259,7 @@ impl Runtime {
         let event_id = event.event_id.clone();
         // Serialised here, not on the store's one writer thread.
         let envelope = serde_json::to_string(&event).map_err(StoreError::from)?;
+        let answers_command = opticlaw_core::is_command(&event.content.text);
         shared.active_fastpath.fetch_add(1, Ordering::Relaxed);
         let result = shared
             .store
@@ -294,8 +299,7 @@ impl Runtime {
             shared.rearm.notify_one();
         }
         for reply in &applied.replies {
-            // No subscriber is fine: the reply stays in the outbox.
-            let _ = shared.replies.send(reply.clone());
+            shared.publish(reply.clone(), !answers_command);
         }
         Ok(Submission {
             event_id,
@@ -326,7 +330,7 @@ impl Runtime {
             .store
             .call(move |conn| ops::add_reply(conn, &reply, now_ms()))
             .await?;
-        let _ = self.shared.replies.send(written.clone());
+        self.shared.publish(written.clone(), true);
         Ok(written)
     }
 
@@ -343,6 +347,15 @@ impl Runtime {
     /// Every reply and reminder as it is committed.
     pub fn subscribe(&self) -> broadcast::Receiver<ResponsePacket> {
         self.shared.replies.subscribe()
+    }
+
+    /// Changes when a reply memory may record is committed: every reply
+    /// but a notice or the answer to a `/command` (memory records neither
+    /// the command nor its answer; it reads them later with the next
+    /// turn worth keeping). A burst of commands then never wakes memory.
+    /// Changes coalesce; the sender's drop ends the receiver at shutdown.
+    pub fn subscribe_memorable(&self) -> watch::Receiver<u64> {
+        self.shared.memorable.subscribe()
     }
 
     /// Cancelled once shutdown has drained: long-lived streams end on it.
@@ -482,6 +495,16 @@ impl Shared {
             let rules = self.rules.lock().unwrap().take().unwrap_or_default();
             Triage::new(rules)
         })
+    }
+
+    /// Hands a committed reply to subscribers (none is fine: it stays in
+    /// the outbox) and, unless `worth_remembering` is false, wakes memory.
+    pub(crate) fn publish(&self, reply: ResponsePacket, worth_remembering: bool) {
+        let memorable = worth_remembering && reply.kind != ResponseKind::Notice;
+        let _ = self.replies.send(reply);
+        if memorable {
+            self.memorable.send_modify(|count| *count += 1);
+        }
     }
 }
 

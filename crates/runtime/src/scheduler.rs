@@ -78,7 +78,7 @@ async fn fire_due(runtime: &Runtime) -> bool {
         Ok(written) => {
             shared.timer_fires.fetch_add(1, Ordering::Relaxed);
             for reply in written {
-                let _ = shared.replies.send(reply);
+                shared.publish(reply, true);
             }
             let fired = std::mem::take(&mut *actor_timers.lock().unwrap());
             if let Some(actor) = shared.actor.clone() {

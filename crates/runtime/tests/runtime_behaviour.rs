@@ -345,3 +345,55 @@ async fn a_greeting_is_answered_by_the_classifier_and_the_reason_is_stored() {
         "{outcome}"
     );
 }
+
+#[tokio::test]
+async fn memory_is_woken_for_conversation_but_not_for_commands_or_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreHandle::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
+    let runtime = Runtime::start_with(
+        store,
+        RuleEngine::default(),
+        RuntimeConfig::default(),
+        Some(std::sync::Arc::new(EchoAnswerer)),
+    )
+    .await
+    .unwrap();
+    let mut memorable = runtime.subscribe_memorable();
+    let mut replies = runtime.subscribe();
+    for text in ["/time", "  /help", "/time"] {
+        runtime
+            .submit(EventEnvelope::local_text("u", "t", text))
+            .await
+            .unwrap();
+        next_reply(&mut replies).await;
+    }
+    let notice = opticlaw_store::NewReply {
+        in_reply_to: None,
+        source: "local".into(),
+        user_id: "u".into(),
+        thread_id: "t".into(),
+        kind: ResponseKind::Notice,
+        text: "pairing code 123456".into(),
+    };
+    runtime.notify(notice).await.unwrap();
+    assert!(
+        !memorable.has_changed().unwrap(),
+        "commands, their answers and notices are not remembered: memory stays asleep"
+    );
+    // A rule's answer to conversation, then a model's.
+    runtime
+        .submit(EventEnvelope::local_text("u", "t", "hello there"))
+        .await
+        .unwrap();
+    assert!(memorable.has_changed().unwrap());
+    assert_eq!(*memorable.borrow_and_update(), 1);
+    runtime
+        .submit(EventEnvelope::local_text("u", "t", "plan my week"))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), memorable.changed())
+        .await
+        .expect("the model's reply wakes memory")
+        .unwrap();
+    assert_eq!(*memorable.borrow_and_update(), 2);
+}

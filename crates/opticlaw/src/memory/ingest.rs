@@ -386,7 +386,7 @@ fn engine_limit(engine: &MemoryEngine) -> usize {
 /// cut at the engine's record limit (on a character boundary).
 fn conversational(text: &str, limit: usize) -> Option<String> {
     let text = text.trim();
-    if text.is_empty() || text.starts_with('/') {
+    if text.is_empty() || opticlaw_core::is_command(text) {
         return None;
     }
     let mut end = text.len().min(limit);

@@ -64,17 +64,14 @@ pub fn wire(
 /// Catch the memory up after every reply the runtime commits (a task that
 /// sleeps on the reply channel: no wake-up while idle).
 pub fn follow(runtime: &opticlaw_runtime::Runtime, memory: MemoryHandle) {
-    use tokio::sync::broadcast::error::RecvError;
-    let mut replies = runtime.subscribe();
+    let mut memorable = runtime.subscribe_memorable();
     // Replies committed before the subscription (pending events redone at
     // start-up) are covered by one more catch-up after it.
     memory.catch_up();
     tokio::spawn(async move {
-        loop {
-            match replies.recv().await {
-                Ok(_) | Err(RecvError::Lagged(_)) => memory.catch_up(),
-                Err(RecvError::Closed) => return,
-            }
+        // Ends when the runtime is dropped at shutdown.
+        while memorable.changed().await.is_ok() {
+            memory.catch_up();
         }
     });
 }
