@@ -12,6 +12,19 @@ async fn start(path: &std::path::Path, config: RuntimeConfig) -> Runtime {
         .unwrap()
 }
 
+/// A runtime whose model answerer echoes the message.
+async fn start_with_echo(path: &std::path::Path) -> Runtime {
+    let store = StoreHandle::open(path, Synchronous::Normal).unwrap();
+    Runtime::start_with(
+        store,
+        RuleEngine::default(),
+        RuntimeConfig::default(),
+        Some(std::sync::Arc::new(EchoAnswerer)),
+    )
+    .await
+    .unwrap()
+}
+
 async fn next_reply(
     replies: &mut tokio::sync::broadcast::Receiver<opticlaw_core::ResponsePacket>,
 ) -> opticlaw_core::ResponsePacket {
@@ -279,15 +292,7 @@ impl opticlaw_runtime::Answerer for EchoAnswerer {
 #[tokio::test]
 async fn messages_no_rule_answers_go_to_the_answerer_and_its_outcome_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let store = StoreHandle::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
-    let runtime = Runtime::start_with(
-        store,
-        RuleEngine::default(),
-        RuntimeConfig::default(),
-        Some(std::sync::Arc::new(EchoAnswerer)),
-    )
-    .await
-    .unwrap();
+    let runtime = start_with_echo(&dir.path().join("db")).await;
     let mut replies = runtime.subscribe();
     runtime
         .submit(EventEnvelope::local_text("u", "t", "plan my week"))
@@ -349,15 +354,7 @@ async fn a_greeting_is_answered_by_the_classifier_and_the_reason_is_stored() {
 #[tokio::test]
 async fn memory_is_woken_for_conversation_but_not_for_commands_or_notices() {
     let dir = tempfile::tempdir().unwrap();
-    let store = StoreHandle::open(&dir.path().join("db"), Synchronous::Normal).unwrap();
-    let runtime = Runtime::start_with(
-        store,
-        RuleEngine::default(),
-        RuntimeConfig::default(),
-        Some(std::sync::Arc::new(EchoAnswerer)),
-    )
-    .await
-    .unwrap();
+    let runtime = start_with_echo(&dir.path().join("db")).await;
     let mut memorable = runtime.subscribe_memorable();
     let mut replies = runtime.subscribe();
     for text in ["/time", "  /help", "/time"] {
