@@ -113,38 +113,69 @@ pub struct Sender<L> {
 /// The platforms' API base URLs, each parsed once: a send then parses only
 /// its path, where parsing the whole URL (scheme, host, port) was a fifth
 /// of the HTTP client's work per message.
-struct BaseUrls(HashMap<String, reqwest::Url>);
+struct BaseUrls(HashMap<String, ParsedBase>);
+
+struct ParsedBase {
+    url: reqwest::Url,
+    /// The serialised URL without its path's trailing `/`.
+    prefix: String,
+}
 
 impl BaseUrls {
     fn new<'a>(bases: impl IntoIterator<Item = &'a str>) -> Self {
         Self(
             bases
                 .into_iter()
-                .filter_map(|base| Some((base.to_owned(), reqwest::Url::parse(base).ok()?)))
+                .filter_map(|base| {
+                    let url = reqwest::Url::parse(base).ok()?;
+                    let prefix = url.as_str().trim_end_matches('/').to_owned();
+                    Some((base.to_owned(), ParsedBase { url, prefix }))
+                })
                 .collect(),
         )
     }
 
     /// `base` + `/` + `path`, as parsing `"{base}/{path}"` would give.
-    fn join(&self, base: &str, path: &str) -> Result<reqwest::Url, String> {
+    fn join(&self, base: &str, path: &str) -> Result<String, String> {
         let joined = || {
             reqwest::Url::parse(&format!("{}/{}", base.trim_end_matches('/'), path))
+                .map(String::from)
                 .map_err(|err| err.to_string())
         };
         let Some(parsed) = self.0.get(base) else {
             return joined();
         };
-        if parsed.query().is_some() || parsed.fragment().is_some() || path.contains(['?', '#']) {
+        let url = &parsed.url;
+        if url.query().is_some() || url.fragment().is_some() || path.contains(['?', '#']) {
             return joined();
         }
-        let mut url = parsed.clone();
-        let mut full = String::with_capacity(parsed.path().len() + 1 + path.len());
-        full.push_str(parsed.path().trim_end_matches('/'));
+        if kept_as_is(path) {
+            // Nothing to encode or resolve: the URL parser would copy it.
+            return Ok(format!("{}/{path}", parsed.prefix));
+        }
+        let mut url = url.clone();
+        let mut full = String::with_capacity(url.path().len() + 1 + path.len());
+        full.push_str(url.path().trim_end_matches('/'));
         full.push('/');
         full.push_str(path);
         url.set_path(&full);
-        Ok(url)
+        Ok(url.into())
     }
+}
+
+/// Whether the URL parser leaves `path` exactly as written: printable
+/// ASCII outside the characters it percent-encodes in a path (WHATWG URL
+/// "path percent-encode set") or reads as a separator (`\`), and no
+/// dot segment for it to resolve. Anything else takes the full parse.
+fn kept_as_is(path: &str) -> bool {
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"\"#<>?`{}\\^|".contains(&b));
+    plain
+        && path.split('/').all(|segment| {
+            let lower = segment.to_ascii_lowercase();
+            !matches!(lower.as_str(), "." | "..") && !lower.contains("%2e")
+        })
 }
 
 impl<L: SendLedger> Sender<L> {
@@ -325,10 +356,7 @@ impl<L: SendLedger> Sender<L> {
         self.claim(platform, key).await
     }
 
-    fn endpoint(
-        &self,
-        message: &OutboundMessage,
-    ) -> Result<(reqwest::Url, Option<String>), SendError> {
+    fn endpoint(&self, message: &OutboundMessage) -> Result<(String, Option<String>), SendError> {
         let platform = message.platform;
         let missing = |detail: &str| SendError::NotConfigured {
             platform,
@@ -422,7 +450,7 @@ impl<L: SendLedger> Sender<L> {
                 client: &self.client,
                 message,
                 upload,
-                url: url.into(),
+                url,
                 auth,
             };
             return uploader.call(&self.config.upload_dirs).await;
@@ -441,7 +469,7 @@ impl<L: SendLedger> Sender<L> {
         })?;
         let response = self
             .json
-            .call(method, url.as_str(), auth.as_deref(), body)
+            .call(method, &url, auth.as_deref(), body)
             .await
             .map_err(|failure| SendError::Transport {
                 platform: message.platform,
@@ -616,21 +644,53 @@ mod tests {
             "109876/messages",
             "chat.postMessage",
             "a path/with spaces",
+            "webhooks/1/aW50ZXJhY3Rpb24:abc_-~!$&'()*+,;=@/messages/@original",
+            "x/./y/../z",
+            "x/%2E%2e/y",
+            r#"a\b/"q"/<t>/`{c}`/^|/%zz/café"#,
         ];
+        // The platforms' own paths take the copy, not the parse.
+        let copied: Vec<bool> = paths.iter().map(|path| kept_as_is(path)).collect();
+        assert_eq!(
+            copied,
+            [
+                true, true, true, true, true, false, true, false, false, false
+            ]
+        );
         let cache = BaseUrls::new(bases);
         for base in bases {
             for path in paths {
                 let once =
                     reqwest::Url::parse(&format!("{}/{path}", base.trim_end_matches('/'))).unwrap();
-                assert_eq!(cache.join(base, path).unwrap(), once, "{base} + {path}");
+                assert_eq!(
+                    cache.join(base, path).unwrap(),
+                    once.as_str(),
+                    "{base} + {path}"
+                );
             }
         }
         // Not parsed beforehand, or not a URL at all: parsed whole, or refused.
         assert_eq!(
-            cache.join("http://other:1", "x").unwrap().as_str(),
+            cache.join("http://other:1", "x").unwrap(),
             "http://other:1/x"
         );
         assert!(cache.join("not a url", "x").is_err());
+    }
+
+    proptest::proptest! {
+        /// Any path, copied or parsed, joins as one parse of the whole URL
+        /// would.
+        #[test]
+        fn any_path_joins_as_one_parse_would(
+            path in r#"[a-zA-Z0-9./%:@!$&'()*+,;=_~\- "<>`{}^|\\é]{0,24}"#
+        ) {
+            // A whole parse drops trailing spaces; a path never ends in one.
+            let path = path.trim_end();
+            let base = "https://matrix.example.org/prefix/";
+            let cache = BaseUrls::new([base]);
+            let once = reqwest::Url::parse(&format!("{base}{path}")).unwrap();
+            proptest::prop_assert_eq!(cache.join(base, path).unwrap(), once.as_str());
+        }
     }
 
     #[test]
