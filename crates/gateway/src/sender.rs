@@ -97,7 +97,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends rendered parts to the platforms' APIs.
 pub struct Sender<L> {
-    /// Uploads (multipart, streamed files).
+    /// Uploads (multipart, streamed files), and JSON calls through a proxy.
     client: reqwest::Client,
     /// Every other call: a reply's JSON.
     json: JsonClient,
@@ -203,8 +203,8 @@ impl<L: SendLedger> Sender<L> {
             })
             .collect();
         Self {
+            json: JsonClient::new(CALL_TIMEOUT, client.clone()),
             client,
-            json: JsonClient::new(CALL_TIMEOUT),
             config,
             limiters,
             ledger,
