@@ -61,8 +61,9 @@ pub fn wire(
     Ok((memory, Arc::new(answerer)))
 }
 
-/// Catch the memory up after every reply the runtime commits (a task that
-/// sleeps on the reply channel: no wake-up while idle).
+/// Catch the memory up after every reply it may record (a task that sleeps
+/// on the runtime's memorable-reply signal: no wake-up while idle, none for
+/// `/commands` or notices).
 pub fn follow(runtime: &opticlaw_runtime::Runtime, memory: MemoryHandle) {
     let mut memorable = runtime.subscribe_memorable();
     // Replies committed before the subscription (pending events redone at
