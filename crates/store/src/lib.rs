@@ -33,10 +33,10 @@ pub use store::{FORGOTTEN, Store};
 /// [`StoreHandle::call`] or [`Store::transaction`].
 pub mod ops {
     pub use crate::store::{
-        accept_completed_event, accept_event, add_deferred, add_reply, cancel_deferred,
-        complete_event, event_envelope, event_status, fire_due, list_deferred, local_replies_after,
-        mark_delivered, next_wake_at, pending_events, redact_text, replies_for_event, stats,
-        undelivered_replies,
+        REPLIES_FOR_EVENT, accept_completed_event, accept_event, add_deferred, add_reply,
+        cancel_deferred, complete_event, event_envelope, event_status, fire_due, list_deferred,
+        local_replies_after, mark_delivered, next_wake_at, pending_events, redact_text,
+        replies_for_event, stats, undelivered_replies,
     };
 }
 

@@ -71,6 +71,23 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX replies_by_thread;
     CREATE INDEX replies_local_by_thread ON replies (thread_id, seq) WHERE source = 'local';
     "#,
+    // 4: an event's replies are found from the event itself instead of an
+    // index on `event_seq`, which cost a page in the log for every commit
+    // that wrote a reply, to serve only redeliveries. An event's replies are
+    // all written in the transaction that completes it, right after it, so
+    // the event keeps how many there are and a sequence number they all
+    // follow: the first `reply_count` replies of the event after
+    // `replies_after` are all of them. The backfill reads the old index
+    // once before it goes.
+    r#"
+    ALTER TABLE events ADD COLUMN replies_after INTEGER;
+    ALTER TABLE events ADD COLUMN reply_count INTEGER NOT NULL DEFAULT 0;
+    UPDATE events
+       SET replies_after = (SELECT min(seq) - 1 FROM replies WHERE event_seq = events.seq),
+           reply_count   = (SELECT count(*) FROM replies WHERE event_seq = events.seq)
+     WHERE seq IN (SELECT event_seq FROM replies);
+    DROP INDEX replies_by_event;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -145,4 +162,59 @@ pub fn migrate_component(conn: &mut Connection, component: &Component) -> Result
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::OptionalExtension;
+
+    /// A store written by version 3 keeps finding each event's replies
+    /// after migration 4 drops the index it used: the backfill records
+    /// where they start and how many there are.
+    #[test]
+    fn migration_4_backfills_where_each_events_replies_are() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&MIGRATIONS[..3].concat()).unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (seq, source, event_id, priority, envelope, accepted_ms)
+                 VALUES (1, 's', 'a', 0, '{}', 0), (2, 's', 'b', 0, '{}', 0), (3, 's', 'c', 0, '{}', 0);
+             INSERT INTO replies (event_seq, source, user_id, thread_id, kind, body, created_ms)
+                 VALUES (1, 's', 'u', 't', 'reply', 'a1', 0), (2, 's', 'u', 't', 'reply', 'b1', 0),
+                        (1, 's', 'u', 't', 'reply', 'a2', 0), (NULL, 's', 'u', 't', 'notice', 'n', 0);",
+        )
+        .unwrap();
+
+        migrate(&mut conn, ":memory:").unwrap();
+
+        let range = |seq: i64| -> (Option<i64>, i64) {
+            conn.query_row(
+                "SELECT replies_after, reply_count FROM events WHERE seq = ?1",
+                [seq],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(range(1), (Some(0), 2));
+        assert_eq!(range(2), (Some(1), 1));
+        assert_eq!(range(3), (None, 0));
+        let replies: Vec<String> = conn
+            .prepare(crate::store::REPLIES_FOR_EVENT)
+            .unwrap()
+            .query_map([1], |r| r.get(6))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(replies, ["a1", "a2"]);
+        let index: Option<String> = conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE name = 'replies_by_event'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap();
+        assert_eq!(index, None);
+    }
 }

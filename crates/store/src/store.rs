@@ -160,11 +160,15 @@ fn insert_event(
     done: Option<&Completion>,
     now_ms: i64,
 ) -> Result<Option<i64>, StoreError> {
+    // Its replies, if it comes answered, are written next: they follow
+    // every reply now in the outbox (see `replies_for_event`).
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events
-                 (source, event_id, priority, envelope, accepted_ms, status, processed_ms, outcome)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 (source, event_id, priority, envelope, accepted_ms, status, processed_ms, outcome,
+                  replies_after, reply_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                     (SELECT COALESCE(max(seq), 0) FROM replies), ?9)
              ON CONFLICT (source, event_id) DO NOTHING",
         )?
         .execute(params![
@@ -175,7 +179,8 @@ fn insert_event(
             now_ms,
             done.map_or(EventStatus::Pending, |d| d.status).as_str(),
             done.map(|_| now_ms),
-            done.map(|d| d.outcome.to_string())
+            done.map(|d| d.outcome.to_string()),
+            done.map_or(0, |d| d.replies.len() as i64)
         ])?;
     Ok((inserted == 1).then(|| conn.last_insert_rowid()))
 }
@@ -208,14 +213,16 @@ pub fn complete_event(
 ) -> Result<Vec<ResponsePacket>, StoreError> {
     let changed = conn
         .prepare_cached(
-            "UPDATE events SET status = ?2, processed_ms = ?3, outcome = ?4
+            "UPDATE events SET status = ?2, processed_ms = ?3, outcome = ?4,
+                 replies_after = (SELECT COALESCE(max(seq), 0) FROM replies), reply_count = ?5
              WHERE seq = ?1 AND status = 'pending'",
         )?
         .execute(params![
             done.event_seq,
             done.status.as_str(),
             now_ms,
-            done.outcome.to_string()
+            done.outcome.to_string(),
+            done.replies.len() as i64
         ])?;
     if changed == 0 {
         // Already completed (a redelivery after a crash raced the first
@@ -314,13 +321,22 @@ fn reply_from_row(row: &Row<'_>) -> rusqlite::Result<ResponsePacket> {
     })
 }
 
+/// The replies event `?1` produced, oldest first, in `REPLY_COLUMNS` order.
+/// They were written together, right after the event or its completion
+/// recorded `replies_after` and `reply_count` (migration 4), so this reads
+/// forward from there by rowid and stops at the last of them; there is no
+/// index on `event_seq` to keep up on every reply.
+pub const REPLIES_FOR_EVENT: &str = "
+    SELECT seq, in_reply_to, source, user_id, thread_id, kind, body, created_ms FROM replies
+     WHERE seq > (SELECT replies_after FROM events WHERE seq = ?1) AND event_seq = ?1
+     ORDER BY seq
+     LIMIT (SELECT COALESCE(max(reply_count), 0) FROM events WHERE seq = ?1)";
+
 pub fn replies_for_event(
     conn: &Connection,
     event_seq: i64,
 ) -> Result<Vec<ResponsePacket>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {REPLY_COLUMNS} FROM replies WHERE event_seq = ?1 ORDER BY seq"
-    ))?;
+    let mut stmt = conn.prepare_cached(REPLIES_FOR_EVENT)?;
     let rows = stmt.query_map([event_seq], reply_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -30,11 +30,11 @@ fn store_opens_in_wal_mode_at_latest_schema() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    assert_eq!(ops::stats(store.connection()).unwrap().schema_version, 3);
+    assert_eq!(ops::stats(store.connection()).unwrap().schema_version, 4);
     drop(store);
     // Reopening applies nothing twice.
     let again = Store::open(&path, Synchronous::Full).unwrap();
-    assert_eq!(ops::stats(again.connection()).unwrap().schema_version, 3);
+    assert_eq!(ops::stats(again.connection()).unwrap().schema_version, 4);
 }
 
 #[test]
@@ -126,6 +126,77 @@ fn an_event_accepted_already_answered_is_done_at_once_and_deduplicated() {
     assert_eq!(again.replies, written);
     let stats = ops::stats(conn).unwrap();
     assert_eq!((stats.events_total, stats.replies_total), (1, 1));
+}
+
+/// An event's replies are read back (on a redelivery) forward from where
+/// its completion recorded they start, by rowid, never by scanning the
+/// outbox: replies of other events and notices around them are not in the
+/// answer.
+#[test]
+fn a_redelivery_reads_exactly_its_events_replies_by_rowid() {
+    let (_dir, path) = temp_store();
+    let mut store = Store::open(&path, Synchronous::Normal).unwrap();
+    let first = EventEnvelope::local_text("alice", "main", "first");
+    let second = EventEnvelope::local_text("bob", "main", "second");
+    let silent = EventEnvelope::local_text("carol", "main", "silent");
+    let seqs: Vec<i64> = [&first, &second, &silent]
+        .iter()
+        .map(|event| store.accept_event(event).unwrap().seq)
+        .collect();
+    let complete = |store: &mut Store, seq: i64, replies: Vec<NewReply>| {
+        store
+            .complete_event(&Completion {
+                event_seq: seq,
+                status: EventStatus::Done,
+                outcome: json!({}),
+                replies,
+                schedule: vec![],
+                cancel: vec![],
+            })
+            .unwrap()
+    };
+    let notice = NewReply {
+        kind: ResponseKind::Notice,
+        ..reply_to(&second, "a notice between")
+    };
+    ops::add_reply(store.connection(), &notice, 1).unwrap();
+    let second_written = complete(&mut store, seqs[1], vec![reply_to(&second, "b")]);
+    ops::add_reply(store.connection(), &notice, 1).unwrap();
+    let first_written = complete(
+        &mut store,
+        seqs[0],
+        vec![reply_to(&first, "a1"), reply_to(&first, "a2")],
+    );
+    ops::add_reply(store.connection(), &notice, 1).unwrap();
+    complete(&mut store, seqs[2], vec![]);
+
+    let again = |store: &mut Store, event: &EventEnvelope| {
+        let acceptance = store.accept_event(event).unwrap();
+        assert!(acceptance.duplicate);
+        acceptance.replies
+    };
+    assert_eq!(again(&mut store, &first), first_written);
+    assert_eq!(first_written.len(), 2);
+    assert_eq!(again(&mut store, &second), second_written);
+    assert!(again(&mut store, &silent).is_empty());
+
+    let conn = store.connection();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", ops::REPLIES_FOR_EVENT))
+        .unwrap()
+        .query_map([seqs[0]], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("SEARCH replies USING INTEGER PRIMARY KEY (rowid>?)")),
+        "plan: {plan:?}"
+    );
+    assert!(
+        plan.iter().all(|step| !step.contains("SCAN")),
+        "plan: {plan:?}"
+    );
 }
 
 #[test]
