@@ -35,7 +35,7 @@ use rusqlite::Connection;
 const COMMITS_PER_CHECKPOINT: u32 = 128;
 
 /// Frames (pages) in the log above which the writer is asked to rewind it
-/// (64 MiB of 4 KiB pages, which stay in the page cache).
+/// (32 MiB of the store's 2 KiB pages, which stay in the page cache).
 const REWIND_ABOVE_FRAMES: i64 = 16_384;
 
 /// The writer's side: counts commits, nudges the helper, rewinds the log

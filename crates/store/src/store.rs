@@ -11,6 +11,14 @@ use crate::model::{
     Synchronous,
 };
 
+/// Bytes per page of a new store. Every commit writes whole pages to the
+/// log, and a gateway commit changes a few hundred bytes in each of about
+/// eight (its rows and index leaves): at SQLite's default 4 KiB the log
+/// took 16 KB a message, at 2 KiB it takes 9.6 KB, and the gateway bench
+/// runs about 4% faster. 1 KiB halves the bytes again but spreads rows
+/// over more pages (42% more log writes than 4 KiB) and ran slower.
+const PAGE_SIZE: i64 = 2048;
+
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 128;
 
@@ -43,6 +51,10 @@ impl Store {
         };
         let mut conn = Connection::open(path).map_err(open_error)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_error)?;
+        // Takes effect only while the file is new; an existing store keeps
+        // the page size it was made with.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)
             .map_err(open_error)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))

@@ -37,6 +37,37 @@ fn store_opens_in_wal_mode_at_latest_schema() {
     assert_eq!(ops::stats(again.connection()).unwrap().schema_version, 4);
 }
 
+/// A new store is made with 2 KiB pages (fewer log bytes a commit); a
+/// store made before, at SQLite's 4 KiB, opens as it is and keeps them.
+#[test]
+fn a_new_store_has_small_pages_and_an_old_one_keeps_its_own() {
+    let page_size = |conn: &opticlaw_store::rusqlite::Connection| -> i64 {
+        conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let (_dir, path) = temp_store();
+    let store = Store::open(&path, Synchronous::Normal).unwrap();
+    assert_eq!(page_size(store.connection()), 2048);
+
+    let (_old_dir, old_path) = temp_store();
+    let old = opticlaw_store::rusqlite::Connection::open(&old_path).unwrap();
+    old.execute_batch(
+        "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE kept (a);
+         INSERT INTO kept VALUES (1);",
+    )
+    .unwrap();
+    drop(old);
+    let mut reopened = Store::open(&old_path, Synchronous::Normal).unwrap();
+    assert_eq!(page_size(reopened.connection()), 4096);
+    let kept: i64 = reopened
+        .connection()
+        .query_row("SELECT a FROM kept", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 1);
+    let event = EventEnvelope::local_text("alice", "main", "/help");
+    assert!(!reopened.accept_event(&event).unwrap().duplicate);
+}
+
 #[test]
 fn newer_schema_is_refused_with_a_clear_error() {
     let (_dir, path) = temp_store();
