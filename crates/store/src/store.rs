@@ -316,7 +316,15 @@ fn insert_reply(
     })
 }
 
-const REPLY_COLUMNS: &str = "seq, in_reply_to, source, user_id, thread_id, kind, body, created_ms";
+/// The columns `reply_from_row` reads, as a literal so that constant
+/// statements can `concat!` it.
+macro_rules! reply_columns {
+    () => {
+        "seq, in_reply_to, source, user_id, thread_id, kind, body, created_ms"
+    };
+}
+
+const REPLY_COLUMNS: &str = reply_columns!();
 
 fn reply_from_row(row: &Row<'_>) -> rusqlite::Result<ResponsePacket> {
     let kind: String = row.get(5)?;
@@ -333,16 +341,19 @@ fn reply_from_row(row: &Row<'_>) -> rusqlite::Result<ResponsePacket> {
     })
 }
 
-/// The replies event `?1` produced, oldest first, in `REPLY_COLUMNS` order.
-/// They were written together, right after the event or its completion
-/// recorded `replies_after` and `reply_count` (migration 4), so this reads
-/// forward from there by rowid and stops at the last of them; there is no
-/// index on `event_seq` to keep up on every reply.
-pub const REPLIES_FOR_EVENT: &str = "
-    SELECT seq, in_reply_to, source, user_id, thread_id, kind, body, created_ms FROM replies
+/// The replies event `?1` produced, oldest first. They were written
+/// together, right after the event or its completion recorded
+/// `replies_after` and `reply_count` (migration 4), so this reads forward
+/// from there by rowid and stops at the last of them; there is no index on
+/// `event_seq` to keep up on every reply.
+pub const REPLIES_FOR_EVENT: &str = concat!(
+    "SELECT ",
+    reply_columns!(),
+    " FROM replies
      WHERE seq > (SELECT replies_after FROM events WHERE seq = ?1) AND event_seq = ?1
      ORDER BY seq
-     LIMIT (SELECT COALESCE(max(reply_count), 0) FROM events WHERE seq = ?1)";
+     LIMIT (SELECT COALESCE(max(reply_count), 0) FROM events WHERE seq = ?1)"
+);
 
 pub fn replies_for_event(
     conn: &Connection,
